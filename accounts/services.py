@@ -1,0 +1,154 @@
+"""Writes for accounts: personal API keys and the operator's bootstrap of user, organization, project."""
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import (
+    Organization,
+    OrganizationMembership,
+    PersonalAPIKey,
+    Project,
+    User,
+    random_base62,
+)
+
+PERSONAL_API_KEY_PREFIX = "phx_"
+PERSONAL_API_KEY_SECRET_LENGTH = 43
+MAX_PERSONAL_API_KEYS_PER_USER = 10
+
+
+def personal_api_key_generate_secret() -> str:
+    return PERSONAL_API_KEY_PREFIX + random_base62(PERSONAL_API_KEY_SECRET_LENGTH)
+
+
+def personal_api_key_digest(secret: str) -> str:
+    """HMAC-SHA256 of the secret keyed with the server secret: fast to verify, useless if leaked alone."""
+    key = settings.PERSONAL_API_KEY_SECRET.encode()
+    return hmac.new(key, secret.encode(), hashlib.sha256).hexdigest()
+
+
+def personal_api_key_mask(secret: str) -> str:
+    return f"{secret[:4]}...{secret[-4:]}"
+
+
+@dataclass(frozen=True)
+class IssuedPersonalAPIKey:
+    """A key row together with its raw secret, which exists only in memory and is shown once."""
+
+    key: PersonalAPIKey
+    secret: str
+
+
+def personal_api_key_create(
+    *,
+    user: User,
+    label: str,
+    scopes: list[str],
+    scoped_teams: list[int] | None = None,
+    scoped_organizations: list[str] | None = None,
+) -> IssuedPersonalAPIKey:
+    """Create a key for `user` and return it with its secret. The secret is never stored."""
+    secret = personal_api_key_generate_secret()
+    key = PersonalAPIKey.objects.create(
+        user=user,
+        label=label,
+        secure_value=personal_api_key_digest(secret),
+        mask_value=personal_api_key_mask(secret),
+        scopes=scopes,
+        scoped_teams=scoped_teams or None,
+        scoped_organizations=scoped_organizations or None,
+    )
+    return IssuedPersonalAPIKey(key=key, secret=secret)
+
+
+def personal_api_key_roll(*, key: PersonalAPIKey) -> IssuedPersonalAPIKey:
+    """Replace a key's secret; id, label, scopes and created_at stay. The old secret stops working."""
+    secret = personal_api_key_generate_secret()
+    key.secure_value = personal_api_key_digest(secret)
+    key.mask_value = personal_api_key_mask(secret)
+    key.last_rolled_at = timezone.now()
+    key.save(update_fields=["secure_value", "mask_value", "last_rolled_at"])
+    return IssuedPersonalAPIKey(key=key, secret=secret)
+
+
+@dataclass(frozen=True)
+class ProvisionedAccess:
+    user: User
+    organization: Organization
+    project: Project
+    issued: IssuedPersonalAPIKey
+    created_user: bool
+    created_organization: bool
+    created_project: bool
+
+
+LEVELS_BY_NAME = {
+    "member": OrganizationMembership.Level.MEMBER,
+    "admin": OrganizationMembership.Level.ADMIN,
+    "owner": OrganizationMembership.Level.OWNER,
+}
+
+
+def access_provision(
+    *,
+    email: str,
+    scopes: list[str],
+    label: str,
+    organization_name: str,
+    project_name: str,
+    level: str | None = None,
+    replace_label: bool = False,
+) -> ProvisionedAccess:
+    """Make sure a user, organization and project exist, link them, and issue a key.
+
+    An organization or project with the given name is reused; a missing one is created. The user
+    joins the organization (as owner when the organization is new, else member, unless `level` says
+    otherwise) and the project becomes the user's current project. With `replace_label`, the user's
+    earlier keys with the same label are deleted first, so repeated runs do not pile keys up.
+    """
+    with transaction.atomic():
+        user, created_user = User.objects.get_or_create(email=User.objects.normalize_email(email))
+        if created_user:
+            user.set_unusable_password()
+            user.save(update_fields=["password"])
+
+        organization = Organization.objects.filter(name=organization_name).order_by("created_at").first()
+        created_organization = organization is None
+        if organization is None:
+            organization = Organization.objects.create(name=organization_name)
+
+        project = Project.objects.filter(organization=organization, name=project_name).order_by("id").first()
+        created_project = project is None
+        if project is None:
+            project = Project.objects.create(organization=organization, name=project_name)
+
+        default_level = "owner" if created_organization else "member"
+        membership_level = LEVELS_BY_NAME[level or default_level]
+        membership, created_membership = OrganizationMembership.objects.get_or_create(
+            organization=organization, user=user, defaults={"level": membership_level}
+        )
+        if not created_membership and level is not None and membership.level != membership_level:
+            membership.level = membership_level
+            membership.save(update_fields=["level"])
+
+        user.current_project = project
+        user.save(update_fields=["current_project"])
+
+        if replace_label:
+            PersonalAPIKey.objects.filter(user=user, label=label).delete()
+        issued = personal_api_key_create(user=user, label=label, scopes=scopes)
+
+    return ProvisionedAccess(
+        user=user,
+        organization=organization,
+        project=project,
+        issued=issued,
+        created_user=created_user,
+        created_organization=created_organization,
+        created_project=created_project,
+    )

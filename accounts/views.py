@@ -1,0 +1,123 @@
+from django.db.models import QuerySet
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions, mixins, permissions, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.models import PersonalAPIKey, Project, User
+from accounts.permissions import UNSUPPORTED_MESSAGE
+from accounts.scoping import CURRENT, resolve_project_for_user
+from accounts.serializers import MeSerializer, PersonalAPIKeySerializer, ProjectSerializer
+from accounts.services import personal_api_key_create, personal_api_key_roll
+
+
+class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Projects (PostHog's teams) of the organizations the user belongs to."""
+
+    scope_object = "project"
+    required_scopes = None
+    serializer_class = ProjectSerializer
+    queryset = Project.objects.all()
+    lookup_value_regex = r"[^/]+"
+
+    def get_queryset(self) -> QuerySet:
+        if getattr(self, "swagger_fake_view", False):
+            return Project.objects.none()
+        queryset = (
+            Project.objects.filter(organization__memberships__user=self.request.user)
+            .select_related("organization")
+            .order_by("id")
+        )
+        key = self.request.auth
+        if isinstance(key, PersonalAPIKey) and key.scoped_organizations:
+            queryset = queryset.filter(organization_id__in=key.scoped_organizations)
+        return queryset
+
+    def scoping_project(self) -> Project | None:
+        if self.action != "retrieve":
+            return None
+        return self.get_object()
+
+    def get_object(self) -> Project:
+        if not hasattr(self, "_project"):
+            self._project = resolve_project_for_user(self.request.user, self.kwargs["pk"])
+        return self._project
+
+
+class UserViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """The authenticated user. Only `@me` is addressable."""
+
+    scope_object = "user"
+    required_scopes = None
+    serializer_class = MeSerializer
+    queryset = User.objects.all()
+    lookup_value_regex = "@me"
+
+    def get_object(self) -> User:
+        return (
+            User.objects.select_related("current_project__organization")
+            .prefetch_related("organization_memberships__organization")
+            .get(pk=self.request.user.pk)
+        )
+
+
+class PersonalAPIKeySelfAccess(permissions.BasePermission):
+    """With key authentication, a key may only read itself; all else needs a signed-in session."""
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        if isinstance(request.auth, PersonalAPIKey) and view.action != "retrieve":
+            raise exceptions.PermissionDenied(UNSUPPORTED_MESSAGE)
+        return True
+
+    def has_object_permission(self, request: Request, view: APIView, obj: PersonalAPIKey) -> bool:
+        if isinstance(request.auth, PersonalAPIKey) and obj.pk != request.auth.pk:
+            raise exceptions.PermissionDenied(UNSUPPORTED_MESSAGE)
+        return True
+
+
+class PersonalAPIKeyViewSet(viewsets.ModelViewSet):
+    """The caller's own personal API keys. Hard delete; the list is a plain array, as PostHog's."""
+
+    scope_object = "INTERNAL"
+    required_scopes = None
+    serializer_class = PersonalAPIKeySerializer
+    permission_classes = [permissions.IsAuthenticated, PersonalAPIKeySelfAccess]
+    pagination_class = None
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    lookup_value_regex = r"[^/]+"
+
+    def get_queryset(self) -> QuerySet:
+        if getattr(self, "swagger_fake_view", False):
+            return PersonalAPIKey.objects.none()
+        return PersonalAPIKey.objects.filter(user=self.request.user).order_by("-created_at")
+
+    def get_object(self) -> PersonalAPIKey:
+        if self.kwargs.get("pk") == CURRENT:
+            if not isinstance(self.request.auth, PersonalAPIKey):
+                raise exceptions.NotFound()
+            key = self.request.auth
+            self.check_object_permissions(self.request, key)
+            return key
+        return super().get_object()
+
+    def perform_create(self, serializer: PersonalAPIKeySerializer) -> None:
+        issued = personal_api_key_create(
+            user=self.request.user,
+            label=serializer.validated_data["label"],
+            scopes=serializer.validated_data["scopes"],
+            scoped_teams=serializer.validated_data.get("scoped_teams"),
+            scoped_organizations=serializer.validated_data.get("scoped_organizations"),
+        )
+        serializer.instance = issued.key
+        serializer.context["raw_secret"] = issued.secret
+
+    @extend_schema(request=None, responses=PersonalAPIKeySerializer)
+    @action(detail=True, methods=["post"])
+    def roll(self, request: Request, pk: str | None = None) -> Response:
+        issued = personal_api_key_roll(key=self.get_object())
+        serializer = self.get_serializer(
+            issued.key, context={"request": request, "raw_secret": issued.secret}
+        )
+        return Response(serializer.data, status=status.HTTP_200_OK)

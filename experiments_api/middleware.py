@@ -1,0 +1,52 @@
+"""Request-level plumbing that runs before any view: a request id and a body size limit."""
+
+import re
+import uuid
+from collections.abc import Callable
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+
+from experiments_api.errors import json_error_response
+
+REQUEST_ID_HEADER = "X-Request-ID"
+SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+
+
+class RequestIdMiddleware:
+    """Tag each request with an id (the caller's X-Request-ID when well-formed) and echo it back."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        incoming = request.META.get("HTTP_X_REQUEST_ID", "")
+        request.request_id = incoming if SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        response = self.get_response(request)
+        response[REQUEST_ID_HEADER] = request.request_id
+        return response
+
+
+class RequestBodyLimitMiddleware:
+    """Refuse bodies over MAX_REQUEST_BODY_BYTES with 413 before anything reads them."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        raw_length = request.META.get("CONTENT_LENGTH") or "0"
+        try:
+            length = int(raw_length)
+        except ValueError:
+            return json_error_response(
+                400, "invalid_request", "bad_request", "Invalid Content-Length header."
+            )
+        limit = settings.MAX_REQUEST_BODY_BYTES
+        if length > limit:
+            return json_error_response(
+                413,
+                "invalid_request",
+                "request_too_large",
+                f"Request body is too large: the limit is {limit} bytes.",
+            )
+        return self.get_response(request)

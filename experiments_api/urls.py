@@ -1,0 +1,29 @@
+from django.contrib import admin
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from accounts.views import PersonalAPIKeyViewSet, ProjectViewSet, UserViewSet
+from experiments_api.errors import api_endpoint_not_found
+from experiments_api.health import health, liveness
+from experiments_api.routing import ApiRouter
+
+router = ApiRouter()
+router.register("projects", ProjectViewSet, basename="project")
+router.register("users", UserViewSet, basename="user")
+router.register("personal_api_keys", PersonalAPIKeyViewSet, basename="personal_api_key")
+
+urlpatterns = [
+    path("_health", health, name="health"),
+    path("_liveness", liveness, name="liveness"),
+    path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/schema/swagger-ui/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/schema/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path("api/", include(router.urls)),
+    re_path(r"^api/", api_endpoint_not_found),
+]
+
+handler400 = "experiments_api.errors.handler400"
+handler403 = "experiments_api.errors.handler403"
+handler404 = "experiments_api.errors.handler404"
+handler500 = "experiments_api.errors.handler500"

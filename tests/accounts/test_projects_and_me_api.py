@@ -1,0 +1,58 @@
+import pytest
+
+from tests.factories import MembershipFactory, ProjectFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_project_retrieve(api):
+    response = api.get(f"/api/projects/{api.project.id}/")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["id"] == api.project.id
+    assert body["organization"] == str(api.project.organization_id)
+    assert body["api_token"].startswith("phc_")
+
+
+def test_project_list_shows_only_projects_of_my_organizations(api, other_project):
+    mine = ProjectFactory(organization=api.project.organization)
+    ids = [item["id"] for item in api.get("/api/projects/").json()["results"]]
+    assert ids == [api.project.id, mine.id]
+
+
+def test_project_of_another_organization_is_404(api, other_project):
+    response = api.get(f"/api/projects/{other_project.id}/")
+    assert response.status_code == 404
+    assert response.json()["detail"] == "Project not found."
+
+
+def test_project_read_needs_project_scope(make_api, project):
+    response = make_api(scopes=["feature_flag:read"]).get(f"/api/projects/{project.id}/")
+    assert response.status_code == 403
+    assert response.json()["detail"] == "API key missing required scope 'project:read'"
+
+
+def test_current_project(api):
+    assert api.get("/api/projects/@current/").json()["id"] == api.project.id
+
+
+def test_me(api):
+    other = ProjectFactory()
+    MembershipFactory(organization=other.organization, user=api.user, level=8)
+    response = api.get("/api/users/@me/")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["email"] == api.user.email
+    assert body["uuid"] == str(api.user.uuid)
+    assert body["team"]["id"] == api.project.id
+    assert body["organization"]["id"] == str(api.project.organization_id)
+    assert sorted(org["membership_level"] for org in body["organizations"]) == [8, 15]
+
+
+def test_me_needs_the_user_read_scope(make_api):
+    assert make_api(scopes=["experiment:read"]).get("/api/users/@me").status_code == 403
+    assert make_api(scopes=["user:read"]).get("/api/users/@me").status_code == 200
+
+
+def test_other_user_ids_are_not_addressable(api):
+    assert api.get(f"/api/users/{api.user.id}/").status_code == 404

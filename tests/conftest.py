@@ -1,0 +1,97 @@
+"""Shared fixtures: a project with an owner, and API clients authenticated with real personal API keys."""
+
+from dataclasses import dataclass
+
+import pytest
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from accounts.models import OrganizationMembership, PersonalAPIKey, Project, User
+from accounts.services import personal_api_key_create
+from tests.factories import MembershipFactory, ProjectFactory, UserFactory
+
+
+@dataclass
+class KeyedClient:
+    """An APIClient sending `Authorization: Bearer <secret>` for one key."""
+
+    client: APIClient
+    key: PersonalAPIKey
+    secret: str
+    user: User
+    project: Project
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+    def url(self, path: str) -> str:
+        """`/api/projects/<this project>/<path>`."""
+        return f"/api/projects/{self.project.id}/{path.lstrip('/')}"
+
+
+def keyed_client(
+    user: User,
+    project: Project,
+    scopes: list[str] | None = None,
+    scoped_teams: list[int] | None = None,
+    scoped_organizations: list[str] | None = None,
+) -> KeyedClient:
+    issued = personal_api_key_create(
+        user=user,
+        label="test key",
+        scopes=["*"] if scopes is None else scopes,
+        scoped_teams=scoped_teams,
+        scoped_organizations=scoped_organizations,
+    )
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {issued.secret}")
+    return KeyedClient(client=client, key=issued.key, secret=issued.secret, user=user, project=project)
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def clear_cache():
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def project(db) -> Project:
+    return ProjectFactory()
+
+
+@pytest.fixture
+def user(project) -> User:
+    owner = UserFactory(current_project=project)
+    MembershipFactory(organization=project.organization, user=owner, level=OrganizationMembership.Level.OWNER)
+    return owner
+
+
+@pytest.fixture
+def api(user, project) -> KeyedClient:
+    """A client for `project` with an all-scopes key of its owner."""
+    return keyed_client(user, project)
+
+
+@pytest.fixture
+def make_api(user, project):
+    """Build a client with chosen scopes or scoping: make_api(scopes=[...], scoped_teams=[...])."""
+
+    def build(for_user: User | None = None, for_project: Project | None = None, **kwargs) -> KeyedClient:
+        return keyed_client(for_user or user, for_project or project, **kwargs)
+
+    return build
+
+
+@pytest.fixture
+def other_project(db) -> Project:
+    """A project in another organization, with its own owner."""
+    other = ProjectFactory()
+    owner = UserFactory(current_project=other)
+    MembershipFactory(organization=other.organization, user=owner, level=OrganizationMembership.Level.OWNER)
+    return other
