@@ -50,7 +50,11 @@ class APIScopePermission(permissions.BasePermission):
         if not isinstance(key, PersonalAPIKey):
             return True
         action_map = getattr(view, "action_map", None)
-        if action_map is not None and request.method.lower() not in action_map and request.method != "OPTIONS":
+        if (
+            action_map is not None
+            and request.method.lower() not in action_map
+            and request.method != "OPTIONS"
+        ):
             # Let the view answer 405 for a method it does not have, rather than a scope error.
             return True
 
