@@ -84,8 +84,9 @@ class ProjectScopedViewSetMixin:
 
     def get_serializer_context(self) -> dict:
         context = super().get_serializer_context()
-        if "project_id" in self.kwargs:
+        if "project_id" in self.kwargs and not getattr(self, "swagger_fake_view", False):
             context["project"] = self.project
+            context["membership_level"] = self.membership_level
         return context
 
     def initial(self, request: Request, *args, **kwargs) -> None:

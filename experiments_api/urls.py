@@ -3,14 +3,24 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from accounts.views import PersonalAPIKeyViewSet, ProjectViewSet, UserViewSet
+from activity.views import ActivityLogViewSet
+from experiments.views import ExperimentSavedMetricViewSet, ExperimentViewSet
 from experiments_api.errors import api_endpoint_not_found
 from experiments_api.health import health, liveness
 from experiments_api.routing import ApiRouter
+from flags.views import CohortViewSet, FeatureFlagViewSet
 
 router = ApiRouter()
 router.register("projects", ProjectViewSet, basename="project")
 router.register("users", UserViewSet, basename="user")
 router.register("personal_api_keys", PersonalAPIKeyViewSet, basename="personal_api_key")
+router.register_project_resource("experiments", ExperimentViewSet, basename="experiment")
+router.register_project_resource(
+    "experiment_saved_metrics", ExperimentSavedMetricViewSet, basename="saved_metric"
+)
+router.register_project_resource("feature_flags", FeatureFlagViewSet, basename="feature_flag")
+router.register_project_resource("cohorts", CohortViewSet, basename="cohort")
+router.register_project_resource("activity_log", ActivityLogViewSet, basename="activity_log")
 
 urlpatterns = [
     path("_health", health, name="health"),

@@ -1,0 +1,161 @@
+"""Experiments, saved (shared) metrics and the links between them."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils.timezone import now
+
+LEGACY_METRIC_KINDS = ("ExperimentTrendsQuery", "ExperimentFunnelsQuery")
+
+
+class Experiment(models.Model):
+    """An A/B experiment. Its variants, rollout and holdout live on its feature flag (the single
+    source of truth SDKs evaluate); the experiment holds dates, metrics and analysis settings.
+
+    Stored `status` is draft/running/stopped, recomputed from the dates on every save; `paused`
+    (running with an inactive flag) is derived in `experiments/lifecycle.py` and never stored."""
+
+    class Status(models.TextChoices):
+        DRAFT = "draft"
+        RUNNING = "running"
+        STOPPED = "stopped"
+
+    class Conclusion(models.TextChoices):
+        WON = "won"
+        LOST = "lost"
+        INCONCLUSIVE = "inconclusive"
+        STOPPED_EARLY = "stopped_early"
+        INVALID = "invalid"
+
+    class Type(models.TextChoices):
+        WEB = "web"
+        PRODUCT = "product"
+
+    project = models.ForeignKey("accounts.Project", on_delete=models.CASCADE, related_name="experiments")
+    name = models.CharField(max_length=400)
+    description = models.CharField(max_length=3000, null=True, blank=True)
+    filters = models.JSONField(default=dict)
+    parameters = models.JSONField(null=True, blank=True, default=dict)
+    secondary_metrics = models.JSONField(null=True, blank=True, default=list)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    feature_flag = models.ForeignKey("flags.FeatureFlag", on_delete=models.RESTRICT)
+    exposure_cohort = models.ForeignKey("flags.Cohort", on_delete=models.SET_NULL, null=True, blank=True)
+    holdout = models.ForeignKey(
+        "holdouts.ExperimentHoldout", on_delete=models.SET_NULL, null=True, blank=True
+    )
+    start_date = models.DateTimeField(null=True, blank=True)
+    end_date = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=now)
+    updated_at = models.DateTimeField(auto_now=True)
+    archived = models.BooleanField(default=False)
+    deleted = models.BooleanField(default=False)
+    type = models.CharField(max_length=40, choices=Type.choices, null=True, blank=True, default=Type.PRODUCT)
+    variants = models.JSONField(null=True, blank=True, default=dict)
+    exposure_criteria = models.JSONField(null=True, blank=True, default=dict)
+    metrics = models.JSONField(null=True, blank=True, default=list)
+    metrics_secondary = models.JSONField(null=True, blank=True, default=list)
+    primary_metrics_ordered_uuids = models.JSONField(null=True, blank=True, default=None)
+    secondary_metrics_ordered_uuids = models.JSONField(null=True, blank=True, default=None)
+    saved_metrics = models.ManyToManyField(
+        "experiments.ExperimentSavedMetric", through="experiments.ExperimentToSavedMetric", blank=True
+    )
+    stats_config = models.JSONField(null=True, blank=True, default=dict)
+    scheduling_config = models.JSONField(null=True, blank=True, default=dict)
+    running_time_calculation = models.JSONField(null=True, blank=True, default=dict)
+    excluded_variants = models.JSONField(null=True, blank=True, default=None)
+    only_count_matured_users = models.BooleanField(default=False)
+    exposure_preaggregation_enabled = models.BooleanField(default=False)
+    status = models.CharField(max_length=20, choices=Status.choices, null=True, blank=True)
+    conclusion = models.CharField(max_length=30, choices=Conclusion.choices, null=True, blank=True)
+    conclusion_comment = models.TextField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(
+                fields=["project", "-created_at"],
+                condition=Q(deleted=False),
+                name="experiment_live_by_created",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args, **kwargs) -> None:
+        # Status follows the dates on every save, including saves limited to some fields.
+        self.status = self.stored_status()
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None:
+            kwargs["update_fields"] = {*update_fields, "status"}
+        super().save(*args, **kwargs)
+
+    @property
+    def feature_flag_key(self) -> str:
+        """The flag key, without the suffix a soft-deleted flag's key carries."""
+        return self.feature_flag.key.split(":deleted:")[0]
+
+    @property
+    def is_draft(self) -> bool:
+        return self.start_date is None
+
+    @property
+    def is_running(self) -> bool:
+        return self.start_date is not None and self.end_date is None
+
+    @property
+    def is_stopped(self) -> bool:
+        return self.start_date is not None and self.end_date is not None
+
+    def stored_status(self) -> str:
+        if self.start_date is None:
+            return self.Status.DRAFT
+        if self.end_date is None:
+            return self.Status.RUNNING
+        return self.Status.STOPPED
+
+
+class ExperimentSavedMetric(models.Model):
+    """A metric definition shared between experiments ("shared metric" in PostHog's UI)."""
+
+    project = models.ForeignKey(
+        "accounts.Project", on_delete=models.CASCADE, related_name="experiment_saved_metrics"
+    )
+    name = models.CharField(max_length=400)
+    description = models.CharField(max_length=400, null=True, blank=True)
+    query = models.JSONField()
+    metadata = models.JSONField(null=True, blank=True, default=dict)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    created_at = models.DateTimeField(default=now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ExperimentToSavedMetric(models.Model):
+    """An experiment's use of a saved metric; `metadata.type` is `primary` (default) or `secondary`."""
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE)
+    saved_metric = models.ForeignKey(ExperimentSavedMetric, on_delete=models.CASCADE)
+    metadata = models.JSONField(default=dict)
+    created_at = models.DateTimeField(default=now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["experiment", "saved_metric"], name="unique_experiment_saved_metric"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.experiment_id} -> {self.saved_metric_id}"
+
+    @property
+    def metric_type(self) -> str:
+        return (self.metadata or {}).get("type", "primary")

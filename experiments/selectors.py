@@ -1,0 +1,150 @@
+"""Experiment reads: the list with PostHog's filters and ordering, at a fixed number of queries."""
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from django.db.models import Case, CharField, F, Prefetch, Q, QuerySet, Value, When
+from django.db.models.functions import Coalesce, Now, NullIf
+from rest_framework.exceptions import ValidationError
+
+from accounts.models import Project
+from experiments.lifecycle import ExperimentStatus
+from experiments.models import Experiment, ExperimentToSavedMetric
+
+ORDER_ALLOWLIST = frozenset(
+    f"{prefix}{field}"
+    for field in (
+        "created_at",
+        "created_by",
+        "updated_at",
+        "name",
+        "start_date",
+        "end_date",
+        "duration",
+        "status",
+    )
+    for prefix in ("", "-")
+)
+FEATURE_FLAG_ID_NOT_INTEGER = "feature_flag_id must be an integer"
+STATUS_ALIASES = {"complete": ExperimentStatus.STOPPED}
+TRUE_VALUES = ("true", "1", "yes")
+
+
+def links_prefetch() -> Prefetch:
+    return Prefetch(
+        "experimenttosavedmetric_set",
+        queryset=ExperimentToSavedMetric.objects.select_related("saved_metric").order_by("created_at", "id"),
+        to_attr="prefetched_links",
+    )
+
+
+def experiment_queryset(project: Project, *, include_deleted: bool = False) -> QuerySet[Experiment]:
+    """Experiments of a project with everything their representation needs, in fixed queries."""
+    queryset = (
+        Experiment.objects.filter(project=project)
+        .select_related("feature_flag", "created_by", "holdout__created_by", "project")
+        .prefetch_related(links_prefetch())
+    )
+    return queryset if include_deleted else queryset.filter(deleted=False)
+
+
+def parse_created_by_ids(raw: str) -> list[int]:
+    """`created_by_id` as PostHog accepts it: `3`, `[1,2]` or `1,3`. Unparseable parts are ignored."""
+    raw = raw.strip()
+    values: list[Any]
+    if raw.startswith("["):
+        try:
+            parsed = json.loads(raw)
+        except json.JSONDecodeError:
+            return []
+        values = parsed if isinstance(parsed, list) else [parsed]
+    else:
+        values = raw.split(",")
+    ids = []
+    for value in values:
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            continue
+        if 0 < number < 2**63:
+            ids.append(number)
+    return ids
+
+
+def filter_by_status(queryset: QuerySet[Experiment], raw_status: str) -> QuerySet[Experiment]:
+    """`draft`, `running` (flag active), `paused` (flag inactive), `stopped`/`complete`; `all` and
+    unknown values mean no filter."""
+    normalized = raw_status.lower()
+    status = STATUS_ALIASES.get(normalized, normalized)
+    started_not_ended = Q(start_date__isnull=False, end_date__isnull=True)
+    if status == ExperimentStatus.DRAFT:
+        return queryset.filter(start_date__isnull=True)
+    if status == ExperimentStatus.RUNNING:
+        return queryset.filter(started_not_ended, feature_flag__active=True)
+    if status == ExperimentStatus.PAUSED:
+        return queryset.filter(started_not_ended, feature_flag__active=False)
+    if status == ExperimentStatus.STOPPED:
+        return queryset.filter(start_date__isnull=False, end_date__isnull=False)
+    return queryset
+
+
+def order_experiments(queryset: QuerySet[Experiment], order: str | None) -> QuerySet[Experiment]:
+    if not order:
+        return queryset.order_by("-created_at", "-id")
+    if order not in ORDER_ALLOWLIST:
+        raise ValidationError(f"Invalid order field: '{order}'")
+    descending = order.startswith("-")
+    field = order.lstrip("-")
+    if field == "duration":
+        queryset = queryset.annotate(
+            sort_key=Case(
+                When(start_date__isnull=True, then=Value(None)),
+                When(end_date__isnull=False, then=F("end_date") - F("start_date")),
+                default=Now() - F("start_date"),
+            )
+        )
+    elif field == "status":
+        queryset = queryset.annotate(
+            sort_key=Case(
+                When(start_date__isnull=True, then=Value(0)),
+                When(end_date__isnull=True, then=Value(1)),
+                default=Value(2),
+            )
+        )
+    elif field == "created_by":
+        queryset = queryset.annotate(
+            sort_key=Coalesce(
+                NullIf(F("created_by__first_name"), Value("")),
+                F("created_by__email"),
+                output_field=CharField(),
+            )
+        )
+    else:
+        return queryset.order_by(order, "-id" if descending else "id")
+    sort = F("sort_key").desc(nulls_last=True) if descending else F("sort_key").asc(nulls_last=True)
+    return queryset.order_by(sort, "-id" if descending else "id")
+
+
+def experiment_list(project: Project, params: Mapping[str, str]) -> QuerySet[Experiment]:
+    """The experiments list with every filter of PostHog's list endpoint; deleted are never shown."""
+    queryset = experiment_queryset(project)
+    if status := params.get("status"):
+        queryset = filter_by_status(queryset, status)
+    archived = params.get("archived")
+    queryset = queryset.filter(archived=archived is not None and archived.lower() == "true")
+    if created_by := params.get("created_by_id"):
+        ids = parse_created_by_ids(created_by)
+        if ids:
+            queryset = queryset.filter(created_by_id__in=ids)
+    if feature_flag_id := params.get("feature_flag_id"):
+        try:
+            flag_id = int(feature_flag_id)
+        except ValueError:
+            raise ValidationError(FEATURE_FLAG_ID_NOT_INTEGER) from None
+        queryset = queryset.filter(feature_flag_id=flag_id) if 0 < flag_id < 2**63 else queryset.none()
+    if search := params.get("search"):
+        queryset = queryset.filter(name__icontains=search)
+    if prompt_name := params.get("prompt_name"):
+        queryset = queryset.filter(parameters__prompt_metadata__name=prompt_name)
+    return order_experiments(queryset, params.get("order"))

@@ -1,0 +1,379 @@
+"""Experiment and saved-metric serializers: input shape checks (errors name the field) and the
+PostHog response shapes. Cross-field rules run in `experiments/services.py`."""
+
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from accounts.access import user_access_level
+from accounts.serializers import UserBasicSerializer
+from experiments.lifecycle import ExperimentStatus, experiment_status
+from experiments.models import Experiment, ExperimentSavedMetric, ExperimentToSavedMetric
+from experiments.services import flag_config_projection, is_legacy
+from experiments.validation import (
+    split_parameters,
+    validate_excluded_variants_shape,
+    validate_exposure_criteria,
+    validate_metrics,
+    validate_ordering_shape,
+    validate_running_time_calculation,
+    validate_saved_metrics_ids_shape,
+)
+from experiments_api.serializers import StrictFieldsMixin
+from flags.serializers import MinimalFeatureFlagSerializer
+from flags.validation import FLAG_KEY_INVALID, FLAG_KEY_PATTERN
+from holdouts.models import ExperimentHoldout
+from holdouts.serializers import ExperimentHoldoutSerializer
+
+CONCLUSION_CHOICES = Experiment.Conclusion.choices
+MUST_BE_AN_OBJECT = "{field} must be an object"
+MUST_BE_A_LIST = "{field} must be a list"
+
+
+def object_or_null(value: Any, field: str) -> Any:
+    if value is not None and not isinstance(value, dict):
+        raise serializers.ValidationError(MUST_BE_AN_OBJECT.format(field=field))
+    return value
+
+
+class ExperimentToSavedMetricSerializer(serializers.ModelSerializer):
+    """An experiment's link to a saved metric, with the metric's query and name inlined."""
+
+    query = serializers.SerializerMethodField()
+    name = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ExperimentToSavedMetric
+        fields = ["id", "experiment", "saved_metric", "metadata", "created_at", "query", "name"]
+        read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_query(self, link: ExperimentToSavedMetric) -> dict:
+        return link.saved_metric.query
+
+    def get_name(self, link: ExperimentToSavedMetric) -> str:
+        return link.saved_metric.name
+
+
+class ExperimentBaseSerializer(serializers.ModelSerializer):
+    """Read fields shared by the list and detail representations."""
+
+    feature_flag_key = serializers.CharField(
+        max_length=400, help_text="Unique key for the experiment's feature flag."
+    )
+    feature_flag = serializers.SerializerMethodField()
+    holdout = ExperimentHoldoutSerializer(read_only=True)
+    created_by = UserBasicSerializer(read_only=True)
+    status = serializers.SerializerMethodField()
+    is_legacy = serializers.SerializerMethodField()
+    user_access_level = serializers.SerializerMethodField()
+    parameters = serializers.JSONField(required=False, allow_null=True)
+
+    @extend_schema_field(MinimalFeatureFlagSerializer(allow_null=True))
+    def get_feature_flag(self, experiment: Experiment) -> dict | None:
+        return MinimalFeatureFlagSerializer(experiment.feature_flag).data
+
+    @extend_schema_field(serializers.ChoiceField(choices=ExperimentStatus.choices))
+    def get_status(self, experiment: Experiment) -> str:
+        return experiment_status(experiment).value
+
+    def get_is_legacy(self, experiment: Experiment) -> bool:
+        links = getattr(experiment, "prefetched_links", None)
+        return is_legacy(experiment, links)
+
+    def get_user_access_level(self, experiment: Experiment) -> str | None:
+        request = self.context.get("request")
+        if request is None:
+            return None
+        return user_access_level(
+            user_id=request.user.id,
+            membership_level=self.context.get("membership_level", 1),
+            created_by_id=experiment.created_by_id,
+        )
+
+    def to_representation(self, experiment: Experiment) -> dict[str, Any]:
+        data = super().to_representation(experiment)
+        stored = experiment.parameters if isinstance(experiment.parameters, dict) else {}
+        data["parameters"] = {**stored, **flag_config_projection(experiment.feature_flag)}
+        return data
+
+
+class ExperimentSerializer(StrictFieldsMixin, ExperimentBaseSerializer):
+    """The full experiment, for create, retrieve, update and every lifecycle action."""
+
+    name = serializers.CharField(max_length=400)
+    description = serializers.CharField(max_length=3000, required=False, allow_null=True, allow_blank=True)
+    holdout_id = serializers.PrimaryKeyRelatedField(
+        queryset=ExperimentHoldout.objects.none(), source="holdout", required=False, allow_null=True
+    )
+    saved_metrics = serializers.SerializerMethodField()
+    saved_metrics_ids = serializers.JSONField(required=False, allow_null=True, write_only=True)
+    running_time_calculation = serializers.JSONField(required=False, allow_null=True)
+    excluded_variants = serializers.JSONField(required=False, allow_null=True)
+    secondary_metrics = serializers.JSONField(required=False, allow_null=True)
+    filters = serializers.JSONField(required=False, allow_null=True)
+    exposure_criteria = serializers.JSONField(required=False, allow_null=True)
+    metrics = serializers.JSONField(required=False, allow_null=True)
+    metrics_secondary = serializers.JSONField(required=False, allow_null=True)
+    stats_config = serializers.JSONField(required=False, allow_null=True)
+    scheduling_config = serializers.JSONField(required=False, allow_null=True)
+    primary_metrics_ordered_uuids = serializers.JSONField(required=False, allow_null=True)
+    secondary_metrics_ordered_uuids = serializers.JSONField(required=False, allow_null=True)
+    type = serializers.ChoiceField(choices=Experiment.Type.choices, required=False, allow_null=True)
+    conclusion = serializers.ChoiceField(choices=CONCLUSION_CHOICES, required=False, allow_null=True)
+    conclusion_comment = serializers.CharField(
+        required=False, allow_null=True, allow_blank=True, max_length=4000
+    )
+    archived = serializers.BooleanField(required=False)
+    deleted = serializers.BooleanField(required=False)
+    only_count_matured_users = serializers.BooleanField(required=False)
+    exposure_preaggregation_enabled = serializers.BooleanField(required=False)
+    allow_unknown_events = serializers.BooleanField(
+        required=False,
+        write_only=True,
+        help_text="Accepted for compatibility; this server has no events store, so event names are not checked.",
+    )
+    update_feature_flag_params = serializers.BooleanField(
+        required=False,
+        write_only=True,
+        help_text="On a running experiment, apply the flag configuration sent in `parameters` to the flag.",
+    )
+    _create_in_folder = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        write_only=True,
+        help_text="Accepted for compatibility; folders are not kept.",
+    )
+
+    class Meta:
+        model = Experiment
+        fields = [
+            "id",
+            "name",
+            "description",
+            "start_date",
+            "end_date",
+            "feature_flag_key",
+            "feature_flag",
+            "holdout",
+            "holdout_id",
+            "exposure_cohort",
+            "parameters",
+            "running_time_calculation",
+            "excluded_variants",
+            "secondary_metrics",
+            "saved_metrics",
+            "saved_metrics_ids",
+            "filters",
+            "archived",
+            "deleted",
+            "created_by",
+            "created_at",
+            "updated_at",
+            "type",
+            "exposure_criteria",
+            "metrics",
+            "metrics_secondary",
+            "stats_config",
+            "scheduling_config",
+            "allow_unknown_events",
+            "_create_in_folder",
+            "conclusion",
+            "conclusion_comment",
+            "primary_metrics_ordered_uuids",
+            "secondary_metrics_ordered_uuids",
+            "only_count_matured_users",
+            "exposure_preaggregation_enabled",
+            "update_feature_flag_params",
+            "status",
+            "is_legacy",
+            "user_access_level",
+        ]
+        read_only_fields = [
+            "id",
+            "created_by",
+            "created_at",
+            "updated_at",
+            "feature_flag",
+            "exposure_cohort",
+            "holdout",
+            "saved_metrics",
+            "status",
+            "is_legacy",
+            "user_access_level",
+        ]
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        project = self.context.get("project")
+        if project is not None:
+            fields["holdout_id"].queryset = ExperimentHoldout.objects.filter(project=project)
+        return fields
+
+    @extend_schema_field(ExperimentToSavedMetricSerializer(many=True))
+    def get_saved_metrics(self, experiment: Experiment) -> list[dict]:
+        links = getattr(experiment, "prefetched_links", None)
+        if links is None:
+            links = list(experiment.experimenttosavedmetric_set.select_related("saved_metric"))
+        return ExperimentToSavedMetricSerializer(links, many=True).data
+
+    def validate_feature_flag_key(self, key: str) -> str:
+        if not FLAG_KEY_PATTERN.match(key):
+            raise serializers.ValidationError(FLAG_KEY_INVALID, code="invalid_key")
+        return key
+
+    def validate_parameters(self, value: Any) -> Any:
+        object_or_null(value, "parameters")
+        split_parameters(value)
+        return value
+
+    def validate_running_time_calculation(self, value: Any) -> Any:
+        validate_running_time_calculation(value)
+        return value
+
+    def validate_excluded_variants(self, value: Any) -> Any:
+        validate_excluded_variants_shape(value)
+        return value
+
+    def validate_exposure_criteria(self, value: Any) -> Any:
+        validate_exposure_criteria(value)
+        return value
+
+    def validate_metrics(self, value: Any) -> Any:
+        validate_metrics(value)
+        return value
+
+    def validate_metrics_secondary(self, value: Any) -> Any:
+        validate_metrics(value)
+        return value
+
+    def validate_saved_metrics_ids(self, value: Any) -> Any:
+        if value is not None and not isinstance(value, list):
+            raise serializers.ValidationError(
+                f'Expected a list of items but got type "{type(value).__name__}".', code="not_a_list"
+            )
+        validate_saved_metrics_ids_shape(value)
+        return value
+
+    def validate_secondary_metrics(self, value: Any) -> Any:
+        if value is not None and not isinstance(value, list):
+            raise serializers.ValidationError(MUST_BE_A_LIST.format(field="secondary_metrics"))
+        return value
+
+    def validate_filters(self, value: Any) -> Any:
+        return object_or_null(value, "filters")
+
+    def validate_stats_config(self, value: Any) -> Any:
+        return object_or_null(value, "stats_config")
+
+    def validate_scheduling_config(self, value: Any) -> Any:
+        return object_or_null(value, "scheduling_config")
+
+    def validate_primary_metrics_ordered_uuids(self, value: Any) -> Any:
+        validate_ordering_shape(value)
+        return value
+
+    def validate_secondary_metrics_ordered_uuids(self, value: Any) -> Any:
+        validate_ordering_shape(value)
+        return value
+
+
+class ExperimentBasicSerializer(ExperimentBaseSerializer):
+    """The list representation: no metric definitions or saved metrics."""
+
+    class Meta:
+        model = Experiment
+        fields = [
+            "id",
+            "name",
+            "description",
+            "start_date",
+            "end_date",
+            "feature_flag_key",
+            "feature_flag",
+            "holdout",
+            "exposure_cohort",
+            "parameters",
+            "running_time_calculation",
+            "excluded_variants",
+            "archived",
+            "deleted",
+            "created_by",
+            "created_at",
+            "updated_at",
+            "type",
+            "conclusion",
+            "conclusion_comment",
+            "status",
+            "is_legacy",
+            "user_access_level",
+        ]
+        read_only_fields = fields
+
+
+class EndExperimentSerializer(serializers.Serializer):
+    conclusion = serializers.ChoiceField(choices=CONCLUSION_CHOICES, required=False, allow_null=True)
+    conclusion_comment = serializers.CharField(
+        required=False, allow_null=True, allow_blank=True, max_length=4000
+    )
+
+
+class ShipVariantSerializer(EndExperimentSerializer):
+    variant_key = serializers.CharField(help_text="The key of the variant to ship.")
+    release_to_everyone = serializers.BooleanField(
+        default=False,
+        help_text="Also prepend a release condition that rolls the variant out to 100% of users.",
+    )
+
+
+class ArchiveExperimentSerializer(serializers.Serializer):
+    disable_feature_flag = serializers.BooleanField(
+        default=False,
+        help_text="Not supported by this server: pause the experiment or edit its flag instead.",
+    )
+
+    def validate_disable_feature_flag(self, value: bool) -> bool:
+        if value:
+            raise serializers.ValidationError(
+                "Disabling the feature flag while archiving is not supported; pause the experiment or edit the flag."
+            )
+        return value
+
+
+class ExperimentSavedMetricSerializer(StrictFieldsMixin, serializers.ModelSerializer):
+    """A shared metric; its query is validated like an inline experiment metric."""
+
+    created_by = UserBasicSerializer(read_only=True)
+    query = serializers.JSONField()
+    metadata = serializers.JSONField(required=False, allow_null=True)
+    tags = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ExperimentSavedMetric
+        fields = [
+            "id",
+            "name",
+            "description",
+            "query",
+            "metadata",
+            "created_by",
+            "created_at",
+            "updated_at",
+            "tags",
+        ]
+        read_only_fields = ["id", "created_by", "created_at", "updated_at", "tags"]
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_tags(self, saved_metric: ExperimentSavedMetric) -> list[str]:
+        return []
+
+    def validate_query(self, query: Any) -> Any:
+        if not isinstance(query, dict):
+            raise serializers.ValidationError(MUST_BE_AN_OBJECT.format(field="query"))
+        validate_metrics([query])
+        return query
+
+    def validate_metadata(self, value: Any) -> Any:
+        return object_or_null(value, "metadata")

@@ -1,0 +1,242 @@
+from typing import Any
+
+from django.db.models import QuerySet
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accounts.scoping import ProjectScopedViewSetMixin
+from activity.models import ActivityLog
+from activity.pagination import activity_page_response
+from experiments import lifecycle
+from experiments.lifecycle import EXPERIMENT_ACTIVITY_SCOPE
+from experiments.models import Experiment, ExperimentSavedMetric
+from experiments.selectors import experiment_list, experiment_queryset
+from experiments.serializers import (
+    ArchiveExperimentSerializer,
+    EndExperimentSerializer,
+    ExperimentBasicSerializer,
+    ExperimentSavedMetricSerializer,
+    ExperimentSerializer,
+    ShipVariantSerializer,
+)
+from experiments.services import (
+    experiment_create,
+    experiment_update,
+    saved_metric_create,
+    saved_metric_delete,
+    saved_metric_update,
+)
+from experiments_api.mixins import ForbidDestroyModel
+
+WRITE = ["experiment:write"]
+LIST_PARAMETERS = [
+    OpenApiParameter(
+        "status", OpenApiTypes.STR, description="draft, running, paused, stopped (or complete), all"
+    ),
+    OpenApiParameter("archived", OpenApiTypes.STR, description="'true' for archived experiments only"),
+    OpenApiParameter(
+        "created_by_id", OpenApiTypes.STR, description="A user id, a JSON list or comma-separated ids"
+    ),
+    OpenApiParameter("feature_flag_id", OpenApiTypes.STR),
+    OpenApiParameter("search", OpenApiTypes.STR, description="Case-insensitive match on the name"),
+    OpenApiParameter(
+        "order",
+        OpenApiTypes.STR,
+        description="created_at, created_by, updated_at, name, start_date, end_date, duration, status (prefix - to reverse)",
+    ),
+]
+CREATE_ONLY_FIELDS = ("allow_unknown_events", "update_feature_flag_params", "_create_in_folder")
+
+
+def is_truthy(value: Any) -> bool:
+    return str(value).strip().lower() in ("true", "1", "yes")
+
+
+@extend_schema_view(list=extend_schema(parameters=LIST_PARAMETERS))
+class ExperimentViewSet(
+    ProjectScopedViewSetMixin,
+    ForbidDestroyModel,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Experiments and their lifecycle. Each experiment owns (or shares) a feature flag."""
+
+    scope_object = "experiment"
+    serializer_class = ExperimentSerializer
+    queryset = Experiment.objects.all()
+
+    def get_serializer_class(self):
+        return ExperimentBasicSerializer if self.action == "list" else ExperimentSerializer
+
+    def filter_queryset_for_action(self, queryset: QuerySet) -> QuerySet:
+        if self.action == "list":
+            return experiment_list(self.project, self.request.query_params)
+        # A PATCH that sets `deleted` to a false value is a restore, so it must find deleted rows.
+        restoring = (
+            self.action in ("update", "partial_update")
+            and isinstance(self.request.data, dict)
+            and "deleted" in self.request.data
+            and not is_truthy(self.request.data.get("deleted"))
+        )
+        return experiment_queryset(self.project, include_deleted=restoring)
+
+    def reloaded(self, experiment: Experiment) -> Experiment:
+        return experiment_queryset(self.project, include_deleted=True).get(pk=experiment.pk)
+
+    def respond(self, experiment: Experiment, status_code: int = status.HTTP_200_OK) -> Response:
+        serializer = ExperimentSerializer(self.reloaded(experiment), context=self.get_serializer_context())
+        return Response(serializer.data, status=status_code)
+
+    def create(self, request: Request, *args, **kwargs) -> Response:
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        for field in CREATE_ONLY_FIELDS:
+            data.pop(field, None)
+        experiment = experiment_create(
+            project=self.project,
+            user=request.user,
+            name=data.pop("name"),
+            feature_flag_key=data.pop("feature_flag_key"),
+            **data,
+        )
+        return self.respond(experiment, status.HTTP_201_CREATED)
+
+    def update(self, request: Request, *args, **kwargs) -> Response:
+        partial = kwargs.pop("partial", False)
+        experiment = self.get_object()
+        serializer = self.get_serializer(experiment, data=request.data, partial=partial)
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        update_flag = data.pop("update_feature_flag_params", False)
+        data.pop("allow_unknown_events", None)
+        experiment = experiment_update(
+            experiment=experiment, user=request.user, data=data, update_feature_flag_params=update_flag
+        )
+        return self.respond(experiment)
+
+    @extend_schema(request=None, responses=ExperimentSerializer)
+    @action(detail=True, methods=["post"], required_scopes=WRITE)
+    def launch(self, request: Request, *args, **kwargs) -> Response:
+        """Launch a draft experiment: activates its flag and sets start_date to now."""
+        return self.respond(lifecycle.experiment_launch(experiment=self.get_object(), user=request.user))
+
+    @extend_schema(request=None, responses=ExperimentSerializer)
+    @action(detail=True, methods=["post"], required_scopes=WRITE)
+    def pause(self, request: Request, *args, **kwargs) -> Response:
+        """Pause a running experiment: deactivates its flag."""
+        return self.respond(lifecycle.experiment_pause(experiment=self.get_object(), user=request.user))
+
+    @extend_schema(request=None, responses=ExperimentSerializer)
+    @action(detail=True, methods=["post"], required_scopes=WRITE)
+    def resume(self, request: Request, *args, **kwargs) -> Response:
+        """Resume a paused experiment: reactivates its flag."""
+        return self.respond(lifecycle.experiment_resume(experiment=self.get_object(), user=request.user))
+
+    @extend_schema(request=EndExperimentSerializer, responses=ExperimentSerializer)
+    @action(detail=True, methods=["post"], required_scopes=WRITE)
+    def end(self, request: Request, *args, **kwargs) -> Response:
+        """End a running experiment without shipping a variant; the flag is not modified."""
+        experiment = self.get_object()
+        body = EndExperimentSerializer(data=request.data if isinstance(request.data, dict) else {})
+        body.is_valid(raise_exception=True)
+        return self.respond(
+            lifecycle.experiment_end(
+                experiment=experiment,
+                user=request.user,
+                conclusion=body.validated_data.get("conclusion"),
+                conclusion_comment=body.validated_data.get("conclusion_comment"),
+            )
+        )
+
+    @extend_schema(request=ShipVariantSerializer, responses=ExperimentSerializer)
+    @action(detail=True, methods=["post"], required_scopes=WRITE)
+    def ship_variant(self, request: Request, *args, **kwargs) -> Response:
+        """Roll one variant out to 100% and end the experiment if it is running."""
+        experiment = self.get_object()
+        body = ShipVariantSerializer(data=request.data if isinstance(request.data, dict) else {})
+        body.is_valid(raise_exception=True)
+        values = body.validated_data
+        return self.respond(
+            lifecycle.experiment_ship_variant(
+                experiment=experiment,
+                user=request.user,
+                variant_key=values["variant_key"],
+                release_to_everyone=values["release_to_everyone"],
+                conclusion=values.get("conclusion"),
+                conclusion_comment=values.get("conclusion_comment"),
+                conclusion_given="conclusion" in values,
+                conclusion_comment_given="conclusion_comment" in values,
+            )
+        )
+
+    @extend_schema(request=None, responses=ExperimentSerializer)
+    @action(detail=True, methods=["post"], required_scopes=WRITE)
+    def reset(self, request: Request, *args, **kwargs) -> Response:
+        """Reset an experiment back to draft; the flag is left unchanged."""
+        return self.respond(lifecycle.experiment_reset(experiment=self.get_object(), user=request.user))
+
+    @extend_schema(request=ArchiveExperimentSerializer, responses=ExperimentSerializer)
+    @action(detail=True, methods=["post"], required_scopes=WRITE)
+    def archive(self, request: Request, *args, **kwargs) -> Response:
+        """Archive an ended experiment."""
+        experiment = self.get_object()
+        body = ArchiveExperimentSerializer(data=request.data if isinstance(request.data, dict) else {})
+        body.is_valid(raise_exception=True)
+        return self.respond(lifecycle.experiment_archive(experiment=experiment, user=request.user))
+
+    @extend_schema(request=None, responses=ExperimentSerializer)
+    @action(detail=True, methods=["post"], required_scopes=WRITE)
+    def unarchive(self, request: Request, *args, **kwargs) -> Response:
+        """Unarchive an archived experiment."""
+        return self.respond(lifecycle.experiment_unarchive(experiment=self.get_object(), user=request.user))
+
+    @extend_schema(
+        responses=OpenApiTypes.OBJECT,
+        parameters=[OpenApiParameter("limit", OpenApiTypes.INT), OpenApiParameter("page", OpenApiTypes.INT)],
+    )
+    @action(detail=True, methods=["get"], required_scopes=["experiment:read"])
+    def activity(self, request: Request, *args, **kwargs) -> Response:
+        """Activity of this experiment (including its saved-metric links)."""
+        experiment = self.get_object()
+        entries = ActivityLog.objects.filter(
+            project=self.project, scope=EXPERIMENT_ACTIVITY_SCOPE, item_id=str(experiment.id)
+        ).exclude(detail__type="shared_metric")
+        return activity_page_response(entries.select_related("user").order_by("-created_at", "-id"), request)
+
+
+class ExperimentSavedMetricViewSet(ProjectScopedViewSetMixin, viewsets.ModelViewSet):
+    """Shared metrics that experiments link to via `saved_metrics_ids`. DELETE is a hard delete."""
+
+    scope_object = "experiment"
+    serializer_class = ExperimentSavedMetricSerializer
+    queryset = ExperimentSavedMetric.objects.all()
+
+    def filter_queryset_for_action(self, queryset: QuerySet) -> QuerySet:
+        return queryset.select_related("created_by").order_by("-created_at", "-id")
+
+    def perform_create(self, serializer: ExperimentSavedMetricSerializer) -> None:
+        data = serializer.validated_data
+        serializer.instance = saved_metric_create(
+            project=self.project,
+            user=self.request.user,
+            name=data["name"],
+            query=data["query"],
+            description=data.get("description"),
+            metadata=data.get("metadata"),
+        )
+
+    def perform_update(self, serializer: ExperimentSavedMetricSerializer) -> None:
+        serializer.instance = saved_metric_update(
+            saved_metric=serializer.instance, user=self.request.user, changes=dict(serializer.validated_data)
+        )
+
+    def perform_destroy(self, instance: ExperimentSavedMetric) -> None:
+        saved_metric_delete(saved_metric=instance, user=self.request.user)

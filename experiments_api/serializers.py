@@ -1,0 +1,41 @@
+"""Serializer conventions shared by every app."""
+
+from typing import Any
+
+from rest_framework import serializers
+
+UNKNOWN_FIELD = "Unknown field."
+
+
+class StrictFieldsMixin:
+    """Reject keys the serializer does not know instead of silently ignoring them.
+
+    Read-only fields are accepted (and ignored) so a client can send back an object it read, as
+    PostHog's clients do when they edit an experiment or a flag.
+    """
+
+    fields: Any
+    initial_data: Any
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(str(key) for key in data if key not in self.fields)
+            if unknown:
+                raise serializers.ValidationError({unknown[0]: [UNKNOWN_FIELD]}, code="unknown_field")
+        return super().to_internal_value(data)
+
+
+class ObjectBodySerializer(serializers.Serializer):
+    """A request body that must be a JSON object (not a list, string or null)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise serializers.ValidationError(
+                {
+                    "non_field_errors": [
+                        f"Invalid data. Expected a dictionary, but got {type(data).__name__}."
+                    ]
+                },
+                code="invalid",
+            )
+        return super().to_internal_value(data)

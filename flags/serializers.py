@@ -1,0 +1,249 @@
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from accounts.access import user_access_level
+from accounts.serializers import UserBasicSerializer
+from experiments_api.serializers import StrictFieldsMixin
+from flags.models import Cohort, FeatureFlag
+from flags.validation import FLAG_KEY_INVALID, FLAG_KEY_PATTERN, validate_flag_filters
+
+DEFAULT_NEW_FLAG_FILTERS: dict[str, Any] = {"groups": [{"properties": [], "rollout_percentage": 0}]}
+
+
+def live_experiment_ids(flag: FeatureFlag) -> list[int]:
+    prefetched = getattr(flag, "live_experiments", None)
+    if prefetched is not None:
+        return [experiment.id for experiment in prefetched]
+    return list(flag.experiment_set.filter(deleted=False).order_by("id").values_list("id", flat=True))
+
+
+def is_simple_flag(flag: FeatureFlag) -> bool:
+    filters = flag.filters or {}
+    groups = filters.get("groups") or []
+    return (
+        len(groups) == 1
+        and isinstance(groups[0], dict)
+        and not groups[0].get("properties")
+        and not filters.get("multivariate")
+        and filters.get("aggregation_group_type_index") is None
+    )
+
+
+class FeatureFlagSerializer(StrictFieldsMixin, serializers.ModelSerializer):
+    """A feature flag as PostHog's `FeatureFlag` schema, for the fields that apply to this server."""
+
+    name = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        help_text="contains the description for the flag (field name `name` is kept for backwards-compatibility)",
+    )
+    key = serializers.CharField(max_length=400)
+    filters = serializers.DictField(required=False)
+    created_by = UserBasicSerializer(read_only=True)
+    last_modified_by = UserBasicSerializer(read_only=True)
+    version = serializers.IntegerField(
+        required=False,
+        help_text="The version you read. With `original_flag`, a concurrent conflicting edit is refused with 409.",
+    )
+    original_flag = serializers.DictField(required=False, write_only=True)
+    ensure_experience_continuity = serializers.BooleanField(required=False, allow_null=True)
+    creation_context = serializers.ChoiceField(
+        choices=FeatureFlag.CreationContext.choices, required=False, write_only=True
+    )
+    evaluation_runtime = serializers.ChoiceField(
+        choices=FeatureFlag.EvaluationRuntime.choices, required=False, allow_null=True
+    )
+    experiment_set = serializers.SerializerMethodField()
+    is_remote_configuration = serializers.SerializerMethodField()
+    is_simple_flag = serializers.SerializerMethodField()
+    rollout_percentage = serializers.SerializerMethodField()
+    status = serializers.SerializerMethodField()
+    can_edit = serializers.SerializerMethodField()
+    user_access_level = serializers.SerializerMethodField(
+        help_text="The effective access level the user has for this object"
+    )
+
+    class Meta:
+        model = FeatureFlag
+        fields = [
+            "id",
+            "name",
+            "key",
+            "filters",
+            "deleted",
+            "active",
+            "created_by",
+            "created_at",
+            "updated_at",
+            "version",
+            "last_modified_by",
+            "ensure_experience_continuity",
+            "experiment_set",
+            "is_simple_flag",
+            "rollout_percentage",
+            "can_edit",
+            "user_access_level",
+            "creation_context",
+            "is_remote_configuration",
+            "has_encrypted_payloads",
+            "status",
+            "evaluation_runtime",
+            "original_flag",
+        ]
+        read_only_fields = [
+            "id",
+            "created_by",
+            "created_at",
+            "updated_at",
+            "last_modified_by",
+            "experiment_set",
+            "is_simple_flag",
+            "rollout_percentage",
+            "can_edit",
+            "user_access_level",
+            "is_remote_configuration",
+            "has_encrypted_payloads",
+            "status",
+        ]
+        extra_kwargs = {"deleted": {"required": False}, "active": {"required": False}}
+
+    def get_is_remote_configuration(self, flag: FeatureFlag) -> bool:
+        return False
+
+    @extend_schema_field(serializers.ListField(child=serializers.IntegerField()))
+    def get_experiment_set(self, flag: FeatureFlag) -> list[int]:
+        return live_experiment_ids(flag)
+
+    def get_is_simple_flag(self, flag: FeatureFlag) -> bool:
+        return is_simple_flag(flag)
+
+    @extend_schema_field(OpenApiTypes.NUMBER)
+    def get_rollout_percentage(self, flag: FeatureFlag) -> float | None:
+        if not is_simple_flag(flag):
+            return None
+        return flag.filters["groups"][0].get("rollout_percentage")
+
+    def get_status(self, flag: FeatureFlag) -> str:
+        if flag.deleted:
+            return "DELETED"
+        return "ACTIVE" if flag.active else "INACTIVE"
+
+    def get_can_edit(self, flag: FeatureFlag) -> bool:
+        return True
+
+    def get_user_access_level(self, flag: FeatureFlag) -> str | None:
+        request = self.context.get("request")
+        if request is None:
+            return None
+        return user_access_level(
+            user_id=request.user.id,
+            membership_level=self.context.get("membership_level", 1),
+            created_by_id=flag.created_by_id,
+        )
+
+    def validate_key(self, key: str) -> str:
+        if not FLAG_KEY_PATTERN.match(key):
+            raise serializers.ValidationError(FLAG_KEY_INVALID, code="invalid_key")
+        return key
+
+    def validate_filters(self, filters: dict[str, Any]) -> dict[str, Any]:
+        if self.instance is not None and "groups" not in filters:
+            # A partial edit of filters (say, only payloads) keeps the flag's release conditions.
+            filters = {**filters, "groups": (self.instance.filters or {}).get("groups", [])}
+        return validate_flag_filters(
+            filters, project=self.context["project"], is_create=self.instance is None
+        )
+
+    def validate_ensure_experience_continuity(self, value: bool | None) -> bool:
+        return bool(value)
+
+
+class MinimalFeatureFlagSerializer(serializers.ModelSerializer):
+    """The flag as embedded in an experiment (PostHog's `MinimalFeatureFlag`)."""
+
+    team_id = serializers.IntegerField(source="project_id", read_only=True)
+    evaluation_tags = serializers.SerializerMethodField()
+    evaluation_contexts = serializers.SerializerMethodField()
+    bucketing_identifier = serializers.SerializerMethodField()
+
+    class Meta:
+        model = FeatureFlag
+        fields = [
+            "id",
+            "team_id",
+            "name",
+            "key",
+            "filters",
+            "deleted",
+            "active",
+            "ensure_experience_continuity",
+            "has_encrypted_payloads",
+            "version",
+            "evaluation_runtime",
+            "bucketing_identifier",
+            "evaluation_tags",
+            "evaluation_contexts",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_evaluation_tags(self, flag: FeatureFlag) -> list[str]:
+        return []
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_evaluation_contexts(self, flag: FeatureFlag) -> list[str]:
+        return []
+
+    def get_bucketing_identifier(self, flag: FeatureFlag) -> str:
+        return "distinct_id"
+
+
+class CohortSerializer(serializers.ModelSerializer):
+    """A cohort definition (read-only here: membership is not computed by this server)."""
+
+    created_by = UserBasicSerializer(read_only=True)
+    experiment_set = serializers.SerializerMethodField()
+    count = serializers.SerializerMethodField()
+    errors_calculating = serializers.SerializerMethodField()
+    last_calculation = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Cohort
+        fields = [
+            "id",
+            "name",
+            "description",
+            "groups",
+            "deleted",
+            "filters",
+            "is_calculating",
+            "created_by",
+            "created_at",
+            "last_calculation",
+            "errors_calculating",
+            "count",
+            "is_static",
+            "experiment_set",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.ListField(child=serializers.IntegerField()))
+    def get_experiment_set(self, cohort: Cohort) -> list[int]:
+        prefetched = getattr(cohort, "linked_experiments", None)
+        if prefetched is not None:
+            return [experiment.id for experiment in prefetched]
+        return list(cohort.experiment_set.order_by("id").values_list("id", flat=True))
+
+    @extend_schema_field(OpenApiTypes.INT)
+    def get_count(self, cohort: Cohort) -> int | None:
+        return None
+
+    def get_errors_calculating(self, cohort: Cohort) -> int:
+        return 0
+
+    @extend_schema_field(OpenApiTypes.DATETIME)
+    def get_last_calculation(self, cohort: Cohort) -> str | None:
+        return None

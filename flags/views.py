@@ -1,0 +1,100 @@
+from django.db.models import QuerySet
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import mixins, serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accounts.scoping import ProjectScopedViewSetMixin
+from activity.models import ActivityLog
+from activity.pagination import activity_page_response
+from experiments_api.mixins import ForbidDestroyModel
+from flags.models import Cohort, FeatureFlag
+from flags.selectors import cohort_queryset, flag_list, flag_queryset
+from flags.serializers import DEFAULT_NEW_FLAG_FILTERS, CohortSerializer, FeatureFlagSerializer
+from flags.services import FLAG_ACTIVITY_SCOPE, FLAG_WRITABLE_FIELDS, flag_create, flag_update
+
+FLAG_CANNOT_BE_CREATED_DELETED = "A feature flag cannot be created already deleted."
+
+
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            OpenApiParameter("search", OpenApiTypes.STR, description="Search by key or name"),
+            OpenApiParameter("active", OpenApiTypes.STR, enum=["true", "false"]),
+        ]
+    )
+)
+class FeatureFlagViewSet(
+    ProjectScopedViewSetMixin,
+    ForbidDestroyModel,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Feature flags. Soft delete with `PATCH {"deleted": true}`; DELETE answers 405."""
+
+    scope_object = "feature_flag"
+    serializer_class = FeatureFlagSerializer
+    queryset = FeatureFlag.objects.all()
+
+    def filter_queryset_for_action(self, queryset: QuerySet) -> QuerySet:
+        if self.action == "list":
+            params = self.request.query_params
+            return flag_list(self.project, search=params.get("search"), active=params.get("active"))
+        return flag_queryset(self.project)
+
+    def perform_create(self, serializer: FeatureFlagSerializer) -> None:
+        data = serializer.validated_data
+        if data.get("deleted"):
+            raise serializers.ValidationError({"deleted": [FLAG_CANNOT_BE_CREATED_DELETED]})
+        serializer.instance = flag_create(
+            project=self.project,
+            user=self.request.user,
+            key=data["key"],
+            filters=data.get("filters", DEFAULT_NEW_FLAG_FILTERS),
+            name=data.get("name", ""),
+            active=data.get("active", True),
+            ensure_experience_continuity=data.get("ensure_experience_continuity", False),
+            creation_context=data.get("creation_context", FeatureFlag.CreationContext.FEATURE_FLAGS),
+            evaluation_runtime=data.get("evaluation_runtime", FeatureFlag.EvaluationRuntime.ALL),
+        )
+
+    def perform_update(self, serializer: FeatureFlagSerializer) -> None:
+        data = serializer.validated_data
+        changes = {field: value for field, value in data.items() if field in FLAG_WRITABLE_FIELDS}
+        serializer.instance = flag_update(
+            flag=serializer.instance,
+            user=self.request.user,
+            changes=changes,
+            expected_version=data.get("version"),
+            original_flag=data.get("original_flag"),
+        )
+
+    @extend_schema(
+        responses=OpenApiTypes.OBJECT,
+        parameters=[OpenApiParameter("limit", OpenApiTypes.INT), OpenApiParameter("page", OpenApiTypes.INT)],
+    )
+    @action(detail=True, methods=["get"], required_scopes=["activity_log:read"])
+    def activity(self, request: Request, *args, **kwargs) -> Response:
+        flag = self.get_object()
+        entries = ActivityLog.objects.filter(
+            project=self.project, scope=FLAG_ACTIVITY_SCOPE, item_id=str(flag.id)
+        ).select_related("user")
+        return activity_page_response(entries.order_by("-created_at", "-id"), request)
+
+
+class CohortViewSet(
+    ProjectScopedViewSetMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    """Cohort definitions, with the experiments that use each as their exposure cohort."""
+
+    scope_object = "cohort"
+    serializer_class = CohortSerializer
+    queryset = Cohort.objects.all()
+
+    def filter_queryset_for_action(self, queryset: QuerySet) -> QuerySet:
+        return cohort_queryset(self.project)
