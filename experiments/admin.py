@@ -1,5 +1,11 @@
-from django.contrib import admin
+from collections.abc import Callable
 
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from rest_framework.exceptions import ValidationError
+
+from experiments.lifecycle import TRANSITION_FUNCTIONS, Transition
 from experiments.models import Experiment, ExperimentSavedMetric, ExperimentToSavedMetric
 
 
@@ -32,12 +38,59 @@ class ExperimentAdmin(admin.ModelAdmin):
     search_fields = ["name", "description", "feature_flag__key"]
     readonly_fields = [field.name for field in Experiment._meta.fields]
     inlines = [SavedMetricLinkInline]
+    actions = ["launch", "pause", "resume", "end", "reset", "archive"]
 
     def has_add_permission(self, request) -> bool:
         return False
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+    def run_transition(self, request: HttpRequest, queryset: QuerySet, transition: Transition) -> None:
+        """Apply one lifecycle transition to each selected experiment through the lifecycle module,
+        reporting every experiment that could not make it and why."""
+        transition_function: Callable[..., Experiment] = TRANSITION_FUNCTIONS[transition]
+        succeeded = 0
+        for experiment in queryset.order_by("id"):
+            try:
+                transition_function(experiment=experiment, user=request.user)
+            except ValidationError as error:
+                reason = (
+                    " ".join(str(item) for item in error.detail)
+                    if isinstance(error.detail, list)
+                    else error.detail
+                )
+                self.message_user(request, f"{experiment.name} (#{experiment.id}): {reason}", messages.ERROR)
+            else:
+                succeeded += 1
+        if succeeded:
+            self.message_user(
+                request, f"{transition.label}: {succeeded} experiment(s) done.", messages.SUCCESS
+            )
+
+    @admin.action(description="Launch selected draft experiments")
+    def launch(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self.run_transition(request, queryset, Transition.LAUNCH)
+
+    @admin.action(description="Pause selected running experiments")
+    def pause(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self.run_transition(request, queryset, Transition.PAUSE)
+
+    @admin.action(description="Resume selected paused experiments")
+    def resume(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self.run_transition(request, queryset, Transition.RESUME)
+
+    @admin.action(description="End selected running experiments")
+    def end(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self.run_transition(request, queryset, Transition.END)
+
+    @admin.action(description="Reset selected experiments to draft")
+    def reset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self.run_transition(request, queryset, Transition.RESET)
+
+    @admin.action(description="Archive selected ended experiments")
+    def archive(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self.run_transition(request, queryset, Transition.ARCHIVE)
 
 
 @admin.register(ExperimentSavedMetric)

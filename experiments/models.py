@@ -1,5 +1,7 @@
 """Experiments, saved (shared) metrics and the links between them."""
 
+import uuid
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -159,3 +161,75 @@ class ExperimentToSavedMetric(models.Model):
     @property
     def metric_type(self) -> str:
         return (self.metadata or {}).get("type", "primary")
+
+
+class ExperimentMetricResult(models.Model):
+    """A computed result of one metric for one day window (`query_to`). Written by a results engine;
+    this server has none yet, so rows only exist where something else stored them."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        COMPLETED = "completed"
+        FAILED = "failed"
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="metric_results")
+    metric_uuid = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64, null=True, blank=True)
+    query_from = models.DateTimeField(null=True, blank=True)
+    query_to = models.DateTimeField()
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    result = models.JSONField(null=True, blank=True)
+    query_id = models.CharField(max_length=255, null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    error_message = models.TextField(null=True, blank=True)
+    created_at = models.DateTimeField(default=now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["experiment", "metric_uuid", "query_to"], name="unique_experiment_metric_result_day"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["experiment", "metric_uuid", "fingerprint"], name="metric_result_lookup")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.metric_uuid} to {self.query_to:%Y-%m-%d}: {self.status}"
+
+
+class ExperimentTimeseriesRecalculation(models.Model):
+    """A request to recompute a metric's timeseries. At most one is active (pending or in
+    progress) per experiment and fingerprint, which the database guarantees."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        IN_PROGRESS = "in_progress"
+        COMPLETED = "completed"
+        FAILED = "failed"
+
+    ACTIVE_STATUSES = (Status.PENDING, Status.IN_PROGRESS)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    project = models.ForeignKey("accounts.Project", on_delete=models.CASCADE, related_name="+")
+    experiment = models.ForeignKey(
+        Experiment, on_delete=models.CASCADE, related_name="timeseries_recalculations"
+    )
+    metric = models.JSONField()
+    fingerprint = models.CharField(max_length=64)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    last_successful_date = models.DateField(null=True, blank=True)
+    created_at = models.DateTimeField(default=now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["experiment", "fingerprint"],
+                condition=Q(status__in=["pending", "in_progress"]),
+                name="one_active_timeseries_recalculation",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.fingerprint[:12]}: {self.status}"

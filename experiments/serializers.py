@@ -342,6 +342,41 @@ class ArchiveExperimentSerializer(serializers.Serializer):
         return value
 
 
+class DuplicateExperimentSerializer(serializers.Serializer):
+    feature_flag_key = serializers.CharField(
+        required=False, max_length=400, help_text="Flag key for the copy; default: share the source's flag."
+    )
+    name = serializers.CharField(required=False, allow_blank=True, max_length=400)
+
+    def validate_feature_flag_key(self, key: str) -> str:
+        if not FLAG_KEY_PATTERN.match(key):
+            raise serializers.ValidationError(FLAG_KEY_INVALID, code="invalid_key")
+        return key
+
+
+class CopyToProjectSerializer(serializers.Serializer):
+    target_team_id = serializers.IntegerField(min_value=1, help_text="The project to copy the experiment to.")
+    feature_flag_key = serializers.CharField(required=False, allow_blank=True, max_length=400)
+    name = serializers.CharField(required=False, allow_blank=True, max_length=400)
+
+    def validate_feature_flag_key(self, key: str) -> str:
+        if key and not FLAG_KEY_PATTERN.match(key):
+            raise serializers.ValidationError(FLAG_KEY_INVALID, code="invalid_key")
+        return key
+
+
+class RecalculateTimeseriesSerializer(serializers.Serializer):
+    metric = serializers.JSONField(required=False)
+    fingerprint = serializers.CharField(required=False, allow_blank=True, max_length=64)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(attrs.get("metric"), dict) or not attrs["metric"]:
+            raise serializers.ValidationError("metric is required")
+        if not attrs.get("fingerprint"):
+            raise serializers.ValidationError("fingerprint is required")
+        return attrs
+
+
 class ExperimentSavedMetricSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     """A shared metric; its query is validated like an inline experiment metric."""
 

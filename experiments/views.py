@@ -3,24 +3,35 @@ from typing import Any
 from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import mixins, status, viewsets
+from rest_framework import exceptions, mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts.models import PersonalAPIKey
 from accounts.scoping import ProjectScopedViewSetMixin
 from activity.models import ActivityLog
 from activity.pagination import activity_page_response
 from experiments import lifecycle
+from experiments.cloning import experiment_copy_to_project, experiment_duplicate
+from experiments.exposure import experiment_create_exposure_cohort
 from experiments.lifecycle import EXPERIMENT_ACTIVITY_SCOPE
 from experiments.models import Experiment, ExperimentSavedMetric
-from experiments.selectors import experiment_list, experiment_queryset
+from experiments.results import (
+    experiment_request_timeseries_recalculation,
+    experiment_velocity_stats,
+    timeseries_results,
+)
+from experiments.selectors import experiment_list, experiment_queryset, parse_created_by_ids
 from experiments.serializers import (
     ArchiveExperimentSerializer,
+    CopyToProjectSerializer,
+    DuplicateExperimentSerializer,
     EndExperimentSerializer,
     ExperimentBasicSerializer,
     ExperimentSavedMetricSerializer,
     ExperimentSerializer,
+    RecalculateTimeseriesSerializer,
     ShipVariantSerializer,
 )
 from experiments.services import (
@@ -31,6 +42,8 @@ from experiments.services import (
     saved_metric_update,
 )
 from experiments_api.mixins import ForbidDestroyModel
+from flags.selectors import eligible_flags_for_experiments
+from flags.serializers import CohortSerializer, FeatureFlagSerializer
 
 WRITE = ["experiment:write"]
 LIST_PARAMETERS = [
@@ -50,6 +63,9 @@ LIST_PARAMETERS = [
     ),
 ]
 CREATE_ONLY_FIELDS = ("allow_unknown_events", "update_feature_flag_params", "_create_in_folder")
+INVALID_LIMIT_OR_OFFSET = "Invalid limit or offset"
+ELIGIBLE_DEFAULT_LIMIT = 20
+ELIGIBLE_MAX_LIMIT = 100
 
 
 def is_truthy(value: Any) -> bool:
@@ -197,6 +213,133 @@ class ExperimentViewSet(
     def unarchive(self, request: Request, *args, **kwargs) -> Response:
         """Unarchive an archived experiment."""
         return self.respond(lifecycle.experiment_unarchive(experiment=self.get_object(), user=request.user))
+
+    def body(self, serializer_class: type) -> dict[str, Any]:
+        """Validate an action's body; a missing or non-object body counts as empty."""
+        body = serializer_class(data=self.request.data if isinstance(self.request.data, dict) else {})
+        body.is_valid(raise_exception=True)
+        return body.validated_data
+
+    @extend_schema(request=DuplicateExperimentSerializer, responses={201: ExperimentSerializer})
+    @action(detail=True, methods=["post"], required_scopes=WRITE)
+    def duplicate(self, request: Request, *args, **kwargs) -> Response:
+        """Duplicate as a new draft. The same flag key shares the source's flag."""
+        source = self.get_object()
+        values = self.body(DuplicateExperimentSerializer)
+        experiment = experiment_duplicate(
+            source=source,
+            user=request.user,
+            feature_flag_key=values.get("feature_flag_key"),
+            name=values.get("name"),
+        )
+        return self.respond(experiment, status.HTTP_201_CREATED)
+
+    @extend_schema(request=CopyToProjectSerializer, responses={201: ExperimentSerializer})
+    @action(detail=True, methods=["post"], required_scopes=WRITE)
+    def copy_to_project(self, request: Request, *args, **kwargs) -> Response:
+        """Copy as a new draft into another project of the same organization."""
+        source = self.get_object()
+        values = self.body(CopyToProjectSerializer)
+        experiment = experiment_copy_to_project(
+            source=source,
+            user=request.user,
+            target_team_id=values["target_team_id"],
+            key=request.auth if isinstance(request.auth, PersonalAPIKey) else None,
+            feature_flag_key=values.get("feature_flag_key") or None,
+            name=values.get("name") or None,
+        )
+        serializer = ExperimentSerializer(
+            experiment_queryset(experiment.project).get(pk=experiment.pk),
+            context=self.get_serializer_context(),
+        )
+        return Response(serializer.data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={201: OpenApiTypes.OBJECT})
+    @action(detail=True, methods=["post"], required_scopes=WRITE)
+    def create_exposure_cohort_for_experiment(self, request: Request, *args, **kwargs) -> Response:
+        """Create the cohort of users exposed to this experiment since it started."""
+        cohort = experiment_create_exposure_cohort(experiment=self.get_object(), user=request.user)
+        return Response({"cohort": CohortSerializer(cohort).data}, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        request=RecalculateTimeseriesSerializer,
+        responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT},
+    )
+    @action(detail=True, methods=["post"], required_scopes=WRITE)
+    def recalculate_timeseries(self, request: Request, *args, **kwargs) -> Response:
+        """Request a recalculation; an active request for the same fingerprint is returned instead."""
+        experiment = self.get_object()
+        values = self.body(RecalculateTimeseriesSerializer)
+        body, created = experiment_request_timeseries_recalculation(
+            experiment=experiment, metric=values["metric"], fingerprint=values["fingerprint"]
+        )
+        return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+    @extend_schema(
+        responses=OpenApiTypes.OBJECT,
+        parameters=[
+            OpenApiParameter("metric_uuid", OpenApiTypes.STR, required=True),
+            OpenApiParameter("fingerprint", OpenApiTypes.STR, required=True),
+        ],
+    )
+    @action(detail=True, methods=["get"], required_scopes=["experiment:read"])
+    def timeseries_results(self, request: Request, *args, **kwargs) -> Response:
+        """Per-day results of one metric, read from stored results (none are computed here yet)."""
+        experiment = self.get_object()
+        metric_uuid = request.query_params.get("metric_uuid")
+        fingerprint = request.query_params.get("fingerprint")
+        if not metric_uuid:
+            raise exceptions.ValidationError("metric_uuid query parameter is required")
+        if not fingerprint:
+            raise exceptions.ValidationError("fingerprint query parameter is required")
+        return Response(
+            timeseries_results(experiment=experiment, metric_uuid=metric_uuid, fingerprint=fingerprint)
+        )
+
+    @extend_schema(
+        responses=OpenApiTypes.OBJECT,
+        parameters=[
+            OpenApiParameter("limit", OpenApiTypes.INT),
+            OpenApiParameter("offset", OpenApiTypes.INT),
+            OpenApiParameter("search", OpenApiTypes.STR),
+            OpenApiParameter("active", OpenApiTypes.STR),
+            OpenApiParameter("created_by_id", OpenApiTypes.STR),
+            OpenApiParameter("order", OpenApiTypes.STR),
+            OpenApiParameter("evaluation_runtime", OpenApiTypes.STR),
+            OpenApiParameter("has_evaluation_contexts", OpenApiTypes.STR),
+        ],
+    )
+    @action(detail=False, methods=["get"], required_scopes=["feature_flag:read"])
+    def eligible_feature_flags(self, request: Request, *args, **kwargs) -> Response:
+        """Flags an experiment can use: multivariate, two or more variants, `control` first."""
+        params = request.query_params
+        try:
+            limit = min(int(params.get("limit", ELIGIBLE_DEFAULT_LIMIT)), ELIGIBLE_MAX_LIMIT)
+            offset = max(int(params.get("offset", 0)), 0)
+        except ValueError:
+            raise exceptions.ValidationError(INVALID_LIMIT_OR_OFFSET) from None
+        limit = max(limit, 0)
+        queryset = eligible_flags_for_experiments(
+            self.project,
+            search=params.get("search"),
+            active=params.get("active"),
+            created_by_ids=parse_created_by_ids(params["created_by_id"])
+            if params.get("created_by_id")
+            else None,
+            order=params.get("order"),
+            evaluation_runtime=params.get("evaluation_runtime"),
+            has_evaluation_contexts=params.get("has_evaluation_contexts"),
+        )
+        results = FeatureFlagSerializer(
+            queryset[offset : offset + limit], many=True, context=self.get_serializer_context()
+        )
+        return Response({"results": results.data, "count": queryset.count()})
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @action(detail=False, methods=["get"], required_scopes=["experiment:read"])
+    def stats(self, request: Request, *args, **kwargs) -> Response:
+        """Experimentation velocity over the last 30 days."""
+        return Response(experiment_velocity_stats(self.project))
 
     @extend_schema(
         responses=OpenApiTypes.OBJECT,

@@ -9,6 +9,7 @@ from experiments_api.errors import api_endpoint_not_found
 from experiments_api.health import health, liveness
 from experiments_api.routing import ApiRouter
 from flags.views import CohortViewSet, FeatureFlagViewSet
+from holdouts.views import ExperimentHoldoutViewSet
 
 router = ApiRouter()
 router.register("projects", ProjectViewSet, basename="project")
@@ -17,6 +18,9 @@ router.register("personal_api_keys", PersonalAPIKeyViewSet, basename="personal_a
 router.register_project_resource("experiments", ExperimentViewSet, basename="experiment")
 router.register_project_resource(
     "experiment_saved_metrics", ExperimentSavedMetricViewSet, basename="saved_metric"
+)
+router.register_project_resource(
+    "experiment_holdouts", ExperimentHoldoutViewSet, basename="experiment_holdout"
 )
 router.register_project_resource("feature_flags", FeatureFlagViewSet, basename="feature_flag")
 router.register_project_resource("cohorts", CohortViewSet, basename="cohort")

@@ -51,3 +51,42 @@ def cohort_queryset(project: Project) -> QuerySet[Cohort]:
         )
         .order_by("-created_at", "-id")
     )
+
+
+ELIGIBLE_ORDER_ALLOWLIST = frozenset(
+    f"{prefix}{field}" for field in ("created_at", "key", "name") for prefix in ("", "-")
+)
+
+
+def eligible_flags_for_experiments(
+    project: Project,
+    *,
+    search: str | None = None,
+    active: str | None = None,
+    created_by_ids: list[int] | None = None,
+    order: str | None = None,
+    evaluation_runtime: str | None = None,
+    has_evaluation_contexts: str | None = None,
+) -> QuerySet[FeatureFlag]:
+    """Live multivariate flags an experiment can run on: at least two variants, `control` first."""
+    from rest_framework.exceptions import ValidationError
+
+    queryset = flag_queryset(project).filter(
+        deleted=False,
+        filters__multivariate__variants__0__key="control",
+        filters__multivariate__variants__1__isnull=False,
+    )
+    if search:
+        queryset = queryset.filter(Q(key__icontains=search) | Q(name__icontains=search))
+    if active is not None:
+        queryset = queryset.filter(active=active.lower() == "true")
+    if created_by_ids:
+        queryset = queryset.filter(created_by_id__in=created_by_ids)
+    if evaluation_runtime:
+        queryset = queryset.filter(evaluation_runtime=evaluation_runtime)
+    if has_evaluation_contexts is not None and has_evaluation_contexts.lower() in ("true", "1", "yes"):
+        # This server has no evaluation contexts, so no flag has any.
+        queryset = queryset.none()
+    if order and order not in ELIGIBLE_ORDER_ALLOWLIST:
+        raise ValidationError(f"Invalid order field: '{order}'")
+    return queryset.order_by(order or "-created_at", "id")

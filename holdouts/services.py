@@ -1,0 +1,106 @@
+"""Holdout writes. A holdout's first rollout is the exclusion share written into the flag of every
+experiment using it, so changing or deleting a holdout rewrites those flags in the same transaction."""
+
+from copy import deepcopy
+from typing import Any
+
+from django.db import transaction
+
+from accounts.models import Project, User
+from activity.services import activity_log_changes, activity_log_record
+from flags.models import FeatureFlag
+from flags.services import flag_lock, flag_write
+from holdouts.models import ExperimentHoldout
+from holdouts.validation import with_holdout_variant
+
+HOLDOUT_ACTIVITY_SCOPE = "Experiment"
+HOLDOUT_ACTIVITY_TYPE = "holdout"
+HOLDOUT_TRACKED_FIELDS = ("name", "description", "filters")
+
+
+def holdout_snapshot(holdout: ExperimentHoldout) -> dict[str, Any]:
+    return {field: deepcopy(getattr(holdout, field)) for field in HOLDOUT_TRACKED_FIELDS}
+
+
+def linked_flags(holdout: ExperimentHoldout) -> list[FeatureFlag]:
+    """The flags of every experiment using the holdout, locked, each once (experiments may share one)."""
+    flag_ids = sorted(set(holdout.experiment_set.values_list("feature_flag_id", flat=True)))
+    return [flag_lock(flag_id=flag_id) for flag_id in flag_ids]
+
+
+def set_flag_holdout(flag: FeatureFlag, user: User | None, holdout_filter: dict | None) -> None:
+    filters = deepcopy(flag.filters or {})
+    filters["holdout"] = holdout_filter
+    flag_write(flag=flag, user=user, changes={"filters": filters})
+
+
+def holdout_create(
+    *, project: Project, user: User | None, name: str, filters: list[dict], description: str | None = None
+) -> ExperimentHoldout:
+    """Create a holdout; every condition's variant becomes `holdout-<id>`."""
+    with transaction.atomic():
+        holdout = ExperimentHoldout.objects.create(
+            project=project, created_by=user, name=name, description=description, filters=filters
+        )
+        holdout.filters = with_holdout_variant(filters, holdout.id)
+        holdout.save(update_fields=["filters"])
+        activity_log_record(
+            project=project,
+            user=user,
+            scope=HOLDOUT_ACTIVITY_SCOPE,
+            item_id=holdout.id,
+            activity="created",
+            name=holdout.name,
+            detail_type=HOLDOUT_ACTIVITY_TYPE,
+        )
+    return holdout
+
+
+def holdout_update(
+    *, holdout: ExperimentHoldout, user: User | None, changes: dict[str, Any]
+) -> ExperimentHoldout:
+    """Change a holdout. New filters rewrite `filters.holdout` on every linked experiment's flag,
+    running experiments included; a name or description change touches no flag."""
+    with transaction.atomic():
+        holdout = ExperimentHoldout.objects.select_for_update().get(pk=holdout.pk)
+        before = holdout_snapshot(holdout)
+        changes = dict(changes)
+        if "filters" in changes:
+            changes["filters"] = with_holdout_variant(changes["filters"], holdout.id)
+        filters_changed = "filters" in changes and changes["filters"] != holdout.filters
+        for field, value in changes.items():
+            setattr(holdout, field, value)
+        holdout.save()
+        if filters_changed:
+            for flag in linked_flags(holdout):
+                set_flag_holdout(flag, user, holdout.flag_holdout_filter())
+        activity_log_changes(
+            project=holdout.project,
+            user=user,
+            scope=HOLDOUT_ACTIVITY_SCOPE,
+            item_id=holdout.id,
+            activity="updated",
+            before=before,
+            after=holdout_snapshot(holdout),
+            name=holdout.name,
+            detail_type=HOLDOUT_ACTIVITY_TYPE,
+        )
+    return holdout
+
+
+def holdout_delete(*, holdout: ExperimentHoldout, user: User | None) -> None:
+    """Delete a holdout: linked flags lose `filters.holdout`, linked experiments are detached."""
+    with transaction.atomic():
+        holdout = ExperimentHoldout.objects.select_for_update().get(pk=holdout.pk)
+        for flag in linked_flags(holdout):
+            set_flag_holdout(flag, user, None)
+        activity_log_record(
+            project=holdout.project,
+            user=user,
+            scope=HOLDOUT_ACTIVITY_SCOPE,
+            item_id=holdout.id,
+            activity="deleted",
+            name=holdout.name,
+            detail_type=HOLDOUT_ACTIVITY_TYPE,
+        )
+        holdout.delete()
