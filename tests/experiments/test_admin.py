@@ -1,0 +1,78 @@
+import pytest
+from django.contrib.messages import get_messages
+from django.test import Client
+
+from activity.models import ActivityLog
+from experiments.lifecycle import ALREADY_LAUNCHED
+from experiments.models import Experiment
+from tests.factories import ExperimentFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_client(db) -> Client:
+    client = Client()
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    return client
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "experiments/experiment",
+        "experiments/experimentsavedmetric",
+        "flags/featureflag",
+        "flags/cohort",
+        "holdouts/experimentholdout",
+        "activity/activitylog",
+    ],
+)
+def test_changelists_render_with_search_and_filters(admin_client, path):
+    ExperimentFactory()
+    assert admin_client.get(f"/admin/{path}/").status_code == 200
+    assert admin_client.get(f"/admin/{path}/?q=experiment").status_code == 200
+
+
+def test_launch_action_goes_through_the_lifecycle(admin_client):
+    draft = ExperimentFactory(name="Draft one")
+    running = ExperimentFactory(name="Running one", start_date="2024-01-01T00:00:00Z")
+    response = admin_client.post(
+        "/admin/experiments/experiment/",
+        {"action": "launch", "_selected_action": [draft.pk, running.pk]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    shown = [str(message) for message in get_messages(response.wsgi_request)]
+    assert f"Running one (#{running.pk}): {ALREADY_LAUNCHED}" in shown
+    assert any("1 experiment(s) done" in message for message in shown)
+
+    draft = Experiment.objects.select_related("feature_flag").get(pk=draft.pk)
+    assert draft.start_date is not None
+    assert draft.feature_flag.active is True
+    assert ActivityLog.objects.filter(item_id=str(draft.pk), activity="launched").exists()
+    assert not ActivityLog.objects.filter(item_id=str(running.pk), activity="launched").exists()
+
+
+@pytest.mark.parametrize(
+    ("action", "start", "end", "expected_status"),
+    [
+        ("pause", "2024-01-01T00:00:00Z", None, "running"),
+        ("end", "2024-01-01T00:00:00Z", None, "stopped"),
+        ("reset", "2024-01-01T00:00:00Z", "2024-02-01T00:00:00Z", "draft"),
+        ("archive", "2024-01-01T00:00:00Z", "2024-02-01T00:00:00Z", "stopped"),
+    ],
+)
+def test_other_actions(admin_client, action, start, end, expected_status):
+    experiment = ExperimentFactory(start_date=start, end_date=end)
+    experiment.feature_flag.active = True
+    experiment.feature_flag.save()
+    admin_client.post(
+        "/admin/experiments/experiment/", {"action": action, "_selected_action": [experiment.pk]}
+    )
+    experiment = Experiment.objects.select_related("feature_flag").get(pk=experiment.pk)
+    assert experiment.status == expected_status
+    if action == "pause":
+        assert experiment.feature_flag.active is False
+    if action == "archive":
+        assert experiment.archived is True
