@@ -22,6 +22,8 @@ from rest_framework.exceptions import ValidationError
 
 from accounts.models import User
 from activity.services import activity_log_record, changes_between
+from approvals.gate import approval_gate
+from approvals.observer import Facet, record, state
 from experiments.metrics import with_fingerprints
 from experiments.models import Experiment
 from experiments.validation import validate_flag_for_experiment
@@ -107,6 +109,37 @@ ACTIVITY_NAMES = {
 
 EXPERIMENT_LIFECYCLE_FIELDS = ("start_date", "end_date", "archived", "conclusion", "conclusion_comment")
 
+# The approval policy key of each transition, and which flag change it governs first.
+APPROVAL_KEYS = {
+    Transition.LAUNCH: "experiment.launch",
+    Transition.PAUSE: "experiment.pause",
+    Transition.RESUME: "experiment.resume",
+    Transition.END: "experiment.end",
+    Transition.SHIP_VARIANT: "experiment.ship_variant",
+    Transition.RESET: "experiment.reset",
+    Transition.ARCHIVE: "experiment.archive",
+    Transition.UNARCHIVE: "experiment.archive",
+}
+FLAG_CHANGE_OF_TRANSITION = {
+    Transition.LAUNCH: "enable",
+    Transition.PAUSE: "disable",
+    Transition.RESUME: "enable",
+    Transition.SHIP_VARIANT: "update",
+}
+
+
+def gated_transition(transition: Transition):
+    """Gate a transition function: its own `experiment.*` key governs it (and the flag change it
+    makes) before the matching `feature_flag.*` key."""
+    flag_change = FLAG_CHANGE_OF_TRANSITION.get(transition)
+    return approval_gate(
+        name=f"experiments.{transition.value}",
+        resource_type="experiment",
+        resource=lambda kwargs: kwargs["experiment"],
+        project=lambda kwargs: kwargs["experiment"].project,
+        flag_action_keys=lambda kwargs: {flag_change: [APPROVAL_KEYS[transition]]} if flag_change else {},
+    )
+
 
 def experiment_status(experiment: Experiment, flag: FeatureFlag | None = None) -> ExperimentStatus:
     """The status a client sees. `paused` is a running experiment whose flag is inactive."""
@@ -143,7 +176,10 @@ def assert_launchable(flag: FeatureFlag) -> None:
 
 
 def lifecycle_snapshot(experiment: Experiment) -> dict[str, Any]:
-    return {field: getattr(experiment, field) for field in EXPERIMENT_LIFECYCLE_FIELDS}
+    """The fields transitions change, with the derived status (so activity shows running → paused)."""
+    snapshot = {field: getattr(experiment, field) for field in EXPERIMENT_LIFECYCLE_FIELDS}
+    snapshot["status"] = experiment_status(experiment).value
+    return snapshot
 
 
 def record_transition(
@@ -159,6 +195,17 @@ def record_transition(
     changes = changes_between(EXPERIMENT_ACTIVITY_SCOPE, experiment_before, lifecycle_snapshot(experiment))
     changes += changes_between("FeatureFlag", flag_before, flag_snapshot(experiment.feature_flag))
     changes += extra_changes or []
+    if isinstance(transition, Transition):
+        record(
+            Facet(
+                [APPROVAL_KEYS[transition]],
+                "experiment",
+                str(experiment.id),
+                f"{transition.label} experiment '{experiment.name}'",
+                state({"status": experiment_before["status"]}),
+                state({"status": experiment_status(experiment).value}),
+            )
+        )
     activity = ACTIVITY_NAMES[transition] if isinstance(transition, Transition) else transition
     activity_log_record(
         project=experiment.project,
@@ -210,6 +257,7 @@ def start_running(
     flag_write(flag=flag, user=user, changes={"active": True})
 
 
+@gated_transition(Transition.LAUNCH)
 def experiment_launch(*, experiment: Experiment, user: User | None) -> Experiment:
     """Launch a draft: start_date = now and the flag becomes active (its release conditions are
     untouched). Raises if not a draft, if the flag is deleted, or lacks two variants / `control`."""
@@ -227,6 +275,7 @@ def experiment_launch(*, experiment: Experiment, user: User | None) -> Experimen
     return experiment
 
 
+@gated_transition(Transition.PAUSE)
 def experiment_pause(*, experiment: Experiment, user: User | None) -> Experiment:
     """Pause a running experiment: its flag becomes inactive, so SDKs stop assigning variants."""
     with transaction.atomic():
@@ -242,6 +291,7 @@ def experiment_pause(*, experiment: Experiment, user: User | None) -> Experiment
     return experiment
 
 
+@gated_transition(Transition.RESUME)
 def experiment_resume(*, experiment: Experiment, user: User | None) -> Experiment:
     """Resume a paused experiment: its flag becomes active again."""
     with transaction.atomic():
@@ -257,6 +307,7 @@ def experiment_resume(*, experiment: Experiment, user: User | None) -> Experimen
     return experiment
 
 
+@gated_transition(Transition.END)
 def experiment_end(
     *,
     experiment: Experiment,
@@ -315,6 +366,7 @@ def shipped_filters(
     return rewritten
 
 
+@gated_transition(Transition.SHIP_VARIANT)
 def experiment_ship_variant(
     *,
     experiment: Experiment,
@@ -366,6 +418,7 @@ def experiment_ship_variant(
     return experiment
 
 
+@gated_transition(Transition.RESET)
 def experiment_reset(*, experiment: Experiment, user: User | None) -> Experiment:
     """Back to draft: clears start/end dates, conclusion and archived. The flag is untouched."""
     with transaction.atomic():
@@ -387,6 +440,7 @@ def experiment_reset(*, experiment: Experiment, user: User | None) -> Experiment
     return experiment
 
 
+@gated_transition(Transition.ARCHIVE)
 def experiment_archive(*, experiment: Experiment, user: User | None) -> Experiment:
     """Hide an ended experiment from the default list."""
     with transaction.atomic():
@@ -403,6 +457,7 @@ def experiment_archive(*, experiment: Experiment, user: User | None) -> Experime
     return experiment
 
 
+@gated_transition(Transition.UNARCHIVE)
 def experiment_unarchive(*, experiment: Experiment, user: User | None) -> Experiment:
     """Show an archived experiment in the default list again."""
     with transaction.atomic():

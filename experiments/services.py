@@ -13,7 +13,9 @@ from django.db import transaction
 from rest_framework.exceptions import ValidationError
 
 from accounts.models import Project, User
-from activity.services import activity_log_changes, activity_log_record, changes_between
+from activity.services import activity_log_changes, activity_log_record, changes_between, to_json_value
+from approvals.gate import approval_gate
+from approvals.observer import Facet, record, state
 from experiments import lifecycle
 from experiments.lifecycle import EXPERIMENT_ACTIVITY_SCOPE
 from experiments.metrics import (
@@ -343,9 +345,64 @@ def baseline_key(stats_config: dict | None) -> str:
     return (stats_config or {}).get("baseline_variant_key") or CONTROL
 
 
+# --- approvals ---------------------------------------------------------------------------------
+
+# PATCH fields that are transitions in disguise, and the approval key each one is gated by.
+TRANSITION_FIELD_KEYS = {
+    "start_date": "experiment.launch",
+    "end_date": "experiment.end",
+    "archived": "experiment.archive",
+}
+EXPERIMENT_FLAG_ACTION_KEYS = {"enable": ["experiment.launch"], "update": ["experiment.update"]}
+
+
+def record_update_facets(experiment: Experiment, before: dict[str, Any], after: dict[str, Any]) -> None:
+    """Report what a PATCH changes to the approval gate: launching, ending, archiving and deleting
+    are gated by their own keys; every other changed field by `experiment.update`."""
+    changed = {
+        field for field in after if to_json_value(before.get(field)) != to_json_value(after.get(field))
+    }
+    resource_id = str(experiment.id)
+    name = experiment.name
+
+    def facet(key: str, fields: set[str], description: str) -> None:
+        record(
+            Facet(
+                [key],
+                "experiment",
+                resource_id,
+                description,
+                state({field: to_json_value(before.get(field)) for field in sorted(fields)}),
+                state({field: to_json_value(after.get(field)) for field in sorted(fields)}),
+            )
+        )
+
+    if "deleted" in changed and after["deleted"]:
+        facet("experiment.delete", {"deleted"}, f"Delete experiment '{name}'")
+        changed.discard("deleted")
+    if "start_date" in changed and before["start_date"] is None:
+        facet(TRANSITION_FIELD_KEYS["start_date"], {"start_date"}, f"Launch experiment '{name}'")
+        changed.discard("start_date")
+    if "end_date" in changed and before["end_date"] is None:
+        facet(TRANSITION_FIELD_KEYS["end_date"], {"end_date"}, f"End experiment '{name}'")
+        changed.discard("end_date")
+    if "archived" in changed:
+        facet(TRANSITION_FIELD_KEYS["archived"], {"archived"}, f"Archive experiment '{name}'")
+        changed.discard("archived")
+    if changed:
+        facet("experiment.update", changed, f"Update experiment '{name}': {', '.join(sorted(changed))}")
+
+
 # --- create ----------------------------------------------------------------------------------
 
 
+@approval_gate(
+    name="experiments.experiment_create",
+    resource_type="experiment",
+    resource=lambda kwargs: None,
+    project=lambda kwargs: kwargs["project"],
+    flag_action_keys=lambda kwargs: EXPERIMENT_FLAG_ACTION_KEYS,
+)
 def experiment_create(
     *,
     project: Project,
@@ -501,6 +558,17 @@ def experiment_create(
             activity="created",
             name=experiment.name,
         )
+        if start_date is not None:
+            record(
+                Facet(
+                    [TRANSITION_FIELD_KEYS["start_date"]],
+                    "experiment",
+                    None,
+                    f"Create experiment '{name}' already launched",
+                    state({"start_date": None}),
+                    state({"start_date": to_json_value(start_date)}),
+                )
+            )
         if saved_metrics_ids:
             sync_saved_metric_links(
                 experiment, user=user, saved_metrics_ids=saved_metrics_ids, saved_metrics=saved_metrics
@@ -520,6 +588,13 @@ def experiment_create(
 # --- update ----------------------------------------------------------------------------------
 
 
+@approval_gate(
+    name="experiments.experiment_update",
+    resource_type="experiment",
+    resource=lambda kwargs: kwargs["experiment"],
+    project=lambda kwargs: kwargs["experiment"].project,
+    flag_action_keys=lambda kwargs: EXPERIMENT_FLAG_ACTION_KEYS,
+)
 def experiment_update(
     *,
     experiment: Experiment,

@@ -12,6 +12,7 @@ from accounts.models import PersonalAPIKey
 from accounts.scoping import ProjectScopedViewSetMixin
 from activity.models import ActivityLog
 from activity.pagination import activity_page_response
+from approvals.mixins import ApprovalHandlingMixin
 from experiments import lifecycle
 from experiments.cloning import experiment_copy_to_project, experiment_duplicate
 from experiments.exposure import experiment_create_exposure_cohort
@@ -74,6 +75,7 @@ def is_truthy(value: Any) -> bool:
 
 @extend_schema_view(list=extend_schema(parameters=LIST_PARAMETERS))
 class ExperimentViewSet(
+    ApprovalHandlingMixin,
     ProjectScopedViewSetMixin,
     ForbidDestroyModel,
     mixins.ListModelMixin,

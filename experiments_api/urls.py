@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from accounts.views import PersonalAPIKeyViewSet, ProjectViewSet, UserViewSet
 from activity.views import ActivityLogViewSet
+from approvals.views import ApprovalPolicyViewSet, ChangeRequestViewSet
 from experiments.views import ExperimentSavedMetricViewSet, ExperimentViewSet
 from experiments_api.errors import api_endpoint_not_found
 from experiments_api.health import health, liveness
@@ -25,6 +26,8 @@ router.register_project_resource(
 router.register_project_resource("feature_flags", FeatureFlagViewSet, basename="feature_flag")
 router.register_project_resource("cohorts", CohortViewSet, basename="cohort")
 router.register_project_resource("activity_log", ActivityLogViewSet, basename="activity_log")
+router.register_project_resource("change_requests", ChangeRequestViewSet, basename="change_request")
+router.register_project_resource("approval_policies", ApprovalPolicyViewSet, basename="approval_policy")
 
 urlpatterns = [
     path("_health", health, name="health"),

@@ -15,6 +15,8 @@ from rest_framework.exceptions import APIException, ValidationError
 
 from accounts.models import Project, User
 from activity.services import activity_log_changes, activity_log_record
+from approvals.gate import approval_gate
+from approvals.observer import record_flag_change
 from flags.models import FeatureFlag
 from flags.validation import FLAG_KEY_TAKEN, validate_flag_filters, validate_flag_key
 
@@ -96,6 +98,19 @@ def describe_flags(flags: list[FeatureFlag]) -> str:
     return ", ".join(names)
 
 
+def experiment_flag_action_keys(flag: FeatureFlag) -> dict[str, list[str]]:
+    """A flag that live experiments run on is governed by `experiment.*` policies first."""
+    if flag.pk is None or not flag.experiment_set.filter(deleted=False).exists():
+        return {}
+    return {"enable": ["experiment.resume"], "disable": ["experiment.pause"], "update": ["experiment.update"]}
+
+
+@approval_gate(
+    name="flags.flag_create",
+    resource_type="feature_flag",
+    resource=lambda kwargs: None,
+    project=lambda kwargs: kwargs["project"],
+)
 def flag_create(
     *,
     project: Project,
@@ -143,6 +158,9 @@ def flag_create(
             item_id=flag.id,
             activity="created",
             name=key,
+        )
+        record_flag_change(
+            flag_id=None, flag_key=key, before={"active": False, "filters": {}}, after=flag_snapshot(flag)
         )
     return flag
 
@@ -217,6 +235,7 @@ def flag_write(*, flag: FeatureFlag, user: User | None, changes: dict[str, Any])
     except IntegrityError:
         raise ValidationError(FLAG_KEY_TAKEN, code="unique") from None
 
+    record_flag_change(flag_id=flag.id, flag_key=flag.key, before=before, after=after)
     activity = "updated"
     if deleting:
         activity = "deleted"
@@ -235,6 +254,13 @@ def flag_write(*, flag: FeatureFlag, user: User | None, changes: dict[str, Any])
     return flag
 
 
+@approval_gate(
+    name="flags.flag_update",
+    resource_type="feature_flag",
+    resource=lambda kwargs: kwargs["flag"],
+    project=lambda kwargs: kwargs["flag"].project,
+    flag_action_keys=lambda kwargs: experiment_flag_action_keys(kwargs["flag"]),
+)
 def flag_update(
     *,
     flag: FeatureFlag,

@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from accounts.scoping import ProjectScopedViewSetMixin
 from activity.models import ActivityLog
 from activity.pagination import activity_page_response
+from approvals.mixins import ApprovalHandlingMixin
 from experiments_api.mixins import ForbidDestroyModel
 from flags.models import Cohort, FeatureFlag
 from flags.selectors import cohort_queryset, flag_list, flag_queryset
@@ -27,6 +28,7 @@ FLAG_CANNOT_BE_CREATED_DELETED = "A feature flag cannot be created already delet
     )
 )
 class FeatureFlagViewSet(
+    ApprovalHandlingMixin,
     ProjectScopedViewSetMixin,
     ForbidDestroyModel,
     mixins.ListModelMixin,

@@ -8,6 +8,8 @@ from django.db import transaction
 
 from accounts.models import Project, User
 from activity.services import activity_log_changes, activity_log_record
+from approvals.gate import approval_gate
+from approvals.observer import Facet, record
 from flags.models import FeatureFlag
 from flags.services import flag_lock, flag_write
 from holdouts.models import ExperimentHoldout
@@ -56,6 +58,33 @@ def holdout_create(
     return holdout
 
 
+HOLDOUT_UPDATE_KEYS = ["experiment_holdout.update", "experiment.update"]
+HOLDOUT_DELETE_KEYS = ["experiment_holdout.delete", "experiment.update"]
+
+
+def record_holdout_facet(
+    keys: list[str], holdout: ExperimentHoldout, before: Any, after: Any, description: str
+) -> None:
+    """Report a change of the holdout's exclusion share (the first condition's rollout)."""
+    record(
+        Facet(
+            [*keys, "feature_flag.update"],
+            "experiment_holdout",
+            str(holdout.id),
+            description,
+            {"rollout_percentage": [{"path": "filters[0].rollout_percentage", "value": before}]},
+            {"rollout_percentage": [{"path": "filters[0].rollout_percentage", "value": after}]},
+        )
+    )
+
+
+@approval_gate(
+    name="holdouts.holdout_update",
+    resource_type="experiment_holdout",
+    resource=lambda kwargs: kwargs["holdout"],
+    project=lambda kwargs: kwargs["holdout"].project,
+    flag_action_keys=lambda kwargs: {"update": HOLDOUT_UPDATE_KEYS},
+)
 def holdout_update(
     *, holdout: ExperimentHoldout, user: User | None, changes: dict[str, Any]
 ) -> ExperimentHoldout:
@@ -64,6 +93,7 @@ def holdout_update(
     with transaction.atomic():
         holdout = ExperimentHoldout.objects.select_for_update().get(pk=holdout.pk)
         before = holdout_snapshot(holdout)
+        exclusion_before = holdout.exclusion_percentage
         changes = dict(changes)
         if "filters" in changes:
             changes["filters"] = with_holdout_variant(changes["filters"], holdout.id)
@@ -74,6 +104,14 @@ def holdout_update(
         if filters_changed:
             for flag in linked_flags(holdout):
                 set_flag_holdout(flag, user, holdout.flag_holdout_filter())
+        if holdout.exclusion_percentage != exclusion_before:
+            record_holdout_facet(
+                HOLDOUT_UPDATE_KEYS,
+                holdout,
+                exclusion_before,
+                holdout.exclusion_percentage,
+                f"Change holdout '{holdout.name}' exclusion: {exclusion_before}% -> {holdout.exclusion_percentage}%",
+            )
         activity_log_changes(
             project=holdout.project,
             user=user,
@@ -88,12 +126,26 @@ def holdout_update(
     return holdout
 
 
+@approval_gate(
+    name="holdouts.holdout_delete",
+    resource_type="experiment_holdout",
+    resource=lambda kwargs: kwargs["holdout"],
+    project=lambda kwargs: kwargs["holdout"].project,
+    flag_action_keys=lambda kwargs: {"update": HOLDOUT_DELETE_KEYS},
+)
 def holdout_delete(*, holdout: ExperimentHoldout, user: User | None) -> None:
     """Delete a holdout: linked flags lose `filters.holdout`, linked experiments are detached."""
     with transaction.atomic():
         holdout = ExperimentHoldout.objects.select_for_update().get(pk=holdout.pk)
         for flag in linked_flags(holdout):
             set_flag_holdout(flag, user, None)
+        record_holdout_facet(
+            HOLDOUT_DELETE_KEYS,
+            holdout,
+            holdout.exclusion_percentage,
+            None,
+            f"Delete holdout '{holdout.name}'",
+        )
         activity_log_record(
             project=holdout.project,
             user=user,

@@ -1,0 +1,88 @@
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from approvals.models import Approval, ApprovalPolicy, ChangeRequest
+from approvals.serializers import can_approve
+from approvals.services import ChangeRequestActionError, change_request_approve, change_request_reject
+from approvals.views import NOT_AN_APPROVER, OWN_REQUEST
+
+
+@admin.register(ApprovalPolicy)
+class ApprovalPolicyAdmin(admin.ModelAdmin):
+    list_display = ["action_key", "organization", "project", "enabled", "created_at"]
+    list_filter = ["action_key", "enabled", "organization"]
+    search_fields = ["action_key"]
+    readonly_fields = ["created_by", "created_at", "updated_at"]
+
+
+class ApprovalInline(admin.TabularInline):
+    model = Approval
+    extra = 0
+    readonly_fields = ["created_by", "decision", "reason", "created_at"]
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(ChangeRequest)
+class ChangeRequestAdmin(admin.ModelAdmin):
+    """Change requests are read-only here; approving and rejecting go through the same services
+    (and the same approver rules) as the API."""
+
+    list_display = [
+        "created_at",
+        "action_key",
+        "resource_type",
+        "resource_id",
+        "state",
+        "created_by",
+        "project",
+    ]
+    list_filter = ["state", "action_key", "validation_status", "project"]
+    search_fields = ["action_key", "resource_id", "created_by__email"]
+    readonly_fields = [field.name for field in ChangeRequest._meta.fields]
+    inlines = [ApprovalInline]
+    actions = ["approve", "reject"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def may_vote(self, request: HttpRequest, change_request: ChangeRequest) -> bool:
+        if can_approve(change_request, request.user.id):
+            return True
+        reason = OWN_REQUEST if change_request.created_by_id == request.user.id else NOT_AN_APPROVER
+        self.message_user(request, f"{change_request.id}: {reason}", messages.ERROR)
+        return False
+
+    @admin.action(description="Approve selected change requests")
+    def approve(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for change_request in queryset:
+            if not self.may_vote(request, change_request):
+                continue
+            try:
+                outcome = change_request_approve(change_request=change_request, user=request.user, reason="")
+            except ChangeRequestActionError as error:
+                self.message_user(request, f"{change_request.id}: {error}", messages.ERROR)
+            else:
+                self.message_user(request, f"{change_request.id}: {outcome.message}", messages.INFO)
+
+    @admin.action(description="Reject selected change requests")
+    def reject(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for change_request in queryset:
+            if not self.may_vote(request, change_request):
+                continue
+            try:
+                outcome = change_request_reject(
+                    change_request=change_request,
+                    user=request.user,
+                    reason=f"Rejected in admin by {request.user}",
+                )
+            except ChangeRequestActionError as error:
+                self.message_user(request, f"{change_request.id}: {error}", messages.ERROR)
+            else:
+                self.message_user(request, f"{change_request.id}: {outcome.message}", messages.INFO)

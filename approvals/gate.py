@@ -1,0 +1,389 @@
+"""The approval gate: `@approval_gate(...)` on every service function that performs a gated write.
+
+A gated call runs inside a transaction while the services report what it changes
+(`approvals/observer.py`). Before the transaction commits, the gate looks for the policy that
+governs each change. If a policy requires approval, the transaction is rolled back — nothing is
+written: not the experiment, not the flag, not an activity entry — and a change request recording
+the call is stored instead; `ApprovalRequired` is raised (the API answers 409). Two policies
+governing one call is a `PolicyConflict` (400) and writes nothing at all.
+
+Applying an approved change request replays the recorded call as the requester, through the same
+gate, with the approved policy satisfied; any other policy still gates it.
+"""
+
+import functools
+from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from django.apps import apps
+from django.db import models, transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from accounts.models import OrganizationMembership, Project, User
+from approvals.conditions import conditions_match
+from approvals.models import ApprovalPolicy, ChangeRequest
+from approvals.observer import Facet, Recorder, current_recorder
+
+POLICY_CONFLICT_MESSAGE = "This change matches multiple approval policies"
+POLICY_CONFLICT_GUIDANCE = "Split your changes into separate API calls to address each policy independently"
+DUPLICATE_MESSAGE = "A pending approval request already exists for this action"
+PENDING_FROM_OTHERS = "A change request has been created and is pending approval from others."
+PENDING = "A change request has been created and is pending approval."
+
+
+class ApprovalRequired(Exception):
+    """A write needs approval. `change_request` is the stored request (new, or the open duplicate)."""
+
+    def __init__(self, change_request: ChangeRequest, *, message: str, duplicate: bool = False) -> None:
+        super().__init__(message)
+        self.change_request = change_request
+        self.message = message
+        self.duplicate = duplicate
+
+
+class PolicyConflict(Exception):
+    """One write is governed by more than one policy; split it into separate calls."""
+
+    def __init__(self, policies: list[ApprovalPolicy]) -> None:
+        super().__init__(POLICY_CONFLICT_MESSAGE)
+        self.policies = policies
+
+
+class ApplyBlocked(Exception):
+    """Replaying an approved change request would need another policy's approval."""
+
+
+@dataclass(frozen=True)
+class GatedService:
+    """A service function the gate wraps, and how to find its project and primary resource."""
+
+    name: str
+    function: Callable[..., Any]
+    resource_type: str
+    resource: Callable[[dict[str, Any]], models.Model | None]
+    project: Callable[[dict[str, Any]], Project]
+    flag_action_keys: Callable[[dict[str, Any]], dict[str, list[str]]]
+
+
+GATED_SERVICES: dict[str, GatedService] = {}
+
+
+@dataclass
+class ApplyContext:
+    approved_policy_id: str
+
+
+current_apply: ContextVar[ApplyContext | None] = ContextVar("approval_apply", default=None)
+
+
+# --- serializing a call -------------------------------------------------------------------------
+
+
+def serialize_argument(value: Any) -> Any:
+    if isinstance(value, models.Model):
+        return {"$model": value._meta.label, "pk": value.pk}
+    if isinstance(value, datetime):
+        return {"$datetime": value.isoformat()}
+    if isinstance(value, date):
+        return {"$date": value.isoformat()}
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, dict):
+        return {str(key): serialize_argument(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [serialize_argument(item) for item in value]
+    return value
+
+
+def deserialize_argument(value: Any) -> Any:
+    """Rebuild an argument; models are re-read from the database (raising if they are gone)."""
+    if isinstance(value, dict):
+        if set(value) == {"$model", "pk"}:
+            return apps.get_model(value["$model"])._default_manager.get(pk=value["pk"])
+        if set(value) == {"$datetime"}:
+            return parse_datetime(value["$datetime"])
+        if set(value) == {"$date"}:
+            return date.fromisoformat(value["$date"])
+        return {key: deserialize_argument(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [deserialize_argument(item) for item in value]
+    return value
+
+
+def preconditions_of(resource: models.Model | None) -> dict[str, Any]:
+    """What must not have changed when the request is applied: the resource's version or last
+    update, and for an experiment also its flag's version."""
+    if resource is None or resource.pk is None:
+        return {}
+    fresh = type(resource)._default_manager.filter(pk=resource.pk).first()
+    if fresh is None:
+        return {}
+    result: dict[str, Any] = {"model": fresh._meta.label, "pk": fresh.pk}
+    if hasattr(fresh, "version"):
+        result["version"] = fresh.version
+    if hasattr(fresh, "updated_at"):
+        result["updated_at"] = fresh.updated_at.isoformat()
+    if hasattr(fresh, "feature_flag"):
+        result["feature_flag_version"] = fresh.feature_flag.version
+    return result
+
+
+def stale_reason(preconditions: dict[str, Any]) -> str | None:
+    """Why the resource no longer matches the request's preconditions, or None."""
+    if not preconditions:
+        return None
+    current = preconditions_of(
+        apps.get_model(preconditions["model"])._default_manager.filter(pk=preconditions["pk"]).first()
+    )
+    if not current:
+        return "Resource no longer exists"
+    for key in ("version", "updated_at", "feature_flag_version"):
+        if key in preconditions and current.get(key) != preconditions[key]:
+            return "Resource has been modified since this change request was created"
+    return None
+
+
+# --- deciding ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Decision:
+    policy: ApprovalPolicy | None = None
+    facets: list[Facet] = field(default_factory=list)
+    conflict: list[ApprovalPolicy] = field(default_factory=list)
+
+    @property
+    def blocked(self) -> bool:
+        return bool(self.conflict) or self.policy is not None
+
+
+def organization_has_policies(organization_id: Any) -> bool:
+    return ApprovalPolicy.objects.filter(organization_id=organization_id, enabled=True).exists()
+
+
+def membership_level(user: User | None, organization_id: Any) -> int | None:
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    return (
+        OrganizationMembership.objects.filter(user=user, organization_id=organization_id)
+        .values_list("level", flat=True)
+        .first()
+    )
+
+
+def has_bypass(policy: ApprovalPolicy, level: int | None) -> bool:
+    levels = set()
+    for raw in policy.bypass_org_membership_levels or []:
+        try:
+            levels.add(int(raw))
+        except (TypeError, ValueError):
+            continue
+    return level is not None and level in levels
+
+
+def decide(facets: list[Facet], *, project: Project, user: User | None) -> Decision:
+    """Find the policy governing each facet; more than one policy is a conflict; otherwise the
+    policy requires approval unless the user may bypass it or its conditions do not select the change."""
+    if not facets:
+        return Decision()
+    policies = list(
+        ApprovalPolicy.objects.filter(organization_id=project.organization_id, enabled=True).filter(
+            models.Q(project__isnull=True) | models.Q(project=project)
+        )
+    )
+    governing: dict[Any, tuple[ApprovalPolicy, list[Facet]]] = {}
+    conflicts: list[ApprovalPolicy] = []
+    for facet in facets:
+        for key in facet.action_keys:
+            project_level = [policy for policy in policies if policy.action_key == key and policy.project_id]
+            org_level = [policy for policy in policies if policy.action_key == key and not policy.project_id]
+            if not project_level and not org_level:
+                continue
+            policy = (project_level or org_level)[0]
+            matching = [
+                item
+                for item in project_level + org_level
+                if conditions_match(item.conditions, facet.intent())
+            ]
+            if len(matching) > 1:
+                conflicts.extend(matching)
+            governing.setdefault(policy.pk, (policy, []))[1].append(facet)
+            break
+    distinct = [policy for policy, _ in governing.values()]
+    if conflicts or len(distinct) > 1:
+        unique = {policy.pk: policy for policy in [*distinct, *conflicts]}
+        return Decision(conflict=list(unique.values()))
+    if not distinct:
+        return Decision()
+    policy, governed = next(iter(governing.values()))
+    apply_context = current_apply.get()
+    if apply_context is not None and str(policy.pk) == apply_context.approved_policy_id:
+        return Decision()
+    if has_bypass(policy, membership_level(user, project.organization_id)):
+        return Decision()
+    if not any(conditions_match(policy.conditions, facet.intent()) for facet in governed):
+        return Decision()
+    return Decision(policy=policy, facets=governed)
+
+
+class Blocked(Exception):
+    """Internal: unwinds the gated call's transaction."""
+
+    def __init__(self, decision: Decision) -> None:
+        super().__init__("blocked by approval policy")
+        self.decision = decision
+
+
+# --- the decorator -----------------------------------------------------------------------------
+
+
+def approval_gate(
+    *,
+    name: str,
+    resource_type: str,
+    resource: Callable[[dict[str, Any]], models.Model | None],
+    project: Callable[[dict[str, Any]], Project],
+    flag_action_keys: Callable[[dict[str, Any]], dict[str, list[str]]] | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Gate a keyword-only service function. `resource` and `project` read the call's primary
+    resource and project from its keyword arguments; `flag_action_keys` names the experiment-level
+    key that governs a flag change made by this call before the `feature_flag.*` key does."""
+
+    def decorator(function: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(function)
+        def gated(**kwargs: Any) -> Any:
+            if current_recorder.get() is not None:
+                return function(**kwargs)
+            call_project = project(kwargs)
+            if current_apply.get() is None and not organization_has_policies(call_project.organization_id):
+                return function(**kwargs)
+            service = GATED_SERVICES[name]
+            preconditions = preconditions_of(resource(kwargs))
+            recorder = Recorder(flag_action_keys=(flag_action_keys or (lambda _: {}))(kwargs))
+            token = current_recorder.set(recorder)
+            try:
+                with transaction.atomic():
+                    result = function(**kwargs)
+                    decision = decide(recorder.facets, project=call_project, user=kwargs.get("user"))
+                    if decision.blocked:
+                        raise Blocked(decision)
+                return result
+            except Blocked as blocked:
+                decision = blocked.decision
+            finally:
+                current_recorder.reset(token)
+            if decision.conflict:
+                raise PolicyConflict(decision.conflict)
+            if current_apply.get() is not None:
+                raise ApplyBlocked(
+                    f"This change also requires approval under the '{decision.policy.action_key}' policy"
+                )
+            raise change_request_for(service, kwargs, decision, call_project, preconditions)
+
+        GATED_SERVICES[name] = GatedService(
+            name=name,
+            function=gated,
+            resource_type=resource_type,
+            resource=resource,
+            project=project,
+            flag_action_keys=flag_action_keys or (lambda _: {}),
+        )
+        return gated
+
+    return decorator
+
+
+def policy_snapshot(policy: ApprovalPolicy) -> dict[str, Any]:
+    return {
+        "id": str(policy.pk),
+        "action_key": policy.action_key,
+        "quorum": policy.quorum,
+        "users": policy.approver_user_ids,
+        "roles": [],
+        "allow_self_approve": policy.allow_self_approve,
+        "conditions": policy.conditions,
+        "bypass_org_membership_levels": policy.bypass_org_membership_levels,
+        "bypass_roles": [],
+    }
+
+
+def merged_intent(facets: list[Facet]) -> dict[str, Any]:
+    intent: dict[str, Any] = {"current_state": {}, "gated_changes": {}, "triggered_paths": []}
+    for facet in facets:
+        part = facet.intent()
+        for key in ("current_state", "gated_changes"):
+            for field_name, entries in part[key].items():
+                intent[key].setdefault(field_name, []).extend(entries)
+        intent["triggered_paths"] = sorted({*intent["triggered_paths"], *part["triggered_paths"]})
+    return intent
+
+
+def change_request_for(
+    service: GatedService,
+    kwargs: dict[str, Any],
+    decision: Decision,
+    project: Project,
+    preconditions: dict[str, Any],
+) -> ApprovalRequired:
+    """Store the change request for a blocked call (or find the open one) and build the exception."""
+    from approvals.actions import ACTIONS
+
+    policy = decision.policy
+    resource = service.resource(kwargs)
+    resource_id = str(resource.pk) if resource is not None and resource.pk is not None else None
+    user = kwargs.get("user")
+    action = ACTIONS[policy.action_key]
+    with transaction.atomic():
+        # A create has no resource yet, so two different creates are never duplicates of each other.
+        existing = (
+            ChangeRequest.objects.select_for_update()
+            .filter(
+                project=project,
+                action_key=policy.action_key,
+                resource_type=service.resource_type,
+                resource_id=resource_id,
+                state__in=ChangeRequest.OPEN_STATES,
+            )
+            .first()
+            if resource_id is not None
+            else None
+        )
+        if existing is not None:
+            return ApprovalRequired(existing, message=DUPLICATE_MESSAGE, duplicate=True)
+        intent = {
+            **action.intent(decision.facets),
+            "service": service.name,
+            "arguments": serialize_argument({key: value for key, value in kwargs.items() if key != "user"}),
+            "preconditions": preconditions,
+        }
+        change_request = ChangeRequest.objects.create(
+            action_key=policy.action_key,
+            project=project,
+            organization_id=project.organization_id,
+            resource_type=service.resource_type,
+            resource_id=resource_id,
+            intent=intent,
+            intent_display=action.display(intent, decision.facets),
+            policy_snapshot=policy_snapshot(policy),
+            created_by=user if user is not None and user.is_authenticated else None,
+            expires_at=timezone.now() + policy.expires_after,
+        )
+    is_approver = user is not None and user.id in policy.approver_user_ids
+    message = PENDING_FROM_OTHERS if is_approver and not policy.allow_self_approve else PENDING
+    return ApprovalRequired(change_request, message=message)
+
+
+def replay(change_request: ChangeRequest, *, user: User | None) -> Any:
+    """Run the recorded call again as `user`, with the request's own policy satisfied."""
+    service = GATED_SERVICES[change_request.intent["service"]]
+    kwargs = deserialize_argument(change_request.intent.get("arguments") or {})
+    token = current_apply.set(ApplyContext(approved_policy_id=str(change_request.policy_snapshot.get("id"))))
+    try:
+        return service.function(**kwargs, user=user)
+    finally:
+        current_apply.reset(token)

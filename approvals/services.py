@@ -1,0 +1,193 @@
+"""Acting on change requests: approve, reject, cancel, apply, expire, check staleness.
+
+Each function locks the change request row and re-reads its state under the lock, so two
+approvers acting at once cannot both apply it. An expired request is marked expired when someone
+acts on it, and can then no longer be approved.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.exceptions import ObjectDoesNotExist
+from django.db import transaction
+from django.utils import timezone
+from rest_framework.exceptions import ValidationError
+
+from accounts.models import User
+from approvals.actions import ACTIONS
+from approvals.gate import ApplyBlocked, ApprovalRequired, PolicyConflict
+from approvals.models import Approval, ChangeRequest
+
+CANNOT_APPROVE = "This change request can no longer be approved."
+CANNOT_REJECT = "This change request can no longer be rejected."
+CANNOT_CANCEL = "This change request can no longer be canceled."
+ALREADY_VOTED = "You have already voted on this change request."
+REASON_REQUIRED = "A reason is required for rejection."
+DEFAULT_CANCEL_REASON = "Canceled by requester"
+STALE_ERROR = "Resource has been modified since this change request was created"
+
+
+class ChangeRequestActionError(Exception):
+    """A refused approve/reject/cancel; rendered as PostHog's `{"error": ...}` 400 body."""
+
+
+@dataclass
+class Outcome:
+    status: str
+    message: str
+    change_request: ChangeRequest
+    result: dict[str, Any] | None = None
+
+
+def lock(change_request: ChangeRequest) -> ChangeRequest:
+    return ChangeRequest.objects.select_for_update().get(pk=change_request.pk)
+
+
+def expire_if_due(change_request: ChangeRequest) -> bool:
+    """Mark an open request whose time is up as expired, in its own transaction, so that the
+    refusal that follows does not undo it."""
+    with transaction.atomic():
+        locked = lock(change_request)
+        if locked.state in ChangeRequest.OPEN_STATES and locked.expires_at <= timezone.now():
+            locked.state = ChangeRequest.State.EXPIRED
+            locked.validation_status = ChangeRequest.ValidationStatus.EXPIRED
+            locked.save(update_fields=["state", "validation_status", "updated_at"])
+            return True
+    return False
+
+
+def change_request_apply(change_request: ChangeRequest) -> Outcome:
+    """Carry out an approved request by replaying its call as the requester. A target that changed
+    since the request, input that is no longer valid, or another policy's gate makes it `failed`,
+    with the reason recorded."""
+    action = ACTIONS[change_request.action_key]
+    stale = action.is_stale(change_request)
+    if stale:
+        return fail(change_request, f"Precondition failed: {stale}")
+    try:
+        with transaction.atomic():
+            result = action.apply(change_request)
+    except ValidationError as error:
+        return fail(change_request, f"Validation failed: {error.detail}")
+    except (ApplyBlocked, PolicyConflict, ApprovalRequired) as error:
+        return fail(change_request, str(error))
+    except ObjectDoesNotExist:
+        return fail(change_request, "Resource no longer exists")
+    change_request.state = ChangeRequest.State.APPLIED
+    change_request.applied_at = timezone.now()
+    change_request.applied_by = change_request.created_by
+    change_request.apply_error = ""
+    change_request.result_data = {
+        "resource_id": str(result.pk)
+        if getattr(result, "pk", None) is not None
+        else change_request.resource_id,
+        "resource_version": getattr(result, "version", None),
+    }
+    change_request.save()
+    return Outcome(
+        "applied", "Quorum reached. Change applied successfully.", change_request, change_request.result_data
+    )
+
+
+def fail(change_request: ChangeRequest, reason: str) -> Outcome:
+    change_request.state = ChangeRequest.State.FAILED
+    change_request.apply_error = reason
+    change_request.save(update_fields=["state", "apply_error", "updated_at"])
+    return Outcome("failed", f"Quorum reached but application failed: {reason}", change_request)
+
+
+def change_request_approve(*, change_request: ChangeRequest, user: User, reason: str = "") -> Outcome:
+    """Record an approval; when the quorum is reached the change is applied at once."""
+    expire_if_due(change_request)
+    with transaction.atomic():
+        change_request = lock(change_request)
+        if change_request.state != ChangeRequest.State.PENDING:
+            raise ChangeRequestActionError(CANNOT_APPROVE)
+        _, created = Approval.objects.get_or_create(
+            change_request=change_request,
+            created_by=user,
+            defaults={"decision": Approval.Decision.APPROVED, "reason": reason or ""},
+        )
+        if not created:
+            raise ChangeRequestActionError(ALREADY_VOTED)
+        approvals = change_request.approvals.filter(decision=Approval.Decision.APPROVED).count()
+        quorum = int(change_request.policy_snapshot.get("quorum") or 1)
+        if approvals < quorum:
+            return Outcome(
+                "approved", f"Approval recorded. {approvals}/{quorum} approvals received.", change_request
+            )
+        change_request.state = ChangeRequest.State.APPROVED
+        change_request.save(update_fields=["state", "updated_at"])
+        return change_request_apply(change_request)
+
+
+def change_request_reject(*, change_request: ChangeRequest, user: User, reason: str) -> Outcome:
+    """One rejection rejects the request, whatever the quorum."""
+    expire_if_due(change_request)
+    with transaction.atomic():
+        change_request = lock(change_request)
+        if change_request.state != ChangeRequest.State.PENDING:
+            raise ChangeRequestActionError(CANNOT_REJECT)
+        if not (reason or "").strip():
+            raise ChangeRequestActionError(REASON_REQUIRED)
+        _, created = Approval.objects.get_or_create(
+            change_request=change_request,
+            created_by=user,
+            defaults={"decision": Approval.Decision.REJECTED, "reason": reason},
+        )
+        if not created:
+            raise ChangeRequestActionError(ALREADY_VOTED)
+        change_request.state = ChangeRequest.State.REJECTED
+        change_request.save(update_fields=["state", "updated_at"])
+    return Outcome("rejected", "Change request rejected.", change_request)
+
+
+def change_request_cancel(*, change_request: ChangeRequest, user: User, reason: str | None = None) -> Outcome:
+    """The requester withdraws the request (it becomes `rejected`, with their reason recorded)."""
+    expire_if_due(change_request)
+    with transaction.atomic():
+        change_request = lock(change_request)
+        if not change_request.can_be_canceled_by(user.id):
+            raise ChangeRequestActionError(CANNOT_CANCEL)
+        Approval.objects.update_or_create(
+            change_request=change_request,
+            created_by=user,
+            defaults={"decision": Approval.Decision.REJECTED, "reason": reason or DEFAULT_CANCEL_REASON},
+        )
+        change_request.state = ChangeRequest.State.REJECTED
+        change_request.save(update_fields=["state", "updated_at"])
+    return Outcome("canceled", "Change request canceled.", change_request)
+
+
+def change_requests_expire() -> int:
+    """Expire every open request whose time is up. Idempotent; returns how many were expired."""
+    expired = 0
+    due = ChangeRequest.objects.filter(state__in=ChangeRequest.OPEN_STATES, expires_at__lte=timezone.now())
+    for change_request in due.only("id"):
+        if expire_if_due(change_request):
+            expired += 1
+    return expired
+
+
+def change_requests_validate() -> tuple[int, int]:
+    """Mark pending requests whose target changed since they were made as stale (their requester
+    may then cancel them even after approvals). Returns (checked, marked stale)."""
+    checked = stale = 0
+    pending = ChangeRequest.objects.filter(state=ChangeRequest.State.PENDING).exclude(
+        validation_status=ChangeRequest.ValidationStatus.STALE
+    )
+    for change_request in pending:
+        action = ACTIONS.get(change_request.action_key)
+        if action is None:
+            continue
+        checked += 1
+        reason = action.is_stale(change_request)
+        if reason:
+            stale += 1
+            change_request.validation_status = ChangeRequest.ValidationStatus.STALE
+            change_request.validation_errors = {"staleness": STALE_ERROR if "modified" in reason else reason}
+            change_request.validated_at = timezone.now()
+            change_request.save(
+                update_fields=["validation_status", "validation_errors", "validated_at", "updated_at"]
+            )
+    return checked, stale

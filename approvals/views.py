@@ -1,0 +1,191 @@
+import django_filters
+from django.db.models import Q, QuerySet
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import exceptions, permissions, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.models import OrganizationMembership
+from accounts.permissions import APIScopePermission
+from accounts.scoping import ProjectScopedViewSetMixin
+from approvals.models import ApprovalPolicy, ChangeRequest
+from approvals.serializers import ApprovalPolicySerializer, ChangeRequestSerializer, can_approve
+from approvals.services import (
+    ChangeRequestActionError,
+    Outcome,
+    change_request_approve,
+    change_request_cancel,
+    change_request_reject,
+)
+
+NOT_PENDING = "Only pending change requests can be approved"
+OWN_REQUEST = "You cannot approve your own change request"
+NOT_AN_APPROVER = "You are not in the approver set for this change request"
+CANNOT_CANCEL = "You cannot cancel this change request"
+ADMIN_REQUIRED = "Your organization access level is insufficient."
+
+
+class CanApprove(permissions.BasePermission):
+    def has_object_permission(self, request: Request, view: APIView, change_request: ChangeRequest) -> bool:
+        if change_request.state != ChangeRequest.State.PENDING:
+            raise exceptions.PermissionDenied(NOT_PENDING)
+        snapshot = change_request.policy_snapshot or {}
+        if change_request.created_by_id == request.user.id and not snapshot.get("allow_self_approve"):
+            raise exceptions.PermissionDenied(OWN_REQUEST)
+        if not can_approve(change_request, request.user.id):
+            raise exceptions.PermissionDenied(NOT_AN_APPROVER)
+        return True
+
+
+class CanCancel(permissions.BasePermission):
+    def has_object_permission(self, request: Request, view: APIView, change_request: ChangeRequest) -> bool:
+        if not change_request.can_be_canceled_by(request.user.id):
+            raise exceptions.PermissionDenied(CANNOT_CANCEL)
+        return True
+
+
+class ChangeRequestFilter(django_filters.FilterSet):
+    state = django_filters.CharFilter(method="filter_state", help_text="Comma-separated states")
+    action_key = django_filters.CharFilter()
+    requester = django_filters.NumberFilter(field_name="created_by_id")
+    resource_type = django_filters.CharFilter()
+    resource_id = django_filters.CharFilter()
+
+    class Meta:
+        model = ChangeRequest
+        fields = ["state", "action_key", "requester", "resource_type", "resource_id"]
+
+    def filter_state(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        return queryset.filter(state__in=[item.strip() for item in value.split(",") if item.strip()])
+
+
+ACTION_BODY = inline_serializer("ChangeRequestActionBody", {"reason": serializers.CharField(required=False)})
+ACTION_RESPONSE = OpenApiTypes.OBJECT
+
+
+class ChangeRequestViewSet(ProjectScopedViewSetMixin, viewsets.ReadOnlyModelViewSet):
+    """Change requests: gated changes waiting for, or done with, approval."""
+
+    scope_object = "approvals"
+    scope_object_write_actions = ("approve", "reject", "cancel")
+    serializer_class = ChangeRequestSerializer
+    queryset = ChangeRequest.objects.all()
+    filterset_class = ChangeRequestFilter
+
+    def filter_queryset_for_action(self, queryset: QuerySet) -> QuerySet:
+        return (
+            queryset.select_related("created_by", "applied_by")
+            .prefetch_related("approvals__created_by")
+            .order_by("-created_at")
+        )
+
+    def get_permissions(self) -> list[permissions.BasePermission]:
+        extra = {"approve": [CanApprove()], "reject": [CanApprove()], "cancel": [CanCancel()]}.get(
+            self.action, []
+        )
+        return [*super().get_permissions(), *extra]
+
+    def outcome_response(self, outcome: Outcome) -> Response:
+        body = {
+            "status": outcome.status,
+            "message": outcome.message,
+            "change_request": ChangeRequestSerializer(
+                ChangeRequest.objects.prefetch_related("approvals__created_by").get(
+                    pk=outcome.change_request.pk
+                ),
+                context=self.get_serializer_context(),
+            ).data,
+        }
+        if outcome.result is not None:
+            body["result"] = outcome.result
+        return Response(body)
+
+    def reason(self) -> str:
+        data = self.request.data if isinstance(self.request.data, dict) else {}
+        reason = data.get("reason")
+        return reason if isinstance(reason, str) else ""
+
+    @extend_schema(request=ACTION_BODY, responses=ACTION_RESPONSE)
+    @action(detail=True, methods=["post"])
+    def approve(self, request: Request, *args, **kwargs) -> Response:
+        """Approve; at the quorum the change is applied as the requester."""
+        try:
+            outcome = change_request_approve(
+                change_request=self.get_object(), user=request.user, reason=self.reason()
+            )
+        except ChangeRequestActionError as error:
+            return Response({"error": str(error)}, status=status.HTTP_400_BAD_REQUEST)
+        return self.outcome_response(outcome)
+
+    @extend_schema(request=ACTION_BODY, responses=ACTION_RESPONSE)
+    @action(detail=True, methods=["post"])
+    def reject(self, request: Request, *args, **kwargs) -> Response:
+        """Reject (a reason is required); one rejection rejects the request."""
+        try:
+            outcome = change_request_reject(
+                change_request=self.get_object(), user=request.user, reason=self.reason()
+            )
+        except ChangeRequestActionError as error:
+            return Response({"error": str(error)}, status=status.HTTP_400_BAD_REQUEST)
+        return self.outcome_response(outcome)
+
+    @extend_schema(request=ACTION_BODY, responses=ACTION_RESPONSE)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, *args, **kwargs) -> Response:
+        """The requester withdraws the request."""
+        try:
+            outcome = change_request_cancel(
+                change_request=self.get_object(), user=request.user, reason=self.reason() or None
+            )
+        except ChangeRequestActionError as error:
+            return Response({"error": str(error)}, status=status.HTTP_400_BAD_REQUEST)
+        return self.outcome_response(outcome)
+
+
+class AdminWritePermission(permissions.BasePermission):
+    """Organization admins and owners change policies; every member reads them."""
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        if request.method in permissions.SAFE_METHODS:
+            return True
+        if view.membership_level < OrganizationMembership.Level.ADMIN:
+            raise exceptions.PermissionDenied(ADMIN_REQUIRED)
+        return True
+
+
+class ApprovalPolicyFilter(django_filters.FilterSet):
+    action_key = django_filters.CharFilter()
+    enabled = django_filters.BooleanFilter()
+
+    class Meta:
+        model = ApprovalPolicy
+        fields = ["action_key", "enabled"]
+
+
+class ApprovalPolicyViewSet(ProjectScopedViewSetMixin, viewsets.ModelViewSet):
+    """Approval policies of this project, and the organization-wide ones that also apply to it.
+    DELETE is a hard delete."""
+
+    scope_object = "approvals"
+    serializer_class = ApprovalPolicySerializer
+    queryset = ApprovalPolicy.objects.all()
+    filterset_class = ApprovalPolicyFilter
+    permission_classes = [permissions.IsAuthenticated, APIScopePermission, AdminWritePermission]
+
+    def get_queryset(self) -> QuerySet:
+        if getattr(self, "swagger_fake_view", False):
+            return ApprovalPolicy.objects.none()
+        return (
+            ApprovalPolicy.objects.filter(organization_id=self.project.organization_id)
+            .filter(Q(project=self.project) | Q(project__isnull=True))
+            .select_related("created_by")
+            .order_by("-created_at")
+        )
+
+    def perform_create(self, serializer: ApprovalPolicySerializer) -> None:
+        serializer.save(
+            organization_id=self.project.organization_id, project=self.project, created_by=self.request.user
+        )
