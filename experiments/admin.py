@@ -5,6 +5,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from rest_framework.exceptions import ValidationError
 
+from approvals.gate import ApprovalRequired, PolicyConflict
 from experiments.lifecycle import TRANSITION_FUNCTIONS, Transition
 from experiments.models import Experiment, ExperimentSavedMetric, ExperimentToSavedMetric
 
@@ -61,6 +62,15 @@ class ExperimentAdmin(admin.ModelAdmin):
                     else error.detail
                 )
                 self.message_user(request, f"{experiment.name} (#{experiment.id}): {reason}", messages.ERROR)
+            except ApprovalRequired as required:
+                self.message_user(
+                    request,
+                    f"{experiment.name} (#{experiment.id}): {required.message} "
+                    f"(change request {required.change_request.id})",
+                    messages.WARNING,
+                )
+            except PolicyConflict as conflict:
+                self.message_user(request, f"{experiment.name} (#{experiment.id}): {conflict}", messages.ERROR)
             else:
                 succeeded += 1
         if succeeded:

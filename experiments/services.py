@@ -740,6 +740,7 @@ def experiment_update(
         else:
             lifecycle.refresh_fingerprints(experiment)
         experiment.save()
+        record_update_facets(experiment, before, experiment_snapshot(experiment))
         record_update_activity(
             experiment, user=user, before=before, auto_orderings=auto_orderings, flag_before=flag_before
         )
