@@ -35,7 +35,8 @@ class GatedAction:
         return merged_intent([facet for facet in facets if self.detect(facet)])
 
     def display(self, intent: dict[str, Any], facets: list[Facet]) -> dict[str, Any]:
-        details = [facet.description for facet in facets if facet.description]
+        own_first = sorted(facets, key=lambda facet: facet.resource_type != self.resource_type)
+        details = [facet.description for facet in own_first if facet.description]
         return {
             "description": "; ".join(details) or self.description,
             "before": intent.get("current_state", {}),
