@@ -50,13 +50,18 @@ class CanCancel(permissions.BasePermission):
 class ChangeRequestFilter(django_filters.FilterSet):
     state = django_filters.CharFilter(method="filter_state", help_text="Comma-separated states")
     action_key = django_filters.CharFilter()
-    requester = django_filters.NumberFilter(field_name="created_by_id")
+    requester = django_filters.NumberFilter(method="filter_requester")
     resource_type = django_filters.CharFilter()
     resource_id = django_filters.CharFilter()
 
     class Meta:
         model = ChangeRequest
         fields = ["state", "action_key", "requester", "resource_type", "resource_id"]
+
+    def filter_requester(self, queryset: QuerySet, name: str, value) -> QuerySet:
+        if value != int(value) or not 0 < value < 2**63:
+            return queryset.none()
+        return queryset.filter(created_by_id=int(value))
 
     def filter_state(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         return queryset.filter(state__in=[item.strip() for item in value.split(",") if item.strip()])

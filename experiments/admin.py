@@ -70,7 +70,9 @@ class ExperimentAdmin(admin.ModelAdmin):
                     messages.WARNING,
                 )
             except PolicyConflict as conflict:
-                self.message_user(request, f"{experiment.name} (#{experiment.id}): {conflict}", messages.ERROR)
+                self.message_user(
+                    request, f"{experiment.name} (#{experiment.id}): {conflict}", messages.ERROR
+                )
             else:
                 succeeded += 1
         if succeeded:

@@ -43,6 +43,7 @@ from experiments.services import (
     saved_metric_update,
 )
 from experiments_api.mixins import ForbidDestroyModel
+from experiments_api.pagination import MAX_OFFSET
 from flags.selectors import eligible_flags_for_experiments
 from flags.serializers import CohortSerializer, FeatureFlagSerializer
 
@@ -317,7 +318,7 @@ class ExperimentViewSet(
         params = request.query_params
         try:
             limit = min(int(params.get("limit", ELIGIBLE_DEFAULT_LIMIT)), ELIGIBLE_MAX_LIMIT)
-            offset = max(int(params.get("offset", 0)), 0)
+            offset = min(max(int(params.get("offset", 0)), 0), MAX_OFFSET)
         except ValueError:
             raise exceptions.ValidationError(INVALID_LIMIT_OR_OFFSET) from None
         limit = max(limit, 0)

@@ -27,6 +27,22 @@ class RequestIdMiddleware:
         return response
 
 
+class QueryStringNulMiddleware:
+    """Refuse query strings carrying NUL characters, which no lookup can use and PostgreSQL rejects."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if any(
+            "\x00" in key or any("\x00" in value for value in values) for key, values in request.GET.lists()
+        ):
+            return json_error_response(
+                400, "invalid_request", "bad_request", "Query parameters must not contain NUL characters."
+            )
+        return self.get_response(request)
+
+
 class RequestBodyLimitMiddleware:
     """Refuse bodies over MAX_REQUEST_BODY_BYTES with 413 before anything reads them."""
 

@@ -1,4 +1,8 @@
 from rest_framework import pagination
+from rest_framework.request import Request
+
+# Beyond this no table can have rows, and PostgreSQL's OFFSET is a bigint.
+MAX_OFFSET = 2**62
 
 
 class LimitOffsetPagination(pagination.LimitOffsetPagination):
@@ -6,3 +10,6 @@ class LimitOffsetPagination(pagination.LimitOffsetPagination):
 
     default_limit = 100
     max_limit = 1000
+
+    def get_offset(self, request: Request) -> int:
+        return min(super().get_offset(request), MAX_OFFSET)

@@ -78,6 +78,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "experiments_api.middleware.RequestIdMiddleware",
     "experiments_api.middleware.RequestBodyLimitMiddleware",
+    "experiments_api.middleware.QueryStringNulMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -173,9 +174,9 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
-        "rest_framework.parsers.FormParser",
-        "rest_framework.parsers.MultiPartParser",
+        "experiments_api.parsers.JSONParser",
+        "experiments_api.parsers.FormParser",
+        "experiments_api.parsers.MultiPartParser",
     ],
     "EXCEPTION_HANDLER": "experiments_api.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "experiments_api.schema.ScopedAutoSchema",

@@ -1,0 +1,61 @@
+"""Request body parsers that refuse what the database cannot store or the server should not walk:
+NUL characters (PostgreSQL text and jsonb reject them) and absurdly deep nesting."""
+
+import json
+from typing import Any
+
+from django.conf import settings
+from rest_framework import parsers
+from rest_framework.exceptions import ParseError
+
+MAX_JSON_DEPTH = 64
+TOO_DEEP = f"JSON parse error - nesting deeper than {MAX_JSON_DEPTH} levels is not accepted."
+NUL_NOT_ALLOWED = "Request body contains a NUL character, which cannot be stored."
+
+
+def check_structure(data: Any) -> None:
+    """Walk parsed data without recursion: bounded depth, no NUL in any key or string."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                raise ParseError(NUL_NOT_ALLOWED)
+            continue
+        if isinstance(value, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                raise ParseError(TOO_DEEP)
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, item in items:
+                if isinstance(key, str) and "\x00" in key:
+                    raise ParseError(NUL_NOT_ALLOWED)
+                stack.append((item, depth + 1))
+
+
+class JSONParser(parsers.JSONParser):
+    def parse(self, stream, media_type=None, parser_context=None) -> Any:
+        parser_context = parser_context or {}
+        encoding = parser_context.get("encoding", settings.DEFAULT_CHARSET)
+        try:
+            text = stream.read().decode(encoding)
+            data = json.loads(text)
+        except RecursionError:
+            raise ParseError(TOO_DEEP) from None
+        except (ValueError, UnicodeDecodeError) as error:
+            raise ParseError(f"JSON parse error - {error}") from None
+        check_structure(data)
+        return data
+
+
+class FormParser(parsers.FormParser):
+    def parse(self, stream, media_type=None, parser_context=None) -> Any:
+        data = super().parse(stream, media_type, parser_context)
+        check_structure({key: data.getlist(key) for key in data})
+        return data
+
+
+class MultiPartParser(parsers.MultiPartParser):
+    def parse(self, stream, media_type=None, parser_context=None) -> Any:
+        result = super().parse(stream, media_type, parser_context)
+        check_structure({key: result.data.getlist(key) for key in result.data})
+        return result
