@@ -36,3 +36,47 @@ class MembershipFactory(factory.django.DjangoModelFactory):
     organization = factory.SubFactory(OrganizationFactory)
     user = factory.SubFactory(UserFactory)
     level = OrganizationMembership.Level.MEMBER
+
+
+class FeatureFlagFactory(factory.django.DjangoModelFactory):
+    """A 50/50 control/test flag rolled out to everyone, active. Override `filters` for other shapes."""
+
+    class Meta:
+        model = "flags.FeatureFlag"
+
+    project = factory.SubFactory(ProjectFactory)
+    key = factory.Sequence(lambda n: f"flag-{n}")
+    name = factory.LazyAttribute(lambda flag: f"Flag {flag.key}")
+    active = True
+    version = 1
+    filters = factory.LazyFunction(
+        lambda: {
+            "groups": [{"properties": [], "rollout_percentage": 100}],
+            "multivariate": {
+                "variants": [
+                    {"key": "control", "name": "Control", "rollout_percentage": 50},
+                    {"key": "test", "name": "Test", "rollout_percentage": 50},
+                ]
+            },
+            "aggregation_group_type_index": None,
+            "payloads": {},
+        }
+    )
+
+
+class CohortFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "flags.Cohort"
+
+    project = factory.SubFactory(ProjectFactory)
+    name = factory.Sequence(lambda n: f"Cohort {n}")
+    filters = factory.LazyFunction(lambda: {"properties": {"type": "OR", "values": []}})
+
+
+class GroupTypeMappingFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "events.GroupTypeMapping"
+
+    project = factory.SubFactory(ProjectFactory)
+    group_type = "company"
+    group_type_index = 0
