@@ -52,7 +52,7 @@ def _events_of(payload: Any) -> tuple[list[Any], bool]:
         if not isinstance(payload["batch"], list):
             raise InvalidEvent("batch must be a list of events.", "batch")
         return payload["batch"], True
-    if isinstance(payload, dict) and "data" in payload and isinstance(payload["data"], list | dict):
+    if isinstance(payload, dict) and "event" not in payload and isinstance(payload.get("data"), list | dict):
         data = payload["data"]
         return (data, True) if isinstance(data, list) else ([data], False)
     return [payload], False

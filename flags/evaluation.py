@@ -37,6 +37,7 @@ HASH_SCALE = float(0xFFFFFFFFFFFFFFF)
 VARIANT_SALT = "variant"
 HOLDOUT_PREFIX = "holdout-"
 MAX_DISTINCT_ID_LENGTH = 200
+MAX_PROPERTY_GROUP_DEPTH = 32
 
 
 class ReasonCode(StrEnum):
@@ -408,7 +409,7 @@ def _match_cohort(
 ) -> bool:
     operator = property_filter.get("operator") or "exact"
     group = context.cohorts.get(str(property_filter.get("value")))
-    if group is None or depth > 10 or operator not in ("exact", "in", "not_in"):
+    if group is None or depth > MAX_PROPERTY_GROUP_DEPTH or operator not in ("exact", "in", "not_in"):
         # Unknown (static) cohorts have no members on a server without a person store.
         member = False
     else:
@@ -420,6 +421,8 @@ def _match_property_group(
     group: Any, properties: Mapping[str, Any], context: EvaluationContext, depth: int
 ) -> bool:
     """An AND/OR tree of filters, as cohorts are stored. An empty group matches everyone."""
+    if depth > MAX_PROPERTY_GROUP_DEPTH:
+        return False  # a pathological stored definition must not exhaust the stack
     if not isinstance(group, Mapping) or not group:
         return True
     values = group.get("values")
@@ -555,7 +558,7 @@ def match_property(
     actual = properties[key]
     try:
         return _compare(operator, expected, actual, now)
-    except Unmatchable:
+    except (Unmatchable, RecursionError):
         return False
 
 

@@ -196,3 +196,13 @@ def test_events_are_append_only(client, project):
     event.event = "changed"
     with pytest.raises(ValueError, match="append-only"):
         event.save()
+
+
+def test_deeply_nested_properties_never_500(client, project):
+    for depth in (500, 900, 5000):
+        nested = "[" * depth + "]" * depth
+        raw = (
+            f'{{"api_key": "{project.api_token}", "batch": [{{"event": "e", "distinct_id": "u", '
+            f'"properties": {{"deep": {nested}}}}}]}}'
+        )
+        assert post(client, raw).status_code in (200, 400), depth

@@ -647,3 +647,12 @@ def test_flag_dependencies_and_their_chains():
     assert dependency_chain("child", flags) == ["base", "child"]
     assert dependency_chain("loop-a", flags) == []
     assert dependency_chain("gone", flags) == ["gone"]
+
+
+def test_deeply_nested_cohorts_do_not_exhaust_the_stack():
+    group = {"type": "AND", "values": [{"key": "plan", "value": "pro"}]}
+    for _ in range(5000):
+        group = {"type": "AND", "values": [group]}
+    definition = flag("deep", groups=[{"properties": [{"key": "id", "value": 1, "type": "cohort"}]}])
+    context = EvaluationContext("u", person_properties_for("u", {"plan": "pro"}), cohorts={"1": group})
+    assert value(definition, context) is False

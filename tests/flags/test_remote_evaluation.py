@@ -321,3 +321,16 @@ def test_one_query_per_request_whatever_the_number_of_flags(client, project, dja
     with django_assert_max_num_queries(1):
         flags = post_flags(client, body).json()["flags"]
     assert len(flags) == 30
+
+
+def test_deeply_nested_property_values_never_500(client, project):
+    FeatureFlagFactory(
+        project=project,
+        key="plan-flag",
+        filters={"groups": [{"properties": [{"key": "plan", "value": "x"}]}]},
+    )
+    for depth in (200, 900, 5000):
+        nested = "[" * depth + "]" * depth
+        raw = f'{{"api_key": "{project.api_token}", "distinct_id": "u", "person_properties": {{"plan": {nested}}}}}'
+        response = post_flags(client, raw)
+        assert response.status_code in (200, 400), depth
