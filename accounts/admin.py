@@ -10,6 +10,8 @@ from accounts.services import (
     personal_api_key_generate_secret,
     personal_api_key_mask,
     personal_api_key_roll,
+    project_secret_api_key_revoke_backup,
+    project_secret_api_key_rotate,
 )
 
 
@@ -31,7 +33,35 @@ class ProjectAdmin(admin.ModelAdmin):
     list_display = ["name", "id", "organization", "created_at"]
     list_filter = ["organization"]
     search_fields = ["name", "id", "api_token"]
-    readonly_fields = ["api_token", "created_at", "updated_at"]
+    readonly_fields = [
+        "api_token",
+        "secret_api_token_mask",
+        "has_backup_secret_api_token",
+        "secret_api_token_rotated_at",
+        "created_at",
+        "updated_at",
+    ]
+    actions = ["rotate_secret_api_keys", "revoke_backup_secret_api_keys"]
+
+    @admin.display(boolean=True, description="Previous secret key still accepted")
+    def has_backup_secret_api_token(self, obj: Project) -> bool:
+        return bool(obj.secret_api_token_backup_digest)
+
+    @admin.action(description="Rotate project secret API keys (shows the new secrets once)")
+    def rotate_secret_api_keys(self, request: HttpRequest, queryset) -> None:
+        for project in queryset:
+            issued = project_secret_api_key_rotate(project=project)
+            messages.warning(
+                request,
+                f"New secret API key for '{project.name}' (shown only this once, copy it now; the previous "
+                f"one keeps working until revoked): {issued.secret}",
+            )
+
+    @admin.action(description="Revoke the previous project secret API keys")
+    def revoke_backup_secret_api_keys(self, request: HttpRequest, queryset) -> None:
+        for project in queryset:
+            project_secret_api_key_revoke_backup(project=project)
+        messages.success(request, f"Previous secret API keys revoked for {queryset.count()} project(s).")
 
 
 @admin.register(User)

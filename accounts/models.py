@@ -61,6 +61,13 @@ class Project(models.Model):
         max_digits=3, decimal_places=2, null=True, blank=True
     )
     default_only_count_matured_users = models.BooleanField(default=False)
+    # The project secret API key (`phs_…`) lets SDKs fetch flag definitions for local evaluation.
+    # Only HMAC digests are stored. After a rotation the previous secret stays valid as the backup
+    # until it is revoked, so running SDKs can be moved to the new secret without downtime.
+    secret_api_token_digest = models.CharField(max_length=128, blank=True, default="", editable=False)
+    secret_api_token_mask = models.CharField(max_length=11, blank=True, default="", editable=False)
+    secret_api_token_backup_digest = models.CharField(max_length=128, blank=True, default="", editable=False)
+    secret_api_token_rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(default=now)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -69,6 +76,24 @@ class Project(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.id})"
+
+
+class FlagDefinitionsVersion(models.Model):
+    """A counter bumped after every committed change to a project's flags, cohorts or group types.
+
+    Caches of the project's flag definitions are keyed by it, and every SDK request reads it from the
+    database with the project, so no server process can serve definitions older than the last commit.
+    It lives in its own row, not on Project, so that saving a project loaded earlier can never move
+    the counter back to a value whose cached definitions are stale.
+    """
+
+    project = models.OneToOneField(
+        Project, on_delete=models.CASCADE, primary_key=True, related_name="flag_definitions_version"
+    )
+    version = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.project_id}: {self.version}"
 
 
 class UserManager(BaseUserManager):

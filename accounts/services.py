@@ -152,3 +152,54 @@ def access_provision(
         created_organization=created_organization,
         created_project=created_project,
     )
+
+
+PROJECT_SECRET_API_KEY_PREFIX = "phs_"
+
+
+@dataclass(frozen=True)
+class IssuedProjectSecretAPIKey:
+    """A project together with its new raw secret key, which exists only in memory and is shown once."""
+
+    project: Project
+    secret: str
+
+
+def project_secret_api_key_rotate(*, project: Project) -> IssuedProjectSecretAPIKey:
+    """Give the project a new secret API key (`phs_…`) and return it; only its digest is stored.
+
+    The previous secret, if any, becomes the backup and keeps working until
+    `project_secret_api_key_revoke_backup`, so SDKs can be switched over without downtime.
+    """
+    secret = PROJECT_SECRET_API_KEY_PREFIX + random_base62(PERSONAL_API_KEY_SECRET_LENGTH)
+    with transaction.atomic():
+        locked = Project.objects.select_for_update().get(pk=project.pk)
+        locked.secret_api_token_backup_digest = locked.secret_api_token_digest
+        locked.secret_api_token_digest = personal_api_key_digest(secret)
+        locked.secret_api_token_mask = personal_api_key_mask(secret)
+        locked.secret_api_token_rotated_at = timezone.now()
+        locked.save(
+            update_fields=[
+                "secret_api_token_backup_digest",
+                "secret_api_token_digest",
+                "secret_api_token_mask",
+                "secret_api_token_rotated_at",
+            ]
+        )
+    return IssuedProjectSecretAPIKey(project=locked, secret=secret)
+
+
+def project_secret_api_key_revoke_backup(*, project: Project) -> None:
+    """Stop accepting the secret that was current before the last rotation."""
+    Project.objects.filter(pk=project.pk).update(secret_api_token_backup_digest="")
+    project.secret_api_token_backup_digest = ""
+
+
+def project_secret_api_key_matches(*, secret: str, digest: str, backup_digest: str) -> bool:
+    """Whether `secret` is the project's current or backup secret key, compared in constant time."""
+    if not secret.startswith(PROJECT_SECRET_API_KEY_PREFIX):
+        return False
+    candidate = personal_api_key_digest(secret)
+    current_ok = bool(digest) and hmac.compare_digest(candidate, digest)
+    backup_ok = bool(backup_digest) and hmac.compare_digest(candidate, backup_digest)
+    return current_ok or backup_ok

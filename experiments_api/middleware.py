@@ -44,12 +44,21 @@ class QueryStringNulMiddleware:
 
 
 class RequestBodyLimitMiddleware:
-    """Refuse bodies over MAX_REQUEST_BODY_BYTES with 413 before anything reads them."""
+    """Refuse bodies over the limit with 413 before the view (or anything else) reads them.
+
+    The limit is MAX_REQUEST_BODY_BYTES, unless the view was decorated with
+    `request_body_limit_setting("OTHER_SETTING")`: event intake accepts the larger batches SDKs send.
+    """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_view(
+        self, request: HttpRequest, view_func: Callable, view_args, view_kwargs
+    ) -> HttpResponse | None:
         raw_length = request.META.get("CONTENT_LENGTH") or "0"
         try:
             length = int(raw_length)
@@ -57,7 +66,7 @@ class RequestBodyLimitMiddleware:
             return json_error_response(
                 400, "invalid_request", "bad_request", "Invalid Content-Length header."
             )
-        limit = settings.MAX_REQUEST_BODY_BYTES
+        limit = getattr(settings, getattr(view_func, BODY_LIMIT_SETTING_ATTRIBUTE, "MAX_REQUEST_BODY_BYTES"))
         if length > limit:
             return json_error_response(
                 413,
@@ -65,4 +74,17 @@ class RequestBodyLimitMiddleware:
                 "request_too_large",
                 f"Request body is too large: the limit is {limit} bytes.",
             )
-        return self.get_response(request)
+        return None
+
+
+BODY_LIMIT_SETTING_ATTRIBUTE = "request_body_limit_setting"
+
+
+def request_body_limit_setting(setting_name: str) -> Callable[[Callable], Callable]:
+    """Mark a view as accepting bodies up to `settings.<setting_name>` bytes instead of the default."""
+
+    def mark(view: Callable) -> Callable:
+        setattr(view, BODY_LIMIT_SETTING_ATTRIBUTE, setting_name)
+        return view
+
+    return mark

@@ -13,23 +13,31 @@ TOO_DEEP = f"JSON parse error - nesting deeper than {MAX_JSON_DEPTH} levels is n
 NUL_NOT_ALLOWED = "Request body contains a NUL character, which cannot be stored."
 
 
-def check_structure(data: Any) -> None:
-    """Walk parsed data without recursion: bounded depth, no NUL in any key or string."""
+def structure_problem(data: Any) -> str | None:
+    """Why parsed JSON cannot be accepted (too deep, or a NUL in a key or string), or None.
+    Walks without recursion, so no input can exhaust the stack here."""
     stack: list[tuple[Any, int]] = [(data, 1)]
     while stack:
         value, depth = stack.pop()
         if isinstance(value, str):
             if "\x00" in value:
-                raise ParseError(NUL_NOT_ALLOWED)
+                return NUL_NOT_ALLOWED
             continue
         if isinstance(value, dict | list):
             if depth > MAX_JSON_DEPTH:
-                raise ParseError(TOO_DEEP)
+                return TOO_DEEP
             items = value.items() if isinstance(value, dict) else enumerate(value)
             for key, item in items:
                 if isinstance(key, str) and "\x00" in key:
-                    raise ParseError(NUL_NOT_ALLOWED)
+                    return NUL_NOT_ALLOWED
                 stack.append((item, depth + 1))
+    return None
+
+
+def check_structure(data: Any) -> None:
+    problem = structure_problem(data)
+    if problem:
+        raise ParseError(problem)
 
 
 class JSONParser(parsers.JSONParser):

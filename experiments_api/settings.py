@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "holdouts",
     "experiments",
     "approvals",
+    "events",
 ]
 
 MIDDLEWARE = [
@@ -141,6 +142,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Request bodies larger than this are refused with 413 before any parsing happens.
 MAX_REQUEST_BODY_BYTES = env_int("MAX_REQUEST_BODY_BYTES", 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
+# Event intake (`/batch/` and the other capture paths) takes SDK batches up to this size, compressed
+# or not; PostHog's SDKs send up to ~6 MiB per batch and PostHog's own capture accepts 20 MiB.
+MAX_EVENT_BODY_BYTES = env_int("MAX_EVENT_BODY_BYTES", 20 * 1024 * 1024)
 
 CACHES = {
     "default": {

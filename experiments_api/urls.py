@@ -5,10 +5,12 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from accounts.views import PersonalAPIKeyViewSet, ProjectViewSet, UserViewSet
 from activity.views import ActivityLogViewSet
 from approvals.views import ApprovalPolicyViewSet, ChangeRequestViewSet
+from events.views import capture_view
 from experiments.views import ExperimentSavedMetricViewSet, ExperimentViewSet
 from experiments_api.errors import api_endpoint_not_found
 from experiments_api.health import health, liveness
 from experiments_api.routing import ApiRouter
+from flags.delivery import decide_view, definitions_view, flags_view
 from flags.views import CohortViewSet, FeatureFlagViewSet
 from holdouts.views import ExperimentHoldoutViewSet
 
@@ -29,7 +31,17 @@ router.register_project_resource("activity_log", ActivityLogViewSet, basename="a
 router.register_project_resource("change_requests", ChangeRequestViewSet, basename="change_request")
 router.register_project_resource("approval_policies", ApprovalPolicyViewSet, basename="approval_policy")
 
+# What PostHog's SDKs call: remote evaluation, local-evaluation definitions and event capture.
+sdk_urlpatterns = [
+    re_path(r"^flags/definitions/?$", definitions_view, name="flag-definitions"),
+    re_path(r"^api/feature_flag/local_evaluation/?$", definitions_view, name="flag-local-evaluation"),
+    re_path(r"^flags/?$", flags_view, name="flags"),
+    re_path(r"^decide/?$", decide_view, name="decide"),
+    re_path(r"^(?:batch|capture|e|i/v0/e)/?$", capture_view, name="capture"),
+]
+
 urlpatterns = [
+    *sdk_urlpatterns,
     path("_health", health, name="health"),
     path("_liveness", liveness, name="liveness"),
     path("admin/", admin.site.urls),

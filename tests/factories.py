@@ -118,3 +118,12 @@ class ExperimentSavedMetricFactory(factory.django.DjangoModelFactory):
             "source": {"kind": "EventsNode", "event": "$pageview"},
         }
     )
+
+
+class GroupTypeMappingFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "events.GroupTypeMapping"
+
+    project = factory.SubFactory(ProjectFactory)
+    group_type = "company"
+    group_type_index = 0

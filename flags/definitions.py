@@ -1,0 +1,296 @@
+"""A project's flag definitions as SDKs see them, built once per change and cached.
+
+Both SDK-facing endpoints read the same snapshot: `/flags` evaluates it, and the local-evaluation
+endpoint serves it (with its ETag), so local and remote answers can never disagree.
+
+Freshness: every committed write to a flag, cohort, group type or experiment of a project bumps the
+project's `FlagDefinitionsVersion` (signals, after commit). Each request reads that version from the
+database together with the project, and the cache key includes it, so no process ever serves
+definitions older than the last commit, even with a per-process cache. Writes through
+`QuerySet.update()` send no signals: code that changes flags in bulk must call
+`flag_definitions_changed` itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from django.apps import apps
+from django.core.cache import cache
+from django.db import DatabaseError, IntegrityError, models, transaction
+from django.db.models import F
+from django.db.models.signals import post_delete, post_save
+
+from accounts.models import FlagDefinitionsVersion, Project
+from events.models import GroupTypeMapping
+from flags.evaluation import dependency_chain
+from flags.models import Cohort, FeatureFlag
+
+logger = logging.getLogger(__name__)
+
+CACHE_KEY_FORMAT = "flag-definitions:{project_id}:{version}"
+# Entries are never stale (the key holds the version); the timeout only frees memory.
+CACHE_TIMEOUT_SECONDS = 24 * 60 * 60
+
+
+@dataclass(frozen=True)
+class DeliveryProject:
+    """The little an SDK request needs to know about the project its token names."""
+
+    id: int
+    organization_id: Any
+    definitions_version: int
+    secret_api_token_digest: str
+    secret_api_token_backup_digest: str
+
+
+@dataclass(frozen=True)
+class ProjectFlagDefinitions:
+    """One version of a project's flags, as served to SDKs and as `/flags` evaluates them.
+
+    `flags` are the definitions sorted by key; `cohorts` maps the id of every dynamic cohort the
+    flags reference to its property group (static cohorts are left out, as PostHog does: they have
+    no members an SDK could check); `body` is the serialized local-evaluation response and `etag`
+    its weak ETag.
+    """
+
+    flags: tuple[dict[str, Any], ...]
+    group_type_mapping: dict[str, str]
+    cohorts: dict[str, Any]
+    body: bytes
+    etag: str
+
+    @property
+    def flags_by_key(self) -> dict[str, dict[str, Any]]:
+        return {flag["key"]: flag for flag in self.flags}
+
+
+def delivery_project_for_token(token: str) -> DeliveryProject | None:
+    """The project whose public token (`phc_…`) this is, with its definitions version: one query."""
+    row = (
+        Project.objects.filter(api_token=token)
+        .values_list(
+            "id",
+            "organization_id",
+            "flag_definitions_version__version",
+            "secret_api_token_digest",
+            "secret_api_token_backup_digest",
+        )
+        .first()
+    )
+    if row is None:
+        return None
+    project_id, organization_id, version, digest, backup_digest = row
+    return DeliveryProject(project_id, organization_id, version or 0, digest, backup_digest)
+
+
+def project_flag_definitions(project: DeliveryProject) -> ProjectFlagDefinitions:
+    """The project's definitions at its current version, from the cache or built (and cached)."""
+    key = CACHE_KEY_FORMAT.format(project_id=project.id, version=project.definitions_version)
+    definitions = cache.get(key)
+    if definitions is None:
+        definitions = build_flag_definitions(project.id)
+        cache.set(key, definitions, CACHE_TIMEOUT_SECONDS)
+    return definitions
+
+
+def build_flag_definitions(project_id: int) -> ProjectFlagDefinitions:
+    """Read the project's non-deleted flags, group types and referenced cohorts (four queries)."""
+    flags = list(FeatureFlag.objects.filter(project_id=project_id, deleted=False).order_by("key"))
+    with_experiment = flag_ids_with_experiments([flag.id for flag in flags])
+    stored_filters = {flag.key: flag.filters if isinstance(flag.filters, dict) else {} for flag in flags}
+    definitions = tuple(
+        flag_definition(flag, stored_filters, has_experiment=flag.id in with_experiment) for flag in flags
+    )
+    group_type_mapping = {
+        str(index): group_type
+        for index, group_type in GroupTypeMapping.objects.filter(project_id=project_id)
+        .order_by("group_type_index")
+        .values_list("group_type_index", "group_type")
+    }
+    cohorts = referenced_cohorts(project_id, definitions)
+    body = json.dumps(
+        {"flags": list(definitions), "group_type_mapping": group_type_mapping, "cohorts": cohorts},
+        separators=(",", ":"),
+        ensure_ascii=False,
+        default=str,
+    ).encode()
+    etag = f'W/"{hashlib.sha256(body).hexdigest()[:32]}"'
+    return ProjectFlagDefinitions(definitions, group_type_mapping, cohorts, body, etag)
+
+
+def flag_definition(
+    flag: FeatureFlag, filters_by_key: dict[str, dict[str, Any]], *, has_experiment: bool
+) -> dict[str, Any]:
+    """One flag as PostHog's local-evaluation endpoint serves it (B.2).
+
+    Every flag-dependency filter gets the `dependency_chain` SDKs need to evaluate it locally.
+    """
+    return {
+        "id": flag.id,
+        "team_id": flag.project_id,
+        "name": flag.name,
+        "key": flag.key,
+        "filters": _with_dependency_chains(filters_by_key[flag.key], filters_by_key),
+        "deleted": False,
+        "active": flag.active,
+        "ensure_experience_continuity": bool(flag.ensure_experience_continuity),
+        "has_encrypted_payloads": bool(flag.has_encrypted_payloads),
+        "version": flag.version,
+        "evaluation_runtime": flag.evaluation_runtime or FeatureFlag.EvaluationRuntime.ALL,
+        "evaluation_tags": [],
+        "has_experiment": has_experiment,
+    }
+
+
+def _with_dependency_chains(
+    filters: dict[str, Any], filters_by_key: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    conditions = filters.get("groups")
+    if not isinstance(conditions, list) or not any(_has_flag_filter(condition) for condition in conditions):
+        return filters
+    flags_by_key = {key: {"key": key, "filters": value} for key, value in filters_by_key.items()}
+    chained = []
+    for condition in conditions:
+        if _has_flag_filter(condition):
+            properties = [
+                {**prop, "dependency_chain": dependency_chain(str(prop.get("key")), flags_by_key)}
+                if isinstance(prop, dict) and prop.get("type") == "flag"
+                else prop
+                for prop in condition["properties"]
+            ]
+            condition = {**condition, "properties": properties}
+        chained.append(condition)
+    return {**filters, "groups": chained}
+
+
+def _has_flag_filter(condition: Any) -> bool:
+    properties = condition.get("properties") if isinstance(condition, dict) else None
+    return isinstance(properties, list) and any(
+        isinstance(prop, dict) and prop.get("type") == "flag" for prop in properties
+    )
+
+
+def flag_ids_with_experiments(flag_ids: list[int]) -> set[int]:
+    """Ids of the flags an experiment uses (`has_experiment`), found through the experiments app's
+    relation to FeatureFlag when that app defines one."""
+    if not flag_ids:
+        return set()
+    for relation in FeatureFlag._meta.related_objects:
+        if relation.related_model._meta.label != "experiments.Experiment":
+            continue
+        queryset = relation.related_model._default_manager.filter(**{f"{relation.field.name}__in": flag_ids})
+        if any(field.name == "deleted" for field in relation.related_model._meta.fields):
+            queryset = queryset.filter(deleted=False)
+        return set(queryset.values_list(relation.field.attname, flat=True))
+    return set()
+
+
+def cohort_property_group(cohort: Cohort) -> dict[str, Any]:
+    """A cohort's definition as an AND/OR property group; legacy `groups` become an OR of ANDs."""
+    filters = cohort.filters if isinstance(cohort.filters, dict) else {}
+    properties = filters.get("properties")
+    if isinstance(properties, dict) and properties.get("type") in ("AND", "OR"):
+        return properties
+    legacy = cohort.groups if isinstance(cohort.groups, list) else []
+    return {
+        "type": "OR",
+        "values": [
+            {"type": "AND", "values": group.get("properties") or []}
+            for group in legacy
+            if isinstance(group, dict) and isinstance(group.get("properties") or [], list)
+        ],
+    }
+
+
+def referenced_cohorts(project_id: int, definitions: tuple[dict[str, Any], ...]) -> dict[str, Any]:
+    """Property groups of the live dynamic cohorts the flags reference, directly or through cohorts."""
+    found: dict[str, Any] = {}
+    pending: set[str] = set()
+    for definition in definitions:
+        pending |= _cohort_ids_in(definition["filters"].get("groups"))
+    seen: set[str] = set()
+    while pending:
+        seen |= pending
+        ids = [int(cohort_id) for cohort_id in pending if cohort_id.isascii() and cohort_id.isdigit()]
+        pending = set()
+        for cohort in Cohort.objects.filter(
+            project_id=project_id, id__in=ids, deleted=False, is_static=False
+        ):
+            group = cohort_property_group(cohort)
+            found[str(cohort.id)] = group
+            pending |= _cohort_ids_in(group)
+        pending -= seen
+    return dict(sorted(found.items(), key=lambda item: int(item[0])))
+
+
+def _cohort_ids_in(tree: Any) -> set[str]:
+    """Ids of cohorts named by `type: cohort` filters anywhere in conditions or property groups."""
+    ids: set[str] = set()
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, dict):
+            if node.get("type") == "cohort" and "value" in node:
+                ids.add(str(node.get("value")))
+            stack.extend(value for key, value in node.items() if key in ("properties", "values"))
+    return ids
+
+
+# --- invalidation ---------------------------------------------------------------------------------
+
+
+def flag_definitions_version_bump(project_id: int) -> None:
+    """Move the project to a new definitions version, so every cache entry of the old one is unused."""
+    if FlagDefinitionsVersion.objects.filter(project_id=project_id).update(version=F("version") + 1):
+        return
+    try:
+        with transaction.atomic():
+            FlagDefinitionsVersion.objects.create(project_id=project_id, version=1)
+    except IntegrityError:
+        # A concurrent first bump created the row (or the project is being deleted).
+        FlagDefinitionsVersion.objects.filter(project_id=project_id).update(version=F("version") + 1)
+
+
+def flag_definitions_changed(project_id: int) -> None:
+    """Call after changing a project's flags, cohorts or group types: bumps the version on commit.
+
+    Bumping after the commit, not inside the transaction, guarantees that whoever reads the new
+    version also reads the new rows, and keeps a lock on the version row out of flag writes.
+    """
+    transaction.on_commit(lambda: _bump_logging_failures(project_id), robust=True)
+
+
+def _bump_logging_failures(project_id: int) -> None:
+    try:
+        flag_definitions_version_bump(project_id)
+    except DatabaseError:
+        logger.exception("Could not bump the flag definitions version of project %s", project_id)
+
+
+def _on_project_data_changed(sender: type[models.Model], instance: models.Model, **kwargs: Any) -> None:
+    project_id = getattr(instance, "project_id", None)
+    if project_id is not None:
+        flag_definitions_changed(project_id)
+
+
+def connect_invalidation_signals() -> None:
+    """Watch every model whose rows shape what SDKs receive (called from the flags app's `ready`)."""
+    senders: list[type[models.Model]] = [FeatureFlag, Cohort, GroupTypeMapping]
+    # Linking a flag to an experiment changes its `has_experiment`; the app may not define it yet.
+    with contextlib.suppress(LookupError):
+        senders.append(apps.get_model("experiments", "Experiment"))
+    for sender in senders:
+        post_save.connect(
+            _on_project_data_changed, sender=sender, dispatch_uid=f"flag-definitions-{sender.__name__}"
+        )
+        post_delete.connect(
+            _on_project_data_changed, sender=sender, dispatch_uid=f"flag-definitions-delete-{sender.__name__}"
+        )

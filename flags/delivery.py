@@ -1,0 +1,361 @@
+"""The endpoints PostHog's SDKs use to get flag values: remote evaluation and local-evaluation definitions.
+
+- `POST /flags/` (and `/decide/` for old clients) evaluates every flag of the project the body's
+  project token names, for the user the body describes. No personal API key: the token is public.
+  Errors are plain-text messages, as PostHog's flags service sends them.
+- `GET /flags/definitions` and `GET /api/feature_flag/local_evaluation/` serve the project's flag
+  definitions for SDKs to evaluate locally, with a weak ETag; they need a secret: a personal API key
+  with `feature_flag:read` or the project's secret API key (`phs_…`). Errors use the API's envelope.
+
+These are plain Django views, outside DRF, so the management API's authentication, scopes and
+throttles never apply to them.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from accounts.authentication import BEARER_PATTERN, PersonalAPIKeyAuthentication
+from accounts.models import OrganizationMembership
+from accounts.scopes import scopes_grant
+from accounts.services import PROJECT_SECRET_API_KEY_PREFIX, project_secret_api_key_matches
+from events.decoding import PayloadError, decode_payload, read_body
+from experiments_api.errors import json_error_response
+from flags.definitions import (
+    DeliveryProject,
+    ProjectFlagDefinitions,
+    delivery_project_for_token,
+    project_flag_definitions,
+)
+from flags.evaluation import (
+    MAX_DISTINCT_ID_LENGTH,
+    EvaluationContext,
+    FlagResult,
+    evaluate_flags,
+    person_properties_for,
+)
+
+TOKEN_FIELDS = ("api_key", "token", "$token")
+ALLOWED_METHODS = "GET, POST, OPTIONS, HEAD"
+
+NO_TOKEN = "No API token provided. Please include a valid API token in your request."
+INVALID_TOKEN = "The provided API key is invalid or has expired. Please check your API key and try again."
+MISSING_DISTINCT_ID = "The distinct_id field is missing from the request. Please include a valid identifier."
+EMPTY_DISTINCT_ID = "The distinct_id field cannot be empty. Please provide a valid identifier."
+PARSE_FAILED = (
+    "Failed to parse request: {error}. Please ensure your request is properly formatted and all required "
+    "fields are present."
+)
+
+NO_SECRET_KEY = "No personal API key provided"
+INVALID_SECRET_KEY = "Invalid personal API key"
+SECRET_KEY_WITHOUT_ACCESS = "Personal API key has no access to this project with the feature_flag:read scope"
+MISSING_DEFINITIONS_TOKEN = "Provide the project API token in the token query parameter."
+INVALID_DEFINITIONS_TOKEN = (
+    "Project API key invalid. You can find your project API key in your project settings."
+)
+FLAG_READ_SCOPE = "feature_flag:read"
+
+
+class BadFlagsRequest(Exception):
+    """A `/flags` request that cannot be evaluated; `status` and the plain-text `message` answer it."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def plain_text(status: int, message: str) -> HttpResponse:
+    return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
+
+
+def with_cors(response: HttpResponse) -> HttpResponse:
+    """Browsers (posthog-js) call these endpoints from any site; the project token is public."""
+    response["Access-Control-Allow-Origin"] = "*"
+    response["Access-Control-Allow-Headers"] = "Content-Type, Content-Encoding"
+    return response
+
+
+def options_response() -> HttpResponse:
+    response = HttpResponse(status=204)
+    response["Allow"] = ALLOWED_METHODS
+    response["Access-Control-Allow-Methods"] = ALLOWED_METHODS
+    return with_cors(response)
+
+
+# --- remote evaluation ------------------------------------------------------------------------------
+
+
+@csrf_exempt
+def flags_view(request: HttpRequest) -> HttpResponse:
+    """`/flags/`: POST evaluates; GET answers an empty flag set; HEAD 200; OPTIONS 204."""
+    return with_cors(_flags_response(request, from_decide=False))
+
+
+@csrf_exempt
+def decide_view(request: HttpRequest) -> HttpResponse:
+    """`/decide/`: the older endpoint, answered in the shapes PostHog maps it to (see `response_shape`)."""
+    return with_cors(_flags_response(request, from_decide=True))
+
+
+def _flags_response(request: HttpRequest, *, from_decide: bool) -> HttpResponse:
+    if request.method == "OPTIONS":
+        return options_response()
+    if request.method == "HEAD":
+        return HttpResponse(status=200)
+    if request.method == "GET":
+        return JsonResponse({"flags": {}, "errorsWhileComputingFlags": False, "requestId": str(uuid.uuid4())})
+    if request.method != "POST":
+        response = plain_text(405, f"Method {request.method} not allowed.")
+        response["Allow"] = ALLOWED_METHODS
+        return response
+    try:
+        return JsonResponse(_evaluate_request(request, from_decide=from_decide))
+    except BadFlagsRequest as error:
+        return plain_text(error.status, error.message)
+
+
+def _evaluate_request(request: HttpRequest, *, from_decide: bool) -> dict[str, Any]:
+    limit = settings.MAX_REQUEST_BODY_BYTES
+    try:
+        payload = decode_payload(request, read_body(request, limit), limit)
+    except PayloadError as error:
+        raise BadFlagsRequest(400, PARSE_FAILED.format(error=error)) from error
+    if not isinstance(payload, dict):
+        raise BadFlagsRequest(400, PARSE_FAILED.format(error="the body must be a JSON object"))
+
+    token = next((payload[field] for field in TOKEN_FIELDS if isinstance(payload.get(field), str)), None)
+    if not token:
+        raise BadFlagsRequest(401, NO_TOKEN)
+    project = delivery_project_for_token(token)
+    if project is None:
+        raise BadFlagsRequest(401, INVALID_TOKEN)
+
+    context_args = _context_arguments(payload)
+    definitions = project_flag_definitions(project)
+    requested = _requested_keys(payload)
+    flags = [flag for flag in definitions.flags if requested is None or flag["key"] in requested]
+    context = EvaluationContext(
+        group_type_mapping=definitions.group_type_mapping,
+        cohorts=definitions.cohorts,
+        flags_by_key=definitions.flags_by_key,
+        **context_args,
+    )
+    results = evaluate_flags(flags, context)
+    return response_shape(
+        results,
+        {flag["key"]: flag for flag in flags},
+        version=_requested_version(request),
+        from_decide=from_decide,
+        config_requested="config" in request.GET,
+    )
+
+
+def _object_field(payload: Mapping[str, Any], name: str) -> dict[str, Any]:
+    value = payload.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadFlagsRequest(400, PARSE_FAILED.format(error=f"{name} must be an object"))
+    return value
+
+
+def _context_arguments(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """The user described by the request: distinct id, groups and properties, validated."""
+    raw_id = payload.get("distinct_id", payload.get("$distinct_id"))
+    if raw_id is None:
+        raise BadFlagsRequest(400, MISSING_DISTINCT_ID)
+    if isinstance(raw_id, bool) or not isinstance(raw_id, str | int | float):
+        raise BadFlagsRequest(400, PARSE_FAILED.format(error="distinct_id must be a string or a number"))
+    distinct_id = str(raw_id)[:MAX_DISTINCT_ID_LENGTH]
+    if not distinct_id.strip():
+        raise BadFlagsRequest(400, EMPTY_DISTINCT_ID)
+
+    person_properties = _object_field(payload, "person_properties")
+    group_properties = _object_field(payload, "group_properties")
+    if any(not isinstance(value, dict) for value in group_properties.values()):
+        raise BadFlagsRequest(
+            400, PARSE_FAILED.format(error="group_properties must map group types to objects")
+        )
+    device_id = payload.get("device_id") or person_properties.get("$device_id")
+    return {
+        "distinct_id": distinct_id,
+        "person_properties": person_properties_for(distinct_id, person_properties),
+        "groups": _object_field(payload, "groups"),
+        "group_properties": group_properties,
+        "device_id": str(device_id) if isinstance(device_id, str | int) and device_id != "" else None,
+    }
+
+
+def _requested_keys(payload: Mapping[str, Any]) -> set[str] | None:
+    """`flag_keys_to_evaluate` (or its alias `flag_keys`): only these flags are answered."""
+    for name in ("flag_keys_to_evaluate", "flag_keys"):
+        keys = payload.get(name)
+        if keys is None:
+            continue
+        if not isinstance(keys, list) or not all(isinstance(key, str) for key in keys):
+            raise BadFlagsRequest(400, PARSE_FAILED.format(error=f"{name} must be a list of strings"))
+        return set(keys)
+    return None
+
+
+def _requested_version(request: HttpRequest) -> int | None:
+    raw = request.GET.get("v", "").strip()
+    try:
+        return int(float(raw)) if raw else None
+    except (ValueError, OverflowError):
+        return None
+
+
+def flag_record(result: FlagResult, definition: Mapping[str, Any]) -> dict[str, Any]:
+    """One flag in the v2 response shape (A.3.1)."""
+    return {
+        "key": result.key,
+        "enabled": result.enabled,
+        "variant": result.variant,
+        "reason": {
+            "code": str(result.reason),
+            "condition_index": result.condition_index,
+            "description": result.reason_description,
+        },
+        "metadata": {
+            "id": definition.get("id"),
+            "version": definition.get("version"),
+            "description": definition.get("name") or None,
+            "payload": result.payload if result.enabled else None,
+            "has_experiment": bool(definition.get("has_experiment")),
+        },
+    }
+
+
+def response_shape(
+    results: dict[str, FlagResult],
+    definitions: Mapping[str, Mapping[str, Any]],
+    *,
+    version: int | None,
+    from_decide: bool,
+    config_requested: bool,
+) -> dict[str, Any]:
+    """The response body for the requested API version, as PostHog's flags service picks it.
+
+    `/flags`: v2 and above (or neither `v` nor `config` given) get the v2 shape; otherwise v1.
+    `/decide`: v1 (or none) a list of enabled keys, v2 a map of enabled flags only, v3 the v1 shape,
+    v4 and above the v2 shape.
+    """
+    if from_decide:
+        if version is None or version <= 1:
+            return {
+                "featureFlags": [key for key, result in results.items() if result.enabled],
+                "errorsWhileComputingFlags": False,
+            }
+        if version == 2:
+            return {
+                "featureFlags": {key: result.value for key, result in results.items() if result.enabled},
+                "errorsWhileComputingFlags": False,
+            }
+        use_v2 = version >= 4
+    else:
+        use_v2 = (version or 0) >= 2 or (version is None and not config_requested)
+
+    if use_v2:
+        return {
+            "flags": {key: flag_record(result, definitions[key]) for key, result in results.items()},
+            "errorsWhileComputingFlags": False,
+            "requestId": str(uuid.uuid4()),
+            "evaluatedAt": int(time.time() * 1000),
+        }
+    return {
+        "featureFlags": {key: result.value for key, result in results.items()},
+        "featureFlagPayloads": {
+            key: result.payload
+            for key, result in results.items()
+            if result.enabled and result.payload is not None
+        },
+        "errorsWhileComputingFlags": False,
+    }
+
+
+# --- local-evaluation definitions -------------------------------------------------------------------
+
+
+def definitions_view(request: HttpRequest) -> HttpResponse:
+    """`GET /flags/definitions?token=<phc_…>&send_cohorts`: the project's definitions for SDKs."""
+    if request.method not in ("GET", "HEAD"):
+        response = json_error_response(
+            405, "invalid_request", "method_not_allowed", f'Method "{request.method}" not allowed.'
+        )
+        response["Allow"] = "GET, HEAD"
+        return response
+    bearer = BEARER_PATTERN.match(request.META.get("HTTP_AUTHORIZATION", ""))
+    if bearer is None:
+        return json_error_response(401, "authentication_error", "not_authenticated", NO_SECRET_KEY)
+    token = request.GET.get("token", "").strip()
+    if not token:
+        return json_error_response(
+            401, "authentication_error", "authentication_failed", MISSING_DEFINITIONS_TOKEN
+        )
+    project = delivery_project_for_token(token)
+    if project is None:
+        return json_error_response(401, "authentication_error", "invalid_api_key", INVALID_DEFINITIONS_TOKEN)
+    failure = _definitions_auth_failure(bearer.group(1), project)
+    if failure is not None:
+        return json_error_response(401, "authentication_error", "authentication_failed", failure)
+
+    definitions = project_flag_definitions(project)
+    if _etag_matches(request.headers.get("If-None-Match", ""), definitions):
+        response = HttpResponse(status=304)
+    else:
+        response = HttpResponse(definitions.body, content_type="application/json")
+    response["ETag"] = definitions.etag
+    response["Cache-Control"] = "private, must-revalidate"
+    return response
+
+
+def _definitions_auth_failure(secret: str, project: DeliveryProject) -> str | None:
+    """Why this bearer secret may not read the project's definitions, or None when it may.
+
+    A project secret key must be the project's (current or backup). A personal API key must be
+    active, reach the project (membership, `scoped_teams`, `scoped_organizations`) and carry
+    `feature_flag:read` (or a scope that implies it).
+    """
+    if secret.startswith(PROJECT_SECRET_API_KEY_PREFIX):
+        matches = project_secret_api_key_matches(
+            secret=secret,
+            digest=project.secret_api_token_digest,
+            backup_digest=project.secret_api_token_backup_digest,
+        )
+        return None if matches else INVALID_SECRET_KEY
+    key = PersonalAPIKeyAuthentication.lookup(secret)
+    if key is None:
+        return INVALID_SECRET_KEY
+    if not scopes_grant(key.effective_scopes, FLAG_READ_SCOPE):
+        return SECRET_KEY_WITHOUT_ACCESS
+    if key.scoped_teams and project.id not in key.scoped_teams:
+        return SECRET_KEY_WITHOUT_ACCESS
+    if key.scoped_organizations and str(project.organization_id) not in key.scoped_organizations:
+        return SECRET_KEY_WITHOUT_ACCESS
+    is_member = OrganizationMembership.objects.filter(
+        user_id=key.user_id, organization_id=project.organization_id
+    ).exists()
+    if not is_member:
+        return SECRET_KEY_WITHOUT_ACCESS
+    PersonalAPIKeyAuthentication.touch(key)
+    return None
+
+
+def _etag_matches(header: str, definitions: ProjectFlagDefinitions) -> bool:
+    """Weak comparison (RFC 9110): `W/"x"` and `"x"` are the same tag; `*` matches anything."""
+    ours = definitions.etag.removeprefix("W/")
+    for candidate in header.split(","):
+        candidate = candidate.strip()
+        if candidate == "*" or candidate.removeprefix("W/") == ours:
+            return True
+    return False
