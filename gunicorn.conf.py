@@ -11,10 +11,25 @@ graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "10000"))
 max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "1000"))
+# gunicorn's control socket is one fixed path per user; several servers on one machine would
+# fight over it, and nothing here uses it.
+control_socket_disable = os.environ.get("GUNICORN_CONTROL_SOCKET", "") == ""
 worker_tmp_dir = os.environ.get("GUNICORN_WORKER_TMP_DIR", "/dev/shm" if os.path.isdir("/dev/shm") else None)
 
-accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-")
+# An empty value turns the access log off.
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None
 errorlog = os.environ.get("GUNICORN_ERROR_LOG", "-")
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 # Request id (set by RequestIdMiddleware and echoed in the response) and latency in microseconds.
 access_log_format = '%(h)s "%(r)s" %(s)s %(B)s %(D)sus request_id=%({x-request-id}o)s'
+
+
+def when_ready(server) -> None:
+    """Warn when several workers would each keep their own cache (throttle counters, flag
+    definitions): per-key limits then multiply by the worker count. Set REDIS_URL to share it."""
+    if workers > 1 and not os.environ.get("REDIS_URL"):
+        server.log.warning(
+            "Running %s workers without REDIS_URL: each worker has its own cache, so per-key rate "
+            "limits are per worker. Set REDIS_URL to share the cache between workers and machines.",
+            workers,
+        )

@@ -146,12 +146,24 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 # or not; PostHog's SDKs send up to ~6 MiB per batch and PostHog's own capture accepts 20 MiB.
 MAX_EVENT_BODY_BYTES = env_int("MAX_EVENT_BODY_BYTES", 20 * 1024 * 1024)
 
-CACHES = {
-    "default": {
-        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-        "LOCATION": "experiments-api",
+# With REDIS_URL the cache (throttle counters, flag definitions) is shared by every worker and
+# every machine; without it each process has its own, which is only right for a single process.
+REDIS_URL = os.environ.get("REDIS_URL", "")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "experiments-api"),
+        }
     }
-}
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": "experiments-api",
+        }
+    }
 
 RATE_LIMIT_ENABLED = env_bool("RATE_LIMIT_ENABLED", True)
 THROTTLE_BURST_RATE = os.environ.get("THROTTLE_BURST_RATE", "480/minute")

@@ -1,0 +1,146 @@
+"""Two server processes behind a load balancer share per-key rate limits through Redis."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from tests.conftest import KeyedClient
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    """REDIS_URL if set, else a local Redis on 6379, else a throwaway redis-server."""
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    if reachable("127.0.0.1", 6379):
+        yield "redis://127.0.0.1:6379/15"
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail(
+            "This test needs Redis: set REDIS_URL, run one on 127.0.0.1:6379, or install redis-server."
+        )
+    port = free_port()
+    with tempfile.TemporaryDirectory() as directory:
+        process = subprocess.Popen(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", directory],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 10
+            while not reachable("127.0.0.1", port):
+                if time.monotonic() > deadline:
+                    pytest.fail("redis-server did not start")
+                time.sleep(0.05)
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+def database_url() -> str:
+    settings = connection.settings_dict
+    password = f":{settings['PASSWORD']}" if settings.get("PASSWORD") else ""
+    host = settings.get("HOST") or "127.0.0.1"
+    port = settings.get("PORT") or 5432
+    return f"postgres://{settings['USER']}{password}@{host}:{port}/{settings['NAME']}"
+
+
+@contextmanager
+def server(redis: str | None, prefix: str) -> Iterator[str]:
+    """A gunicorn process (one worker) on the test database, with a burst limit of 5 per minute."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "GUNICORN_WORKERS": "1",
+        "GUNICORN_ACCESS_LOG": "",
+        "THROTTLE_BURST_RATE": "5/minute",
+        "CACHE_KEY_PREFIX": prefix,
+    }
+    env.pop("REDIS_URL", None)
+    if redis:
+        env["REDIS_URL"] = redis
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "experiments_api.wsgi:application", "-c", "gunicorn.conf.py"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/_liveness", timeout=1)
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    pytest.fail("gunicorn did not start")
+                time.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def status(base: str, api: KeyedClient) -> int:
+    request = urllib.request.Request(
+        f"{base}/api/projects/{api.project.id}/", headers={"Authorization": f"Bearer {api.secret}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def alternate(first: str, second: str, api: KeyedClient, count: int) -> list[int]:
+    return [status(first if index % 2 == 0 else second, api) for index in range(count)]
+
+
+def test_rate_limit_is_shared_between_processes_with_redis(api, redis_url):
+    prefix = f"test-{uuid.uuid4().hex}"
+    with server(redis_url, prefix) as first, server(redis_url, prefix) as second:
+        assert alternate(first, second, api, 7) == [200, 200, 200, 200, 200, 429, 429]
+
+
+def test_without_redis_each_process_counts_alone(api):
+    prefix = f"test-{uuid.uuid4().hex}"
+    with server(None, prefix) as first, server(None, prefix) as second:
+        assert alternate(first, second, api, 8) == [200] * 8
