@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Run pytest against PostgreSQL, never SQLite. Where the database comes from, in order:
+# Run a command with DATABASE_URL pointing at PostgreSQL (never SQLite). Where it comes from:
 #   1. DATABASE_URL, if set;
 #   2. a server on 127.0.0.1:5432 accepting user postgres;
 #   3. a throwaway cluster made with the installed PostgreSQL server binaries, removed afterwards.
+# Usage: scripts/with_postgres.sh <database name> <command...>
 set -euo pipefail
 cd "$(dirname "$0")/.."
+DB_NAME="$1"
+shift
 PY=.venv/bin/python
 
 can_connect() {
@@ -49,22 +52,22 @@ start_throwaway_cluster() {
     start >/dev/null
   STOP_CMD=("${run_as[@]}" "$bin_dir/pg_ctl" -D "$TMP_PG/data" -m fast stop)
   trap 'set +e; "${STOP_CMD[@]}" >/dev/null 2>&1; rm -rf "$TMP_PG"' EXIT
-  export DATABASE_URL="postgres://postgres@127.0.0.1:$port/experiments_api"
+  export DATABASE_URL="postgres://postgres@127.0.0.1:$port/$DB_NAME"
   echo "Started a throwaway PostgreSQL cluster on 127.0.0.1:$port ($bin_dir)."
 }
 
 if [ -n "${DATABASE_URL:-}" ]; then
   case "$DATABASE_URL" in
     postgres://*|postgresql://*|pgsql://*) ;;
-    *) echo "DATABASE_URL must point at PostgreSQL for the tests (got ${DATABASE_URL%%:*})." >&2; exit 2 ;;
+    *) echo "DATABASE_URL must point at PostgreSQL (got ${DATABASE_URL%%:*})." >&2; exit 2 ;;
   esac
 elif can_connect "host=127.0.0.1 port=5432 user=postgres dbname=postgres"; then
-  export DATABASE_URL="postgres://postgres@127.0.0.1:5432/experiments_api"
+  export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB_NAME"
 elif bin_dir=$(find_server_bin_dir); then
   start_throwaway_cluster "$bin_dir"
 else
-  echo "make test needs PostgreSQL: set DATABASE_URL, run a server on 127.0.0.1:5432 for user postgres, or install one (Debian/Ubuntu: apt-get install postgresql; macOS: brew install postgresql)." >&2
+  echo "This needs PostgreSQL: set DATABASE_URL, run a server on 127.0.0.1:5432 for user postgres, or install one (Debian/Ubuntu: apt-get install postgresql; macOS: brew install postgresql)." >&2
   exit 2
 fi
 
-.venv/bin/pytest "$@"
+"$@"

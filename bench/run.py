@@ -1,0 +1,592 @@
+"""`make bench`: throughput and latency of the main endpoints, as ratios to the server's floor.
+
+Starts gunicorn (2 workers) on a fresh PostgreSQL database, seeds a project through the API, runs
+ANALYZE, and drives each endpoint with wrk from another process for a fixed time. Prints requests/s,
+p50 and p99, the ratio to `GET /_liveness` throughput, the database queries each request makes, and
+the list latency with 100 and with 100 000 experiments — each next to its target, PASS or FAIL.
+
+Run through `make bench` (which provides PostgreSQL and wrk). Options: `--duration` seconds per
+endpoint (default 8), `--connections` (default 16), `--large` experiments in the big project
+(default 100000).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+BENCH_DB = "experiments_api_bench"
+SECRET_KEY = "bench-secret-key-not-for-production"
+
+
+@dataclass
+class Measurement:
+    name: str
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    queries: int | None = None
+
+
+TARGETS = {
+    "GET /api/users/@me/": 0.8,
+    "GET experiment": 0.5,
+    "GET feature flag": 0.5,
+    "GET experiments (100)": 0.13,
+    "GET feature flags (100)": 0.13,
+    "POST launch→reset cycle": 0.25,
+    "POST /flags (one key)": 0.5,
+    "POST /flags (all flags)": 0.5,
+    "GET definitions (304)": 0.8,
+}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def bench_database_url() -> str:
+    parsed = urllib.parse.urlparse(os.environ["DATABASE_URL"])
+    return urllib.parse.urlunparse(parsed._replace(path=f"/{BENCH_DB}"))
+
+
+def recreate_database(url: str) -> None:
+    parsed = urllib.parse.urlparse(url)
+    admin = urllib.parse.urlunparse(parsed._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
+        connection.execute(f'CREATE DATABASE "{BENCH_DB}"')
+
+
+def server_environment(url: str, port: int) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATABASE_URL": url,
+        "DEBUG": "false",
+        "SECRET_KEY": SECRET_KEY,
+        "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
+        "RATE_LIMIT_ENABLED": "false",
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "GUNICORN_WORKERS": "2",
+        "GUNICORN_ACCESS_LOG": "",
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    result = subprocess.run(
+        [PYTHON, "manage.py", *args], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+    )
+    return result.stdout
+
+
+class Api:
+    """A tiny HTTP client for seeding through the API."""
+
+    def __init__(self, base: str, key: str) -> None:
+        self.base = base
+        self.key = key
+
+    def call(self, method: str, path: str, body: dict | None = None, headers: dict | None = None) -> dict:
+        request = urllib.request.Request(
+            self.base + path,
+            method=method,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={
+                "Authorization": f"Bearer {self.key}",
+                "Content-Type": "application/json",
+                **(headers or {}),
+            },
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read() or b"{}")
+
+
+def wait_for(base: str, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{base}/_liveness", timeout=1)
+            return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("gunicorn did not start") from None
+            time.sleep(0.2)
+
+
+LATENCY = re.compile(r"^\s+(50|99)(?:\.000)?%\s+([\d.]+)(us|ms|s)\s*$", re.M)
+UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def run_wrk(
+    name: str, url: str, script: str, *, duration: int, connections: int, threads: int
+) -> Measurement:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
+        handle.write(script)
+        script_path = handle.name
+    try:
+        output = subprocess.run(
+            [
+                "wrk",
+                f"-t{threads}",
+                f"-c{connections}",
+                f"-d{duration}s",
+                "--latency",
+                "--timeout",
+                "10s",
+                "-s",
+                script_path,
+                url,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    finally:
+        os.unlink(script_path)
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    latencies = {percent: float(value) * UNITS[unit] for percent, value, unit in LATENCY.findall(output)}
+    errors_match = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    errors = int(errors_match.group(1)) if errors_match else 0
+    if socket_errors:
+        errors += sum(int(value) for value in socket_errors.groups())
+    return Measurement(name, rate, latencies.get("50", 0.0), latencies.get("99", 0.0), errors)
+
+
+def lua_string(value: str) -> str:
+    return json.dumps(value)
+
+
+def get_script(headers: dict[str, str]) -> str:
+    lines = [f"wrk.headers[{lua_string(key)}] = {lua_string(value)}" for key, value in headers.items()]
+    return "\n".join(lines) + "\n"
+
+
+def post_script(body: str, headers: dict[str, str]) -> str:
+    return (
+        'wrk.method = "POST"\n'
+        f"wrk.body = {lua_string(body)}\n"
+        'wrk.headers["Content-Type"] = "application/json"\n' + get_script(headers)
+    )
+
+
+def create_script(project_id: int, key: str) -> str:
+    return f"""
+local counter = 0
+local tag = ""
+function setup(thread)
+  thread:set("tag", tostring(math.random(1, 1000000000)))
+end
+function request()
+  counter = counter + 1
+  local body = '{{"name": "bench ' .. tag .. '-' .. counter .. '", "feature_flag_key": "bench-' .. tag .. '-' .. counter .. '"}}'
+  return wrk.format("POST", "/api/projects/{project_id}/experiments/",
+    {{["Authorization"] = "Bearer {key}", ["Content-Type"] = "application/json"}}, body)
+end
+"""
+
+
+def cycle_script(project_id: int, key: str, experiment_ids: list[int]) -> str:
+    ids = ", ".join(str(experiment_id) for experiment_id in experiment_ids)
+    return f"""
+local ids = {{{ids}}}
+local next_index = 0
+function setup(thread)
+  next_index = next_index + 1
+  thread:set("experiment_id", ids[next_index])
+end
+local counter = 0
+function request()
+  counter = counter + 1
+  local action = (counter % 2 == 1) and "launch" or "reset"
+  return wrk.format("POST", "/api/projects/{project_id}/experiments/" .. experiment_id .. "/" .. action .. "/",
+    {{["Authorization"] = "Bearer {key}", ["Content-Type"] = "application/json"}}, "")
+end
+"""
+
+
+def seed(api: Api, project_id: int) -> dict:
+    """100 experiments (with metrics and a holdout on some), their flags, 40 of them launched."""
+    holdout = api.call(
+        "POST",
+        f"/api/projects/{project_id}/experiment_holdouts/",
+        {"name": "Bench holdout", "filters": [{"properties": [], "rollout_percentage": 10}]},
+    )
+    experiments = []
+    for index in range(100):
+        experiment = api.call(
+            "POST",
+            f"/api/projects/{project_id}/experiments/",
+            {
+                "name": f"Seeded experiment {index}",
+                "feature_flag_key": f"seeded-{index}",
+                "holdout_id": holdout["id"] if index % 10 == 0 else None,
+                "metrics": [
+                    {
+                        "kind": "ExperimentMetric",
+                        "metric_type": "mean",
+                        "source": {"kind": "EventsNode", "event": "purchase"},
+                    }
+                ],
+            },
+        )
+        experiments.append(experiment)
+        if index < 40:
+            api.call("POST", f"/api/projects/{project_id}/experiments/{experiment['id']}/launch/")
+    return {"experiments": experiments, "holdout": holdout}
+
+
+def seed_large_project(env: dict[str, str], project_id: int, count: int) -> None:
+    """`count` experiments with their flags, inserted in bulk (seeding 100 000 through the API
+    would take an hour and measure nothing the API-seeded project does not)."""
+    code = f"""
+import django
+django.setup()
+from django.db import connection
+from accounts.models import Project, User
+from experiments.models import Experiment
+from flags.models import FeatureFlag
+project = Project.objects.get(pk={project_id})
+user = User.objects.filter(organization_memberships__organization=project.organization).first()
+filters = {{"groups": [{{"properties": [], "rollout_percentage": 100}}],
+            "multivariate": {{"variants": [{{"key": "control", "rollout_percentage": 50}},
+                                          {{"key": "test", "rollout_percentage": 50}}]}}}}
+batch = 5000
+for start in range(0, {count}, batch):
+    flags = FeatureFlag.objects.bulk_create([
+        FeatureFlag(project=project, key=f"bulk-{{index}}", filters=filters, active=False, version=1, created_by=user)
+        for index in range(start, min(start + batch, {count}))
+    ])
+    Experiment.objects.bulk_create([
+        Experiment(project=project, name=f"Bulk experiment {{flag.id}}", feature_flag=flag, created_by=user,
+                   status="draft", stats_config={{"method": "bayesian"}})
+        for flag in flags
+    ])
+with connection.cursor() as cursor:
+    cursor.execute("ANALYZE")
+"""
+    subprocess.run(
+        [PYTHON, "-c", code],
+        cwd=ROOT,
+        env={**env, "DJANGO_SETTINGS_MODULE": "experiments_api.settings"},
+        check=True,
+    )
+
+
+def count_queries(env: dict[str, str], requests: dict[str, dict]) -> dict[str, int]:
+    """Database queries one request of each endpoint makes (after a warm-up request)."""
+    code = """
+import json, sys
+import django
+django.setup()
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+specs = json.loads(sys.stdin.read())
+client = Client()
+counts = {}
+for name, spec in specs.items():
+    kwargs = {"content_type": "application/json"} if spec.get("body") is not None else {}
+    headers = {("HTTP_" + key.upper().replace("-", "_")): value for key, value in spec.get("headers", {}).items()}
+    method = getattr(client, spec["method"].lower())
+    call = lambda: method(spec["path"], spec.get("body"), **kwargs, **headers) if spec.get("body") is not None else method(spec["path"], **headers)
+    if not spec.get("once"):
+        call()
+    with CaptureQueriesContext(connection) as captured:
+        response = call()
+    counts[name] = len(captured)
+print(json.dumps(counts))
+"""
+    result = subprocess.run(
+        [PYTHON, "-c", code],
+        cwd=ROOT,
+        env={**env, "DJANGO_SETTINGS_MODULE": "experiments_api.settings"},
+        input=json.dumps(requests),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def provision(env: dict[str, str], project_name: str) -> tuple[int, str]:
+    """A project and an all-scopes key for it, through the operator command."""
+    output = manage(
+        env,
+        "create_personal_api_key",
+        "--email",
+        "bench@example.com",
+        "--organization-name",
+        "Bench",
+        "--project-name",
+        project_name,
+        "--label",
+        project_name,
+        "--replace",
+    ).strip()
+    project_id = int(re.search(r"project '.*?' id (\d+)", output).group(1))
+    return project_id, output.splitlines()[-1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=int, default=8)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--large", type=int, default=100_000)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("make bench needs wrk (Debian/Ubuntu: apt-get install wrk).")
+
+    url = bench_database_url()
+    recreate_database(url)
+    port = free_port()
+    env = server_environment(url, port)
+    manage(env, "migrate", "--noinput")
+    project_id, key = provision(env, "Bench")
+    large_project_id, large_key = provision(env, "Bench large")
+    project_secret = (
+        manage(env, "rotate_project_secret_key", "--project-id", str(project_id)).strip().splitlines()[-1]
+    )
+
+    base = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [PYTHON, "-m", "gunicorn", "experiments_api.wsgi:application", "-c", "gunicorn.conf.py"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(base, server)
+        api = Api(base, key)
+        project = api.call("GET", f"/api/projects/{project_id}/")
+        token = project["api_token"]
+        seeded = seed(api, project_id)
+        print(f"Seeding {args.large} experiments in the large project…", flush=True)
+        seed_large_project(env, large_project_id, args.large)
+
+        experiment = seeded["experiments"][0]
+        flag_id = experiment["feature_flag"]["id"]
+        flag_key = experiment["feature_flag_key"]
+        cycle_ids = [
+            api.call(
+                "POST",
+                f"/api/projects/{project_id}/experiments/",
+                {"name": f"cycle {n}", "feature_flag_key": f"cycle-{n}"},
+            )["id"]
+            for n in range(args.connections)
+        ]
+        definitions_path = f"/flags/definitions?token={token}&send_cohorts"
+        with urllib.request.urlopen(
+            urllib.request.Request(
+                base + definitions_path, headers={"Authorization": f"Bearer {project_secret}"}
+            )
+        ) as response:
+            etag = response.headers["ETag"]
+
+        auth = {"Authorization": f"Bearer {key}"}
+        one_flag = json.dumps(
+            {"api_key": token, "distinct_id": "user-42", "flag_keys_to_evaluate": [flag_key]}
+        )
+        all_flags = json.dumps({"api_key": token, "distinct_id": "user-42"})
+        experiments_path = f"/api/projects/{project_id}/experiments/"
+        endpoints = [
+            ("GET /_liveness", "/_liveness", get_script({}), {"method": "GET", "path": "/_liveness"}),
+            ("GET /_health", "/_health", get_script({}), {"method": "GET", "path": "/_health"}),
+            (
+                "GET /api/users/@me/",
+                "/api/users/@me/",
+                get_script(auth),
+                {"method": "GET", "path": "/api/users/@me/", "headers": auth},
+            ),
+            (
+                "GET experiment",
+                f"{experiments_path}{experiment['id']}/",
+                get_script(auth),
+                {"method": "GET", "path": f"{experiments_path}{experiment['id']}/", "headers": auth},
+            ),
+            (
+                "GET experiments (100)",
+                f"{experiments_path}?limit=100",
+                get_script(auth),
+                {"method": "GET", "path": f"{experiments_path}?limit=100", "headers": auth},
+            ),
+            (
+                "POST experiment",
+                experiments_path,
+                create_script(project_id, key),
+                {
+                    "method": "POST",
+                    "path": experiments_path,
+                    "headers": auth,
+                    "body": {"name": "q", "feature_flag_key": "q-count"},
+                    "once": True,
+                },
+            ),
+            (
+                "POST launch→reset cycle",
+                experiments_path,
+                cycle_script(project_id, key, cycle_ids),
+                {
+                    "method": "POST",
+                    "path": f"{experiments_path}{cycle_ids[0]}/launch/",
+                    "headers": auth,
+                    "body": {},
+                    "once": True,
+                },
+            ),
+            (
+                "GET feature flag",
+                f"/api/projects/{project_id}/feature_flags/{flag_id}/",
+                get_script(auth),
+                {
+                    "method": "GET",
+                    "path": f"/api/projects/{project_id}/feature_flags/{flag_id}/",
+                    "headers": auth,
+                },
+            ),
+            (
+                "GET feature flags (100)",
+                f"/api/projects/{project_id}/feature_flags/?limit=100",
+                get_script(auth),
+                {
+                    "method": "GET",
+                    "path": f"/api/projects/{project_id}/feature_flags/?limit=100",
+                    "headers": auth,
+                },
+            ),
+            (
+                "POST /flags (one key)",
+                "/flags/?v=2",
+                post_script(one_flag, {}),
+                {"method": "POST", "path": "/flags/?v=2", "body": json.loads(one_flag)},
+            ),
+            (
+                "POST /flags (all flags)",
+                "/flags/?v=2",
+                post_script(all_flags, {}),
+                {"method": "POST", "path": "/flags/?v=2", "body": json.loads(all_flags)},
+            ),
+            (
+                "GET definitions (304)",
+                definitions_path,
+                get_script({"Authorization": f"Bearer {project_secret}", "If-None-Match": etag}),
+                {
+                    "method": "GET",
+                    "path": definitions_path,
+                    "headers": {"Authorization": f"Bearer {project_secret}", "If-None-Match": etag},
+                },
+            ),
+        ]
+
+        queries = count_queries(env, {name: spec for name, _, _, spec in endpoints})
+        large_list = f"/api/projects/{large_project_id}/experiments/?limit=100"
+        large_auth = {"Authorization": f"Bearer {large_key}"}
+        list_queries = count_queries(
+            env,
+            {
+                "100": {"method": "GET", "path": f"{experiments_path}?limit=100", "headers": auth},
+                "large": {"method": "GET", "path": large_list, "headers": large_auth},
+            },
+        )
+
+        results = []
+        for name, path, script, _ in endpoints:
+            threads = args.connections if "cycle" in name else 2
+            measurement = run_wrk(
+                name,
+                base + path,
+                script,
+                duration=args.duration,
+                connections=args.connections,
+                threads=threads,
+            )
+            measurement.queries = queries.get(name)
+            results.append(measurement)
+            print(f"  measured {name}: {measurement.requests_per_second:.0f} req/s", flush=True)
+        large = run_wrk(
+            "GET experiments (100) of 100 000",
+            base + large_list,
+            get_script(large_auth),
+            duration=args.duration,
+            connections=args.connections,
+            threads=2,
+        )
+        large.queries = list_queries["large"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+    report(results, large, list_queries, args)
+
+
+def report(
+    results: list[Measurement], large: Measurement, list_queries: dict[str, int], args: argparse.Namespace
+) -> None:
+    floor = results[0].requests_per_second
+    print()
+    print(
+        f"wrk, {args.connections} connections, {args.duration}s per endpoint, gunicorn 2 workers, PostgreSQL"
+    )
+    print(
+        f"{'endpoint':34} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'× floor':>8} {'queries':>8} {'errors':>7}  target"
+    )
+    failures = 0
+    for measurement in [*results, large]:
+        ratio = measurement.requests_per_second / floor if floor else 0.0
+        target = TARGETS.get(measurement.name)
+        verdict = ""
+        if target is not None:
+            passed = ratio >= target
+            failures += not passed
+            verdict = f"≥ {target:.2f}× {'PASS' if passed else 'FAIL'}"
+        queries = "" if measurement.queries is None else str(measurement.queries)
+        print(
+            f"{measurement.name:34} {measurement.requests_per_second:8.0f} {measurement.p50_ms:8.2f} "
+            f"{measurement.p99_ms:8.2f} {ratio:8.2f} {queries:>8} {measurement.errors:7d}  {verdict}"
+        )
+    small = next(item for item in results if item.name == "GET experiments (100)")
+    latency_ratio = large.p50_ms / small.p50_ms if small.p50_ms else float("inf")
+    latency_pass = latency_ratio <= 1.5
+    constant = list_queries["100"] == list_queries["large"]
+    failures += (not latency_pass) + (not constant)
+    print()
+    print(
+        f"list p50 with {args.large} experiments / with 100: {large.p50_ms:.2f} / {small.p50_ms:.2f} ms = "
+        f"{latency_ratio:.2f}×  (target ≤ 1.50×) {'PASS' if latency_pass else 'FAIL'}"
+    )
+    print(
+        f"list queries per request with 100 and {args.large} experiments: {list_queries['100']} and "
+        f"{list_queries['large']}  (target: equal) {'PASS' if constant else 'FAIL'}"
+    )
+    errored = [item.name for item in [*results, large] if item.errors]
+    if errored:
+        print(f"endpoints with non-2xx/3xx answers or socket errors: {', '.join(errored)}")
+    print(f"\n{failures} target(s) failed." if failures else "\nEvery target passed.")
+
+
+if __name__ == "__main__":
+    main()
