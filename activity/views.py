@@ -20,7 +20,7 @@ def filter_activity(queryset: QuerySet, params) -> QuerySet:
     if item_id := params.get("item_id"):
         queryset = queryset.filter(item_id=item_id)
     if user := params.get("user"):
-        if user.isdigit() and len(user) < 19:
+        if user.isascii() and user.isdigit() and len(user) < 19:
             queryset = queryset.filter(user_id=int(user))
         else:
             try:

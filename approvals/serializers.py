@@ -1,7 +1,6 @@
 from datetime import timedelta
 from typing import Any
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -89,7 +88,7 @@ class ChangeRequestSerializer(serializers.ModelSerializer):
     def get_is_requester(self, change_request: ChangeRequest) -> bool:
         return change_request.created_by_id is not None and change_request.created_by_id == self.user_id()
 
-    @extend_schema_field(OpenApiTypes.STR)
+    @extend_schema_field(serializers.CharField(allow_null=True))
     def get_user_decision(self, change_request: ChangeRequest) -> str | None:
         user_id = self.user_id()
         for vote in change_request.approvals.all():

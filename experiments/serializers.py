@@ -64,7 +64,7 @@ class ExperimentBaseSerializer(serializers.ModelSerializer):
         max_length=400, help_text="Unique key for the experiment's feature flag."
     )
     feature_flag = serializers.SerializerMethodField()
-    holdout = ExperimentHoldoutSerializer(read_only=True)
+    holdout = ExperimentHoldoutSerializer(read_only=True, allow_null=True)
     created_by = UserBasicSerializer(read_only=True)
     status = serializers.SerializerMethodField()
     is_legacy = serializers.SerializerMethodField()
@@ -83,6 +83,7 @@ class ExperimentBaseSerializer(serializers.ModelSerializer):
         links = getattr(experiment, "prefetched_links", None)
         return is_legacy(experiment, links)
 
+    @extend_schema_field(serializers.CharField(allow_null=True))
     def get_user_access_level(self, experiment: Experiment) -> str | None:
         request = self.context.get("request")
         if request is None:

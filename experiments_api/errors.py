@@ -11,6 +11,8 @@ from typing import Any
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, HttpRequest, JsonResponse
 from django.views import defaults
+from django.views.csrf import csrf_failure as django_csrf_failure
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
@@ -118,6 +120,7 @@ def handler403(request: HttpRequest, exception: Exception | None = None) -> Json
     )
 
 
+@csrf_exempt
 def api_endpoint_not_found(request: HttpRequest) -> JsonResponse:
     return json_error_response(404, "invalid_request", "not_found", "Endpoint not found.")
 
@@ -130,3 +133,10 @@ def handler404(request: HttpRequest, exception: Exception | None = None):
 
 def handler500(request: HttpRequest) -> JsonResponse:
     return json_error_response(500, "server_error", "error", SERVER_ERROR_DETAIL)
+
+
+def csrf_failure(request: HttpRequest, reason: str = ""):
+    """A refused CSRF check (only session-authenticated writes have one), in the API's format."""
+    if not request.path.startswith("/api/"):
+        return django_csrf_failure(request, reason)
+    return json_error_response(403, "authentication_error", "csrf_failed", f"CSRF Failed: {reason}")

@@ -91,6 +91,7 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "experiments_api.urls"
+CSRF_FAILURE_VIEW = "experiments_api.errors.csrf_failure"
 # Routes accept paths with and without the trailing slash, so never redirect (a redirect drops bodies).
 APPEND_SLASH = False
 WSGI_APPLICATION = "experiments_api.wsgi.application"
@@ -217,7 +218,10 @@ SPECTACULAR_SETTINGS = {
     },
     "AUTHENTICATION_WHITELIST": [],
     "ENUM_NAME_OVERRIDES": {},
-    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "experiments_api.schema.add_error_responses",
+    ],
 }
 
 LOGGING = {

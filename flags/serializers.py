@@ -1,6 +1,5 @@
 from typing import Any
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -120,7 +119,7 @@ class FeatureFlagSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     def get_is_simple_flag(self, flag: FeatureFlag) -> bool:
         return is_simple_flag(flag)
 
-    @extend_schema_field(OpenApiTypes.NUMBER)
+    @extend_schema_field(serializers.FloatField(allow_null=True))
     def get_rollout_percentage(self, flag: FeatureFlag) -> float | None:
         if not is_simple_flag(flag):
             return None
@@ -134,6 +133,7 @@ class FeatureFlagSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     def get_can_edit(self, flag: FeatureFlag) -> bool:
         return True
 
+    @extend_schema_field(serializers.CharField(allow_null=True))
     def get_user_access_level(self, flag: FeatureFlag) -> str | None:
         request = self.context.get("request")
         if request is None:
@@ -237,13 +237,13 @@ class CohortSerializer(serializers.ModelSerializer):
             return [experiment.id for experiment in prefetched]
         return list(cohort.experiment_set.order_by("id").values_list("id", flat=True))
 
-    @extend_schema_field(OpenApiTypes.INT)
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
     def get_count(self, cohort: Cohort) -> int | None:
         return None
 
     def get_errors_calculating(self, cohort: Cohort) -> int:
         return 0
 
-    @extend_schema_field(OpenApiTypes.DATETIME)
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
     def get_last_calculation(self, cohort: Cohort) -> str | None:
         return None
