@@ -264,7 +264,8 @@ class ExperimentSerializer(StrictFieldsMixin, ExperimentBaseSerializer):
         return value
 
     def validate_filters(self, value: Any) -> Any:
-        return object_or_null(value, "filters")
+        # The column is not nullable: an explicit null means "no filters".
+        return object_or_null(value, "filters") or {}
 
     def validate_stats_config(self, value: Any) -> Any:
         return object_or_null(value, "stats_config")
