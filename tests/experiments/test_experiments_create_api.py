@@ -669,6 +669,18 @@ def test_read_only_fields_may_be_echoed(api):
             TOO_MANY_VARIANTS,
         ),
         (
+            variants(("", 50), ("control", 50)),
+            "Invalid variant definitions: variant keys must be non-empty strings.",
+        ),
+        (
+            [{"key": {"a": 1}, "split_percent": 50}, {"key": "control", "split_percent": 50}],
+            "Invalid variant definitions: variant keys must be non-empty strings.",
+        ),
+        (
+            [{"key": ["a"], "split_percent": 50}, {"key": "control", "split_percent": 50}],
+            "Invalid variant definitions: variant keys must be non-empty strings.",
+        ),
+        (
             variants(("baseline", 50), ("test", 50)),
             "Feature flag variants must contain a variant with key 'control' (lowercase, exactly). "
             "Got keys: ['baseline', 'test']. Rename the baseline variant's 'key' to 'control'.",
@@ -873,6 +885,9 @@ def test_metric_errors(api, field, metrics, detail):
         },
         {"kind": "ExperimentMetric", "metric_type": "retention", "start_event": {"kind": "EventsNode"}},
         {"kind": "ExperimentMetric", "metric_type": "mean", "source": {"kind": "PersonsNode"}},
+        {"kind": "ExperimentMetric", "metric_type": ["mean"]},
+        {"kind": "ExperimentMetric", "metric_type": {"a": 1}},
+        {"kind": "ExperimentMetric", "metric_type": "mean", "source": {"kind": ["EventsNode"]}},
     ],
 )
 def test_metric_schema_errors_name_the_field(api, metric):

@@ -308,6 +308,18 @@ def test_running_variant_changes(api):
         assert response.json() == validation_error(CANT_UPDATE_VARIANTS)
         assert db_state(experiment["id"]) == before
 
+    # A key that is not a string is refused before it reaches the flag.
+    malformed = [{"key": {"a": 1}, "split_percent": 34}, *variants(("test-1", 33), ("test-2", 33))]
+    response = patch(
+        api,
+        experiment["id"],
+        {"parameters": {"feature_flag_variants": malformed}, "update_feature_flag_params": True},
+    )
+    assert response.json() == validation_error(
+        "Invalid variant definitions: variant keys must be non-empty strings.", "parameters"
+    )
+    assert db_state(experiment["id"]) == before
+
     # Same count and every key known, but repeated: the flag's own validation refuses it.
     repeated = variants(("control", 34), ("test-1", 33), ("test-1", 33))
     response = patch(
