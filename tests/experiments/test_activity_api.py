@@ -220,6 +220,16 @@ def test_experiment_activity_endpoint(api, second_api):
     assert second["next"] is None
 
 
+def test_experiment_activity_excludes_a_saved_metric_with_the_same_id(api):
+    experiment = create_experiment(api)
+    saved = ExperimentSavedMetricFactory(project=api.project, id=experiment["id"])
+    api.patch(api.url(f"experiment_saved_metrics/{saved.id}/"), {"name": "Renamed"}, format="json")
+    assert ActivityLog.objects.filter(item_id=str(experiment["id"]), detail__type="shared_metric").exists()
+    body = api.get(api.url(f"experiments/{experiment['id']}/activity/")).json()
+    assert [item["activity"] for item in body["results"]] == ["created"]
+    assert body["results"][0]["detail"]["type"] is None
+
+
 # --- /activity_log/ --------------------------------------------------------------------------
 
 

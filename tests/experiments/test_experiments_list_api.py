@@ -15,6 +15,7 @@ from tests.factories import (
     ExperimentSavedMetricFactory,
     FeatureFlagFactory,
     MembershipFactory,
+    ProjectFactory,
     UserFactory,
 )
 
@@ -385,6 +386,29 @@ def test_other_projects_experiments_are_not_found(api, other_project):
         assert method(api.url(f"experiments/{foreign.id}/{action}/")).status_code == 404, action
     foreign.refresh_from_db()
     assert foreign.name == "Foreign" and foreign.start_date is None
+
+
+def test_user_access_level(api, make_api):
+    member = UserFactory(current_project=api.project)
+    MembershipFactory(organization=api.project.organization, user=member)
+    member_api = make_api(for_user=member)
+    by_owner = ExperimentFactory(project=api.project, created_by=api.user)
+    by_member = ExperimentFactory(project=api.project, created_by=member)
+    levels = {item["id"]: item["user_access_level"] for item in listed(member_api)["results"]}
+    assert levels == {by_owner.id: "editor", by_member.id: "manager"}
+    assert {item["user_access_level"] for item in listed(api)["results"]} == {"manager"}
+
+
+def test_project_scoped_key_cannot_reach_another_project(api, make_api):
+    second = ProjectFactory(organization=api.project.organization)
+    experiment = ExperimentFactory(project=second)
+    scoped = make_api(scoped_teams=[api.project.id])
+    response = scoped.get(f"/api/projects/{second.id}/experiments/{experiment.id}/")
+    assert response.status_code == 403
+    assert (
+        response.json()["detail"] == f"API key does not have access to the requested project: ID {second.id}."
+    )
+    assert make_api().get(f"/api/projects/{second.id}/experiments/{experiment.id}/").status_code == 200
 
 
 def test_other_projects_url_is_not_found(api, other_project):

@@ -786,6 +786,30 @@ def test_inconsistent_ordering_is_refused(api, ordering, detail, attr):
     assert db_state(experiment["id"]) == before
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"stats_config": {"method": "frequentist"}},
+        {"exposure_criteria": {"filterTestAccounts": False}},
+        {"excluded_variants": ["test-2"]},
+        {"only_count_matured_users": True},
+    ],
+)
+def test_fingerprints_follow_what_changes_the_results(api, body):
+    experiment = create_experiment(api, metrics=[mean_metric()], parameters={"feature_flag_variants": THREE})
+    response = patch(api, experiment["id"], body)
+    assert response.status_code == 200, response.json()
+    fingerprint = response.json()["metrics"][0]["fingerprint"]
+    assert fingerprint != experiment["metrics"][0]["fingerprint"]
+    assert Experiment.objects.get(pk=experiment["id"]).metrics[0]["fingerprint"] == fingerprint
+
+
+def test_name_change_keeps_fingerprints(api):
+    experiment = create_experiment(api, metrics=[mean_metric()])
+    response = patch(api, experiment["id"], {"name": "Renamed"})
+    assert response.json()["metrics"][0]["fingerprint"] == experiment["metrics"][0]["fingerprint"]
+
+
 def test_exposure_preaggregation_enabled_is_updatable(api):
     """The seed's PATCH request lists `exposure_preaggregation_enabled`."""
     experiment = create_experiment(api)

@@ -499,6 +499,17 @@ def test_reset_a_draft(api):
     assert "already in draft state" in response.json()["detail"]
 
 
+def test_reset_restores_the_draft_fingerprints(api):
+    draft = create_experiment(api, metrics=[mean_metric()])
+    launched = act(api, draft["id"], "launch").json()
+    reset = act(api, draft["id"], "reset").json()
+    assert launched["metrics"][0]["fingerprint"] != draft["metrics"][0]["fingerprint"]
+    assert reset["metrics"][0]["fingerprint"] == draft["metrics"][0]["fingerprint"]
+    assert (
+        Experiment.objects.get(pk=draft["id"]).metrics[0]["fingerprint"] == draft["metrics"][0]["fingerprint"]
+    )
+
+
 def test_reset_then_launch_again(api):
     experiment = stopped(api.project)
     assert act(api, experiment.id, "reset").status_code == 200

@@ -11,7 +11,8 @@ from rest_framework.test import APIClient
 from activity.models import ActivityLog
 from experiments.lifecycle import ALREADY_ENDED, ALREADY_LAUNCHED, ALREADY_PAUSED
 from experiments.models import Experiment
-from tests.factories import ExperimentFactory
+from flags.models import FeatureFlag
+from tests.factories import ExperimentFactory, FeatureFlagFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -115,3 +116,60 @@ def test_twenty_simultaneous_ends(api):
     assert winner["end_date"] == experiment.end_date.isoformat().replace("+00:00", "Z")
     assert experiment.conclusion == "won"
     assert ActivityLog.objects.filter(scope="Experiment", activity="ended").count() == 1
+
+
+def test_simultaneous_creates_with_one_new_flag_key(api):
+    """Racing creates of a new key: one flag exists afterwards, and every request is a 201 (it made or
+    reused the flag) or the flag's "key taken" 400 — never a server error or a second flag."""
+    results = post_in_parallel(
+        api.secret, api.url("experiments/"), {"name": "Race", "feature_flag_key": "contested"}
+    )
+    statuses = [status for status, _ in results]
+    assert set(statuses) <= {201, 400}, statuses
+    assert 201 in statuses
+    for status, body in results:
+        if status == 400:
+            assert body == {
+                "type": "validation_error",
+                "code": "unique",
+                "detail": "There is already a feature flag with this key.",
+                "attr": None,
+            }
+    flags = FeatureFlag.objects.filter(key="contested")
+    assert flags.count() == 1
+    created = Experiment.objects.filter(name="Race")
+    assert created.count() == statuses.count(201)
+    assert set(created.values_list("feature_flag_id", flat=True)) == {flags.get().id}
+
+
+def test_simultaneous_flag_edits_each_bump_the_version(api):
+    flag = FeatureFlagFactory(project=api.project, version=1)
+    barrier = threading.Barrier(PARALLEL)
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def worker(index: int) -> None:
+        try:
+            client = APIClient()
+            client.credentials(HTTP_AUTHORIZATION=f"Bearer {api.secret}")
+            barrier.wait(timeout=30)
+            response = client.patch(
+                api.url(f"feature_flags/{flag.id}/"), {"name": f"name {index}"}, format="json"
+            )
+            with lock:
+                statuses.append(response.status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(index,)) for index in range(PARALLEL)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert statuses == [200] * PARALLEL
+    flag.refresh_from_db()
+    assert flag.version == 1 + PARALLEL
+    assert (
+        ActivityLog.objects.filter(scope="FeatureFlag", item_id=str(flag.id), activity="updated").count()
+        == PARALLEL
+    )
