@@ -135,6 +135,16 @@ def test_start_date_launches_a_draft(api):
     assert Experiment.objects.get(pk=experiment["id"]).status == "running"
 
 
+def test_start_date_on_a_draft_runs_the_flag_guards(api):
+    experiment = ExperimentFactory(
+        project=api.project, feature_flag__filters=multivariate_filters([("a", 50), ("b", 50)])
+    )
+    before = db_state(experiment.id)
+    response = patch(api, experiment.id, {"start_date": "2024-03-01T00:00:00Z"})
+    assert response.json() == validation_error("Feature flag must have a variant with key 'control'")
+    assert db_state(experiment.id) == before
+
+
 def test_start_date_on_a_draft_with_a_deleted_flag_is_refused(api):
     """Case 91 for the PATCH path."""
     experiment = ExperimentFactory(project=api.project)
@@ -751,6 +761,30 @@ def test_ordering_follows_metric_additions_and_removals(api):
     response = patch(api, experiment["id"], {"metrics": [mean_metric(uuid="m1")]})
     assert response.json()["primary_metrics_ordered_uuids"] == ["m1"]
     assert Experiment.objects.get(pk=experiment["id"]).primary_metrics_ordered_uuids == ["m1"]
+
+
+def test_ordering_follows_saved_metric_links(api):
+    primary = ExperimentSavedMetricFactory(project=api.project)
+    secondary = ExperimentSavedMetricFactory(project=api.project)
+    experiment = create_experiment(api, metrics=[mean_metric(uuid="m1")])
+    response = patch(
+        api,
+        experiment["id"],
+        {
+            "saved_metrics_ids": [
+                {"id": primary.id, "metadata": {"type": "primary"}},
+                {"id": secondary.id, "metadata": {"type": "secondary"}},
+            ]
+        },
+    )
+    assert response.status_code == 200, response.json()
+    assert response.json()["primary_metrics_ordered_uuids"] == ["m1", primary.query["uuid"]]
+    assert response.json()["secondary_metrics_ordered_uuids"] == [secondary.query["uuid"]]
+    response = patch(
+        api, experiment["id"], {"saved_metrics_ids": [{"id": secondary.id, "metadata": {"type": "primary"}}]}
+    )
+    assert response.json()["primary_metrics_ordered_uuids"] == ["m1", secondary.query["uuid"]]
+    assert response.json()["secondary_metrics_ordered_uuids"] == []
 
 
 def test_explicit_reorder_is_kept(api):

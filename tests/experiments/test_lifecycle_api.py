@@ -584,3 +584,10 @@ def test_activity_endpoint_needs_experiment_read(make_api, project):
         f"/api/projects/{project.id}/experiments/{experiment.id}/activity/"
     )
     assert response.status_code == 403
+
+
+def test_actions_accept_no_trailing_slash_and_current_project(api):
+    experiment = ExperimentFactory(project=api.project)
+    response = api.post(f"/api/projects/@current/experiments/{experiment.id}/launch", {}, format="json")
+    assert response.status_code == 200
+    assert response.json()["status"] == "running"
