@@ -1122,6 +1122,18 @@ def test_saved_metrics_ids_errors(api, make_value, expected):
     assert nothing_created()
 
 
+def test_other_projects_holdout_is_refused(api, other_project):
+    """Case 33."""
+    foreign = ExperimentHoldoutFactory(project=other_project)
+    response = post(api, {"name": "Exp", "feature_flag_key": "h", "holdout_id": foreign.id})
+    assert response.status_code == 400
+    assert response.json() == validation_error(
+        f'Invalid pk "{foreign.id}" - object does not exist.', "holdout_id", "does_not_exist"
+    )
+    assert "does not exist" in response.json()["detail"]
+    assert nothing_created()
+
+
 def test_other_projects_saved_metric_is_refused(api, other_project):
     """Case 57."""
     foreign = ExperimentSavedMetricFactory(project=other_project)
