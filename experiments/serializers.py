@@ -14,6 +14,7 @@ from experiments.models import Experiment, ExperimentSavedMetric, ExperimentToSa
 from experiments.services import flag_config_projection, is_legacy
 from experiments.validation import (
     split_parameters,
+    validate_date_range,
     validate_excluded_variants_shape,
     validate_exposure_criteria,
     validate_metrics,
@@ -280,6 +281,11 @@ class ExperimentSerializer(StrictFieldsMixin, ExperimentBaseSerializer):
     def validate_secondary_metrics_ordered_uuids(self, value: Any) -> Any:
         validate_ordering_shape(value)
         return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # As PostHog, the range is checked only when both dates are in the payload.
+        validate_date_range(attrs.get("start_date"), attrs.get("end_date"))
+        return attrs
 
 
 class ExperimentBasicSerializer(ExperimentBaseSerializer):

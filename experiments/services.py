@@ -71,6 +71,7 @@ UPDATABLE_FIELDS = frozenset(
         "secondary_metrics_ordered_uuids",
         "saved_metrics_ids",
         "only_count_matured_users",
+        "exposure_preaggregation_enabled",
     }
 )
 LEGACY_UPDATABLE_FIELDS = frozenset({"name", "description", "end_date", "deleted"})
@@ -97,6 +98,7 @@ TRACKED_FIELDS = (
     "primary_metrics_ordered_uuids",
     "secondary_metrics_ordered_uuids",
     "only_count_matured_users",
+    "exposure_preaggregation_enabled",
     "type",
 )
 RUNNING_TIME_RECOMMENDATIONS = ("recommended_running_time", "recommended_sample_size")

@@ -12,6 +12,7 @@ from typing import Any
 from rest_framework.exceptions import ValidationError
 
 from experiments.models import LEGACY_METRIC_KINDS
+from flags.validation import VARIANT_KEY_INVALID
 
 CONTROL = "control"
 MAX_VARIANTS = 20
@@ -105,6 +106,8 @@ def validate_parameter_variants(variants: Any) -> list[dict[str, Any]]:
             raise ValidationError(f"Feature flag variant at index {index} must be an object")
         if "key" not in variant:
             raise ValidationError(f"Feature flag variant at index {index} must have a 'key' field")
+        if not isinstance(variant["key"], str) or not variant["key"]:
+            raise ValidationError(VARIANT_KEY_INVALID)
     for variant in variants:
         if "split_percent" not in variant and "rollout_percentage" not in variant:
             raise ValidationError(VARIANT_WITHOUT_PERCENTAGE)
@@ -364,7 +367,7 @@ def check_required_node(metric: dict, field: str, loc: tuple, allowed: tuple[str
 
 def check_metric_schema(metric: dict) -> MetricErrors:
     metric_type = metric.get("metric_type")
-    if metric_type not in METRIC_TYPE_MODELS:
+    if not isinstance(metric_type, str) or metric_type not in METRIC_TYPE_MODELS:
         return [
             error(
                 ("metric_type",),

@@ -7,7 +7,7 @@ from accounts.access import user_access_level
 from accounts.serializers import UserBasicSerializer
 from experiments_api.serializers import StrictFieldsMixin
 from flags.models import Cohort, FeatureFlag
-from flags.validation import FLAG_KEY_INVALID, FLAG_KEY_PATTERN, validate_flag_filters
+from flags.validation import validate_flag_filters, validate_flag_key
 
 DEFAULT_NEW_FLAG_FILTERS: dict[str, Any] = {"groups": [{"properties": [], "rollout_percentage": 0}]}
 
@@ -145,9 +145,12 @@ class FeatureFlagSerializer(StrictFieldsMixin, serializers.ModelSerializer):
         )
 
     def validate_key(self, key: str) -> str:
-        if not FLAG_KEY_PATTERN.match(key):
-            raise serializers.ValidationError(FLAG_KEY_INVALID, code="invalid_key")
-        return key
+        # As PostHog, a taken key is an error on the `key` field (the service re-checks under its lock).
+        return validate_flag_key(
+            key,
+            project=self.context["project"],
+            exclude_flag_id=self.instance.pk if self.instance is not None else None,
+        )
 
     def validate_filters(self, filters: dict[str, Any]) -> dict[str, Any]:
         if self.instance is not None and "groups" not in filters:
