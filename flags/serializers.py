@@ -154,8 +154,9 @@ class FeatureFlagSerializer(StrictFieldsMixin, serializers.ModelSerializer):
 
     def validate_filters(self, filters: dict[str, Any]) -> dict[str, Any]:
         if self.instance is not None and "groups" not in filters:
-            # A partial edit of filters (say, only payloads) keeps the flag's release conditions.
-            filters = {**filters, "groups": (self.instance.filters or {}).get("groups", [])}
+            # Filters without release conditions are a partial edit (say, only payloads): every key
+            # not sent keeps its current value, rather than the flag silently losing it.
+            filters = {**(self.instance.filters or {}), **filters}
         return validate_flag_filters(
             filters, project=self.context["project"], is_create=self.instance is None
         )

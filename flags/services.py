@@ -203,6 +203,10 @@ def flag_write(*, flag: FeatureFlag, user: User | None, changes: dict[str, Any])
             # Keep the row for the deleted experiments that point at it, but free its key for reuse.
             updates["key"] = f"{flag.key}:deleted:{flag.id}"
     if restoring:
+        suffix = f":deleted:{flag.id}"
+        if "key" not in updates and flag.key.endswith(suffix):
+            # Deleting renamed the key to free it; restoring gives it back (if it is still free).
+            updates["key"] = flag.key.removesuffix(suffix)
         validate_flag_key(updates.get("key", flag.key), project=project, exclude_flag_id=flag.pk)
 
     if updates.get("active") is False and flag.active and not deleting:

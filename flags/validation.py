@@ -55,6 +55,7 @@ HOLDOUT_INVALID = (
 )
 HOLDOUT_DOES_NOT_EXIST = "Filters are not valid (holdout does not exist in this project)."
 
+UNKNOWN_OPERATOR = "Filters are not valid (unknown property operator: {operator})."
 MAX_PROPERTY_VALUES = 1000
 MAX_GROUP_TYPE_INDEX = 4
 STRING_VALUE_OPERATORS = ("regex", "icontains", "not_regex", "not_icontains", "gte", "lte", "gt", "lt")
@@ -110,8 +111,16 @@ def validate_variants(multivariate: Any) -> list[dict[str, Any]]:
 def validate_property(prop: Any, *, aggregation_group_type_index: int | None, project: Project) -> None:
     if not isinstance(prop, dict) or not isinstance(prop.get("key"), str | int):
         raise ValidationError(PROPERTY_NOT_AN_OBJECT)
+    from flags.evaluation import PROPERTY_OPERATORS
+
     prop_type = prop.get("type", "person")
     operator = prop.get("operator") or "exact"
+    if not isinstance(operator, str) or operator not in PROPERTY_OPERATORS | {
+        "in",
+        "not_in",
+        "flag_evaluates_to",
+    }:
+        raise ValidationError(UNKNOWN_OPERATOR.format(operator=str(operator)[:80]))
     value = prop.get("value")
     if aggregation_group_type_index is None:
         if prop_type not in ("person", "cohort", "flag"):

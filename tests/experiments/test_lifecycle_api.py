@@ -72,7 +72,8 @@ def test_launch_a_draft(api):
 
     entry = ActivityLog.objects.get(scope="Experiment", item_id=str(experiment["id"]), activity="launched")
     changes = {change["field"]: change for change in entry.detail["changes"]}
-    assert set(changes) == {"start_date", "active"}
+    assert set(changes) == {"start_date", "active", "status"}
+    assert (changes["status"]["before"], changes["status"]["after"]) == ("draft", "running")
     assert changes["start_date"]["action"] == "created"
     assert changes["start_date"]["before"] is None
     assert changes["start_date"]["after"] == stored.start_date.isoformat()

@@ -6,6 +6,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from activity.models import ActivityLog
+from experiments.models import Experiment
 from flags.models import FeatureFlag
 from flags.validation import FLAG_KEY_INVALID, FLAG_KEY_TAKEN
 from flags.views import FLAG_CANNOT_BE_CREATED_DELETED
@@ -553,3 +554,51 @@ def test_flag_activity_endpoint(make_api, api):
     assert response.json()["detail"] == "API key missing required scope 'activity_log:read'"
     both = make_api(scopes=["feature_flag:read", "activity_log:read"])
     assert both.get(url(both, f"{flag['id']}/activity/")).status_code == 200
+
+
+def test_a_filters_patch_without_groups_changes_only_what_it_sends(api):
+    from tests.factories import FeatureFlagFactory, multivariate_filters
+
+    flag = FeatureFlagFactory(
+        project=api.project, filters=multivariate_filters([("control", 50), ("test", 50)], rollout=40)
+    )
+    response = api.patch(
+        api.url(f"feature_flags/{flag.id}/"),
+        {"filters": {"payloads": {"test": {"color": "blue"}}}},
+        format="json",
+    )
+    assert response.status_code == 200, response.json()
+    filters = response.json()["filters"]
+    assert filters["payloads"] == {"test": '{"color": "blue"}'}
+    assert filters["groups"] == [{"properties": [], "rollout_percentage": 40}]
+    assert [variant["key"] for variant in filters["multivariate"]["variants"]] == ["control", "test"]
+
+
+def test_restoring_a_renamed_flag_gives_its_key_back(api):
+    experiment = ExperimentFactory(project=api.project)
+    flag = experiment.feature_flag
+    original_key = flag.key
+    Experiment.objects.filter(pk=experiment.pk).update(deleted=True)
+    deleted = api.patch(api.url(f"feature_flags/{flag.id}/"), {"deleted": True}, format="json").json()
+    assert deleted["key"] == f"{original_key}:deleted:{flag.id}"
+    restored = api.patch(api.url(f"feature_flags/{flag.id}/"), {"deleted": False}, format="json")
+    assert restored.status_code == 200
+    assert restored.json()["key"] == original_key
+
+
+@pytest.mark.parametrize("operator", ["nonsense", ["exact"], 5])
+def test_unknown_property_operators_are_refused(api, operator):
+    response = api.post(
+        api.url("feature_flags/"),
+        {
+            "key": "op-flag",
+            "filters": {
+                "groups": [
+                    {"properties": [{"key": "plan", "value": "pro", "type": "person", "operator": operator}]}
+                ]
+            },
+        },
+        format="json",
+    )
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("Filters are not valid (unknown property operator")
