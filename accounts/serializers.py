@@ -1,8 +1,10 @@
 import uuid
+from typing import Any
 
 from rest_framework import serializers
 
 from accounts.models import Organization, OrganizationMembership, PersonalAPIKey, Project, User
+from accounts.representations import user_basic
 from accounts.scopes import is_valid_scope
 from accounts.services import MAX_PERSONAL_API_KEYS_PER_USER
 
@@ -10,9 +12,9 @@ from accounts.services import MAX_PERSONAL_API_KEYS_PER_USER
 class UserBasicSerializer(serializers.ModelSerializer):
     """PostHog's `UserBasic`: how a user appears inside other objects (`created_by`, approvers)."""
 
-    is_email_verified = serializers.SerializerMethodField()
-    hedgehog_config = serializers.SerializerMethodField()
-    role_at_organization = serializers.SerializerMethodField()
+    is_email_verified = serializers.BooleanField(read_only=True, allow_null=True)
+    hedgehog_config = serializers.JSONField(read_only=True, allow_null=True)
+    role_at_organization = serializers.CharField(read_only=True, allow_null=True)
 
     class Meta:
         model = User
@@ -29,14 +31,8 @@ class UserBasicSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
-    def get_is_email_verified(self, user: User) -> bool | None:
-        return None
-
-    def get_hedgehog_config(self, user: User) -> dict | None:
-        return None
-
-    def get_role_at_organization(self, user: User) -> str | None:
-        return None
+    def to_representation(self, user: User) -> dict[str, Any] | None:
+        return user_basic(user)
 
 
 class OrganizationBasicSerializer(serializers.ModelSerializer):

@@ -2,7 +2,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from accounts.serializers import UserBasicSerializer
+from accounts.representations import user_basic
 from activity.models import ActivityLog
 
 SYSTEM_USER = {"first_name": "System", "email": None, "is_system": True}
@@ -38,7 +38,7 @@ class ActivityLogSerializer(serializers.ModelSerializer):
     def get_user(self, entry: ActivityLog) -> dict:
         if entry.user is None:
             return dict(SYSTEM_USER)
-        return UserBasicSerializer(entry.user).data
+        return user_basic(entry.user)
 
     def get_unread(self, entry: ActivityLog) -> bool:
         return False

@@ -4,13 +4,14 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from django.db.models import Case, CharField, F, Prefetch, Q, QuerySet, Value, When
+from django.db import connection
+from django.db.models import BooleanField, Case, CharField, F, Prefetch, Q, QuerySet, Value, When
 from django.db.models.functions import Coalesce, Now, NullIf
 from rest_framework.exceptions import ValidationError
 
 from accounts.models import Project
 from experiments.lifecycle import ExperimentStatus
-from experiments.models import Experiment, ExperimentToSavedMetric
+from experiments.models import LEGACY_METRIC_KINDS, Experiment, ExperimentToSavedMetric
 
 ORDER_ALLOWLIST = frozenset(
     f"{prefix}{field}"
@@ -126,9 +127,42 @@ def order_experiments(queryset: QuerySet[Experiment], order: str | None) -> Quer
     return queryset.order_by(sort, "-id" if descending else "id")
 
 
+# Columns the list representation does not show; not loading them keeps a page of 100 cheap.
+LIST_DEFERRED_FIELDS = (
+    "filters",
+    "secondary_metrics",
+    "exposure_criteria",
+    "stats_config",
+    "scheduling_config",
+    "variants",
+    "primary_metrics_ordered_uuids",
+    "secondary_metrics_ordered_uuids",
+)
+
+
+def with_legacy_metrics_flag(queryset: QuerySet[Experiment]) -> QuerySet[Experiment]:
+    """On PostgreSQL, decide in SQL whether inline metrics use a retired kind, so the (large)
+    metric columns need not be loaded for a list. Other databases load them instead."""
+    if connection.vendor != "postgresql":
+        return queryset
+    legacy = Q()
+    for kind in LEGACY_METRIC_KINDS:
+        legacy |= Q(metrics__contains=[{"kind": kind}]) | Q(metrics_secondary__contains=[{"kind": kind}])
+    return queryset.annotate(
+        uses_legacy_metrics=Case(
+            When(legacy, then=Value(True)), default=Value(False), output_field=BooleanField()
+        )
+    ).defer("metrics", "metrics_secondary")
+
+
 def experiment_list(project: Project, params: Mapping[str, str]) -> QuerySet[Experiment]:
     """The experiments list with every filter of PostHog's list endpoint; deleted are never shown."""
-    queryset = experiment_queryset(project)
+    queryset = with_legacy_metrics_flag(
+        Experiment.objects.filter(project=project, deleted=False)
+        .select_related("feature_flag", "created_by", "holdout__created_by")
+        .prefetch_related(links_prefetch())
+        .defer(*LIST_DEFERRED_FIELDS)
+    )
     if status := params.get("status"):
         queryset = filter_by_status(queryset, status)
     archived = params.get("archived")

@@ -3,15 +3,13 @@ PostHog response shapes. Cross-field rules run in `experiments/services.py`."""
 
 from typing import Any
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from accounts.access import user_access_level
 from accounts.serializers import UserBasicSerializer
-from experiments.lifecycle import ExperimentStatus, experiment_status
+from experiments.lifecycle import ExperimentStatus
 from experiments.models import Experiment, ExperimentSavedMetric, ExperimentToSavedMetric
-from experiments.services import flag_config_projection, is_legacy
+from experiments.representations import experiment_basic, experiment_full, saved_metric_link
 from experiments.validation import (
     split_parameters,
     validate_date_range,
@@ -42,20 +40,16 @@ def object_or_null(value: Any, field: str) -> Any:
 class ExperimentToSavedMetricSerializer(serializers.ModelSerializer):
     """An experiment's link to a saved metric, with the metric's query and name inlined."""
 
-    query = serializers.SerializerMethodField()
-    name = serializers.SerializerMethodField()
+    query = serializers.JSONField(read_only=True)
+    name = serializers.CharField(read_only=True)
 
     class Meta:
         model = ExperimentToSavedMetric
         fields = ["id", "experiment", "saved_metric", "metadata", "created_at", "query", "name"]
         read_only_fields = fields
 
-    @extend_schema_field(OpenApiTypes.OBJECT)
-    def get_query(self, link: ExperimentToSavedMetric) -> dict:
-        return link.saved_metric.query
-
-    def get_name(self, link: ExperimentToSavedMetric) -> str:
-        return link.saved_metric.name
+    def to_representation(self, link: ExperimentToSavedMetric) -> dict[str, Any]:
+        return saved_metric_link(link)
 
 
 class ExperimentBaseSerializer(serializers.ModelSerializer):
@@ -64,42 +58,20 @@ class ExperimentBaseSerializer(serializers.ModelSerializer):
     feature_flag_key = serializers.CharField(
         max_length=400, help_text="Unique key for the experiment's feature flag."
     )
-    feature_flag = serializers.SerializerMethodField()
+    feature_flag = MinimalFeatureFlagSerializer(read_only=True)
     holdout = ExperimentHoldoutSerializer(read_only=True, allow_null=True)
     created_by = UserBasicSerializer(read_only=True)
-    status = serializers.SerializerMethodField()
-    is_legacy = serializers.SerializerMethodField()
-    user_access_level = serializers.SerializerMethodField()
+    status = serializers.ChoiceField(choices=ExperimentStatus.choices, read_only=True)
+    is_legacy = serializers.BooleanField(read_only=True)
+    user_access_level = serializers.CharField(read_only=True, allow_null=True)
     parameters = serializers.JSONField(required=False, allow_null=True)
 
-    @extend_schema_field(MinimalFeatureFlagSerializer(allow_null=True))
-    def get_feature_flag(self, experiment: Experiment) -> dict | None:
-        return MinimalFeatureFlagSerializer(experiment.feature_flag).data
-
-    @extend_schema_field(serializers.ChoiceField(choices=ExperimentStatus.choices))
-    def get_status(self, experiment: Experiment) -> str:
-        return experiment_status(experiment).value
-
-    def get_is_legacy(self, experiment: Experiment) -> bool:
-        links = getattr(experiment, "prefetched_links", None)
-        return is_legacy(experiment, links)
-
-    @extend_schema_field(serializers.CharField(allow_null=True))
-    def get_user_access_level(self, experiment: Experiment) -> str | None:
+    def render_context(self) -> dict[str, Any]:
         request = self.context.get("request")
-        if request is None:
-            return None
-        return user_access_level(
-            user_id=request.user.id,
-            membership_level=self.context.get("membership_level", 1),
-            created_by_id=experiment.created_by_id,
-        )
-
-    def to_representation(self, experiment: Experiment) -> dict[str, Any]:
-        data = super().to_representation(experiment)
-        stored = experiment.parameters if isinstance(experiment.parameters, dict) else {}
-        data["parameters"] = {**stored, **flag_config_projection(experiment.feature_flag)}
-        return data
+        return {
+            "user_id": request.user.id if request is not None else None,
+            "membership_level": self.context.get("membership_level", 1),
+        }
 
 
 class ExperimentSerializer(StrictFieldsMixin, ExperimentBaseSerializer):
@@ -110,7 +82,7 @@ class ExperimentSerializer(StrictFieldsMixin, ExperimentBaseSerializer):
     holdout_id = serializers.PrimaryKeyRelatedField(
         queryset=ExperimentHoldout.objects.none(), source="holdout", required=False, allow_null=True
     )
-    saved_metrics = serializers.SerializerMethodField()
+    saved_metrics = ExperimentToSavedMetricSerializer(many=True, read_only=True)
     saved_metrics_ids = serializers.JSONField(required=False, allow_null=True, write_only=True)
     running_time_calculation = serializers.JSONField(required=False, allow_null=True)
     excluded_variants = serializers.JSONField(required=False, allow_null=True)
@@ -214,12 +186,8 @@ class ExperimentSerializer(StrictFieldsMixin, ExperimentBaseSerializer):
             fields["holdout_id"].queryset = ExperimentHoldout.objects.filter(project=project)
         return fields
 
-    @extend_schema_field(ExperimentToSavedMetricSerializer(many=True))
-    def get_saved_metrics(self, experiment: Experiment) -> list[dict]:
-        links = getattr(experiment, "prefetched_links", None)
-        if links is None:
-            links = list(experiment.experimenttosavedmetric_set.select_related("saved_metric"))
-        return ExperimentToSavedMetricSerializer(links, many=True).data
+    def to_representation(self, experiment: Experiment) -> dict[str, Any]:
+        return experiment_full(experiment, **self.render_context())
 
     def validate_feature_flag_key(self, key: str) -> str:
         if not FLAG_KEY_PATTERN.match(key):
@@ -319,6 +287,9 @@ class ExperimentBasicSerializer(ExperimentBaseSerializer):
             "user_access_level",
         ]
         read_only_fields = fields
+
+    def to_representation(self, experiment: Experiment) -> dict[str, Any]:
+        return experiment_basic(experiment, **self.render_context())
 
 
 class EndExperimentSerializer(serializers.Serializer):

@@ -124,8 +124,14 @@ RESTORE_WITH_DELETED_FLAG = (
 
 
 def is_legacy(experiment: Experiment, links: list[ExperimentToSavedMetric] | None = None) -> bool:
-    """An experiment using PostHog's retired metric kinds (inline or through a saved metric)."""
-    for metric in [*(experiment.metrics or []), *(experiment.metrics_secondary or [])]:
+    """An experiment using PostHog's retired metric kinds (inline or through a saved metric).
+    A list query may have computed the inline part in SQL (`uses_legacy_metrics`)."""
+    annotated = getattr(experiment, "uses_legacy_metrics", None)
+    if annotated:
+        return True
+    for metric in (
+        [] if annotated is False else [*(experiment.metrics or []), *(experiment.metrics_secondary or [])]
+    ):
         if isinstance(metric, dict) and metric.get("kind") in LEGACY_METRIC_KINDS:
             return True
     if links is None:

@@ -3,32 +3,13 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from accounts.access import user_access_level
 from accounts.serializers import UserBasicSerializer
 from experiments_api.serializers import StrictFieldsMixin
 from flags.models import Cohort, FeatureFlag
+from flags.representations import flag_full, minimal_flag
 from flags.validation import validate_flag_filters, validate_flag_key
 
 DEFAULT_NEW_FLAG_FILTERS: dict[str, Any] = {"groups": [{"properties": [], "rollout_percentage": 0}]}
-
-
-def live_experiment_ids(flag: FeatureFlag) -> list[int]:
-    prefetched = getattr(flag, "live_experiments", None)
-    if prefetched is not None:
-        return [experiment.id for experiment in prefetched]
-    return list(flag.experiment_set.filter(deleted=False).order_by("id").values_list("id", flat=True))
-
-
-def is_simple_flag(flag: FeatureFlag) -> bool:
-    filters = flag.filters or {}
-    groups = filters.get("groups") or []
-    return (
-        len(groups) == 1
-        and isinstance(groups[0], dict)
-        and not groups[0].get("properties")
-        and not filters.get("multivariate")
-        and filters.get("aggregation_group_type_index") is None
-    )
 
 
 class FeatureFlagSerializer(StrictFieldsMixin, serializers.ModelSerializer):
@@ -55,14 +36,14 @@ class FeatureFlagSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     evaluation_runtime = serializers.ChoiceField(
         choices=FeatureFlag.EvaluationRuntime.choices, required=False, allow_null=True
     )
-    experiment_set = serializers.SerializerMethodField()
-    is_remote_configuration = serializers.SerializerMethodField()
-    is_simple_flag = serializers.SerializerMethodField()
-    rollout_percentage = serializers.SerializerMethodField()
-    status = serializers.SerializerMethodField()
-    can_edit = serializers.SerializerMethodField()
-    user_access_level = serializers.SerializerMethodField(
-        help_text="The effective access level the user has for this object"
+    experiment_set = serializers.ListField(child=serializers.IntegerField(), read_only=True)
+    is_remote_configuration = serializers.BooleanField(read_only=True)
+    is_simple_flag = serializers.BooleanField(read_only=True)
+    rollout_percentage = serializers.FloatField(read_only=True, allow_null=True)
+    status = serializers.CharField(read_only=True)
+    can_edit = serializers.BooleanField(read_only=True)
+    user_access_level = serializers.CharField(
+        read_only=True, allow_null=True, help_text="The effective access level the user has for this object"
     )
 
     class Meta:
@@ -109,39 +90,12 @@ class FeatureFlagSerializer(StrictFieldsMixin, serializers.ModelSerializer):
         ]
         extra_kwargs = {"deleted": {"required": False}, "active": {"required": False}}
 
-    def get_is_remote_configuration(self, flag: FeatureFlag) -> bool:
-        return False
-
-    @extend_schema_field(serializers.ListField(child=serializers.IntegerField()))
-    def get_experiment_set(self, flag: FeatureFlag) -> list[int]:
-        return live_experiment_ids(flag)
-
-    def get_is_simple_flag(self, flag: FeatureFlag) -> bool:
-        return is_simple_flag(flag)
-
-    @extend_schema_field(serializers.FloatField(allow_null=True))
-    def get_rollout_percentage(self, flag: FeatureFlag) -> float | None:
-        if not is_simple_flag(flag):
-            return None
-        return flag.filters["groups"][0].get("rollout_percentage")
-
-    def get_status(self, flag: FeatureFlag) -> str:
-        if flag.deleted:
-            return "DELETED"
-        return "ACTIVE" if flag.active else "INACTIVE"
-
-    def get_can_edit(self, flag: FeatureFlag) -> bool:
-        return True
-
-    @extend_schema_field(serializers.CharField(allow_null=True))
-    def get_user_access_level(self, flag: FeatureFlag) -> str | None:
+    def to_representation(self, flag: FeatureFlag) -> dict[str, Any]:
         request = self.context.get("request")
-        if request is None:
-            return None
-        return user_access_level(
-            user_id=request.user.id,
+        return flag_full(
+            flag,
+            user_id=request.user.id if request is not None else None,
             membership_level=self.context.get("membership_level", 1),
-            created_by_id=flag.created_by_id,
         )
 
     def validate_key(self, key: str) -> str:
@@ -169,9 +123,9 @@ class MinimalFeatureFlagSerializer(serializers.ModelSerializer):
     """The flag as embedded in an experiment (PostHog's `MinimalFeatureFlag`)."""
 
     team_id = serializers.IntegerField(source="project_id", read_only=True)
-    evaluation_tags = serializers.SerializerMethodField()
-    evaluation_contexts = serializers.SerializerMethodField()
-    bucketing_identifier = serializers.SerializerMethodField()
+    evaluation_tags = serializers.ListField(child=serializers.CharField(), read_only=True)
+    evaluation_contexts = serializers.ListField(child=serializers.CharField(), read_only=True)
+    bucketing_identifier = serializers.CharField(read_only=True)
 
     class Meta:
         model = FeatureFlag
@@ -193,16 +147,8 @@ class MinimalFeatureFlagSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
-    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
-    def get_evaluation_tags(self, flag: FeatureFlag) -> list[str]:
-        return []
-
-    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
-    def get_evaluation_contexts(self, flag: FeatureFlag) -> list[str]:
-        return []
-
-    def get_bucketing_identifier(self, flag: FeatureFlag) -> str:
-        return "distinct_id"
+    def to_representation(self, flag: FeatureFlag) -> dict[str, Any]:
+        return minimal_flag(flag)
 
 
 class CohortSerializer(serializers.ModelSerializer):

@@ -1,7 +1,10 @@
+from typing import Any
+
 from rest_framework import serializers
 
 from accounts.serializers import UserBasicSerializer
 from holdouts.models import ExperimentHoldout
+from holdouts.representations import holdout_body
 
 
 class ExperimentHoldoutSerializer(serializers.ModelSerializer):
@@ -14,3 +17,6 @@ class ExperimentHoldoutSerializer(serializers.ModelSerializer):
         model = ExperimentHoldout
         fields = ["id", "name", "description", "filters", "created_by", "created_at", "updated_at"]
         read_only_fields = ["id", "created_by", "created_at", "updated_at"]
+
+    def to_representation(self, holdout: ExperimentHoldout) -> dict[str, Any]:
+        return holdout_body(holdout)
