@@ -58,7 +58,7 @@ class PersonalAPIKeyAuthentication(authentication.BaseAuthentication):
     def lookup(secret: str) -> PersonalAPIKey | None:
         digest = personal_api_key_digest(secret)
         key = (
-            PersonalAPIKey.objects.select_related("user")
+            PersonalAPIKey.objects.select_related("user__current_project__organization")
             .filter(secure_value=digest, user__is_active=True)
             .first()
         )

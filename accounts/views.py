@@ -1,4 +1,4 @@
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet, prefetch_related_objects
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, mixins, permissions, status, viewsets
 from rest_framework.decorators import action
@@ -6,7 +6,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.models import PersonalAPIKey, Project, User
+from accounts.models import OrganizationMembership, PersonalAPIKey, Project, User
 from accounts.permissions import UNSUPPORTED_MESSAGE
 from accounts.scoping import CURRENT, resolve_project_for_user
 from accounts.serializers import MeSerializer, PersonalAPIKeySerializer, ProjectSerializer
@@ -56,11 +56,16 @@ class UserViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     lookup_value_regex = "@me"
 
     def get_object(self) -> User:
-        return (
-            User.objects.select_related("current_project__organization")
-            .prefetch_related("organization_memberships__organization")
-            .get(pk=self.request.user.pk)
+        # Key authentication already loaded the user with its current project, so @me adds one query.
+        user = self.request.user
+        prefetch_related_objects(
+            [user],
+            Prefetch(
+                "organization_memberships",
+                queryset=OrganizationMembership.objects.select_related("organization"),
+            ),
         )
+        return user
 
 
 class PersonalAPIKeySelfAccess(permissions.BasePermission):

@@ -1,4 +1,5 @@
 import pytest
+from rest_framework.test import APIClient
 
 from tests.factories import MembershipFactory, ProjectFactory
 
@@ -47,6 +48,25 @@ def test_me(api):
     assert body["team"]["id"] == api.project.id
     assert body["organization"]["id"] == str(api.project.organization_id)
     assert sorted(org["membership_level"] for org in body["organizations"]) == [8, 15]
+
+
+def test_me_costs_two_queries_however_many_organizations(api, django_assert_num_queries):
+    for level in (1, 8):
+        other = ProjectFactory()
+        MembershipFactory(organization=other.organization, user=api.user, level=level)
+    api.get("/api/users/@me/")  # first use writes last_used_at; measure steady state
+    with django_assert_num_queries(2):
+        response = api.get("/api/users/@me/")
+    assert len(response.json()["organizations"]) == 3
+    assert response.json()["team"]["id"] == api.project.id
+
+
+def test_me_with_a_signed_in_session(user, project):
+    client = APIClient()
+    client.force_login(user)
+    body = client.get("/api/users/@me/").json()
+    assert body["team"]["id"] == project.id
+    assert [org["id"] for org in body["organizations"]] == [str(project.organization_id)]
 
 
 def test_me_needs_the_user_read_scope(make_api):
