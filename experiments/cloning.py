@@ -18,19 +18,28 @@ TARGET_TEAM_NOT_FOUND = "Target team not found."
 NO_WRITE_ACCESS_TO_TARGET = "You do not have write access to the target project."
 
 
+NAME_MAX_LENGTH = Experiment._meta.get_field("name").max_length
+
+
 def clone_name(source: Experiment, project: Project, name: str | None) -> str:
-    """The given name, else "<name> (Copy)", then "(Copy) 1", "(Copy) 2", … until unused."""
+    """The given name, else "<name> (Copy)", then "(Copy) 1", "(Copy) 2", … until unused. A long
+    source name is shortened so the suffix still fits the name column."""
     if name:
         return name
-    base = f"{source.name} (Copy)"
+
+    def with_suffix(suffix: str) -> str:
+        return source.name[: NAME_MAX_LENGTH - len(suffix)] + suffix
+
+    # Every candidate starts with this much of the source name, whatever the counter reaches.
+    common_start = source.name[: NAME_MAX_LENGTH - 32]
     taken = set(
-        Experiment.objects.filter(project=project, deleted=False, name__startswith=base).values_list(
+        Experiment.objects.filter(project=project, deleted=False, name__startswith=common_start).values_list(
             "name", flat=True
         )
     )
-    candidate, counter = base, 1
+    candidate, counter = with_suffix(" (Copy)"), 1
     while candidate in taken:
-        candidate = f"{base} {counter}"
+        candidate = with_suffix(f" (Copy) {counter}")
         counter += 1
     return candidate
 

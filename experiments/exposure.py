@@ -17,6 +17,8 @@ NO_START_DATE = "Experiment does not have a start date"
 ALREADY_HAS_COHORT = "Experiment already has an exposure cohort"
 INVALID_ACTION_ID = "Invalid action ID"
 EXPOSURE_PROPERTY_TYPES = ("event", "feature", "element", "hogql")
+COHORT_NAME_TEMPLATE = 'Users exposed to experiment "{}"'
+COHORT_NAME_MAX_LENGTH = Cohort._meta.get_field("name").max_length
 
 
 def flatten_properties(properties: Any) -> list[dict[str, Any]]:
@@ -79,6 +81,12 @@ def exposure_condition(experiment: Experiment) -> dict[str, Any]:
     }
 
 
+def cohort_name(experiment: Experiment) -> str:
+    """The exposure cohort's name, with a long experiment name shortened to fit the column."""
+    room = COHORT_NAME_MAX_LENGTH - len(COHORT_NAME_TEMPLATE.format(""))
+    return COHORT_NAME_TEMPLATE.format(experiment.name[:room])
+
+
 def experiment_create_exposure_cohort(*, experiment: Experiment, user: User | None) -> Cohort:
     """Create and link the experiment's exposure cohort. Refused for drafts and when one exists."""
     with transaction.atomic():
@@ -89,7 +97,7 @@ def experiment_create_exposure_cohort(*, experiment: Experiment, user: User | No
             raise ValidationError(ALREADY_HAS_COHORT)
         cohort = Cohort.objects.create(
             project=experiment.project,
-            name=f'Users exposed to experiment "{experiment.name}"',
+            name=cohort_name(experiment),
             is_static=False,
             is_calculating=True,
             created_by=user,

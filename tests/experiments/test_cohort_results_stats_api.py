@@ -87,6 +87,15 @@ def test_exposure_cohort_with_custom_event_filter_keeps_event_and_hogql_properti
     assert [prop["type"] for prop in condition["event_filters"]] == ["event", "hogql"]
 
 
+def test_exposure_cohort_of_a_longest_name_shortens_it_to_fit(api):
+    experiment = launched(api, name="n" * 400, start_date="2024-01-01T10:23:00Z")
+    response = api.post(api.url(f"experiments/{experiment.id}/create_exposure_cohort_for_experiment/"))
+    assert response.status_code == 201
+    name = response.json()["cohort"]["name"]
+    assert len(name) == 400
+    assert name == 'Users exposed to experiment "' + "n" * 370 + '"'
+
+
 def test_exposure_cohort_with_an_action(api):
     experiment = launched(
         api,

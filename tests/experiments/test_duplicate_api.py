@@ -70,6 +70,19 @@ def test_second_duplicate_gets_a_numbered_name(api, source):
     assert response.json()["name"] == "Original Experiment (Copy) 1"
 
 
+def test_duplicates_of_a_longest_name_shorten_it_to_fit(api):
+    name = "n" * 400
+    response = api.post(
+        api.url("experiments/"), {"name": name, "feature_flag_key": "long-name"}, format="json"
+    )
+    assert response.status_code == 201
+    duplicate = api.url(f"experiments/{response.json()['id']}/duplicate/")
+    first, second = (api.post(duplicate, {}, format="json") for _ in range(2))
+    assert (first.status_code, second.status_code) == (201, 201)
+    assert first.json()["name"] == "n" * 393 + " (Copy)"
+    assert second.json()["name"] == "n" * 391 + " (Copy) 1"
+
+
 def test_a_shared_flag_pauses_for_both(api, source):
     copy = api.post(api.url(f"experiments/{source['id']}/duplicate/"), {}, format="json").json()
     assert api.post(api.url(f"experiments/{source['id']}/launch/")).status_code == 200
