@@ -14,6 +14,8 @@ max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "1000")
 # gunicorn's control socket is one fixed path per user; several servers on one machine would
 # fight over it, and nothing here uses it.
 control_socket_disable = os.environ.get("GUNICORN_CONTROL_SOCKET", "") == ""
+# The longest request line gunicorn accepts (its maximum); longer ones get its own 414 page.
+limit_request_line = int(os.environ.get("GUNICORN_LIMIT_REQUEST_LINE", "8190"))
 worker_tmp_dir = os.environ.get("GUNICORN_WORKER_TMP_DIR", "/dev/shm" if os.path.isdir("/dev/shm") else None)
 
 # An empty value turns the access log off.

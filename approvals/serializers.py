@@ -35,8 +35,8 @@ class ApprovalVoteSerializer(serializers.ModelSerializer):
 
 
 class ChangeRequestSerializer(serializers.ModelSerializer):
-    created_by = UserBasicSerializer(read_only=True)
-    applied_by = UserBasicSerializer(read_only=True)
+    created_by = UserBasicSerializer(read_only=True, allow_null=True)
+    applied_by = UserBasicSerializer(read_only=True, allow_null=True)
     approvals = ApprovalVoteSerializer(many=True, read_only=True)
     can_approve = serializers.SerializerMethodField()
     can_cancel = serializers.SerializerMethodField()
@@ -98,7 +98,7 @@ class ChangeRequestSerializer(serializers.ModelSerializer):
 
 
 class ApprovalPolicySerializer(StrictFieldsMixin, serializers.ModelSerializer):
-    created_by = UserBasicSerializer(read_only=True)
+    created_by = UserBasicSerializer(read_only=True, allow_null=True)
     action_key = serializers.ChoiceField(choices=sorted(ACTIONS))
     conditions = serializers.JSONField(required=False)
     approver_config = serializers.JSONField()

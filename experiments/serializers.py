@@ -60,7 +60,7 @@ class ExperimentBaseSerializer(serializers.ModelSerializer):
     )
     feature_flag = MinimalFeatureFlagSerializer(read_only=True)
     holdout = ExperimentHoldoutSerializer(read_only=True, allow_null=True)
-    created_by = UserBasicSerializer(read_only=True)
+    created_by = UserBasicSerializer(read_only=True, allow_null=True)
     status = serializers.ChoiceField(choices=ExperimentStatus.choices, read_only=True)
     is_legacy = serializers.BooleanField(read_only=True)
     user_access_level = serializers.CharField(read_only=True, allow_null=True)
@@ -359,7 +359,7 @@ class RecalculateTimeseriesSerializer(serializers.Serializer):
 class ExperimentSavedMetricSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     """A shared metric; its query is validated like an inline experiment metric."""
 
-    created_by = UserBasicSerializer(read_only=True)
+    created_by = UserBasicSerializer(read_only=True, allow_null=True)
     query = serializers.JSONField()
     metadata = serializers.JSONField(required=False, allow_null=True)
     tags = serializers.SerializerMethodField()

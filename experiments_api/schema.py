@@ -88,13 +88,20 @@ GATED_PATH_SEGMENTS = ("/experiments/", "/feature_flags/", "/experiment_holdouts
 WRITE_METHODS = ("post", "put", "patch", "delete")
 
 
+# Answered by gunicorn before the request reaches the application, so not in the error format.
+URI_TOO_LONG = {
+    "description": "Request line longer than the HTTP server accepts (8190 bytes by default)",
+    "content": {"text/html": {"schema": {"type": "string"}}},
+}
+
+
 def json_content(schema: dict) -> dict:
     return {"application/json": {"schema": schema}}
 
 
 def add_error_responses(result: dict, generator, request, public) -> dict:
-    """Document the error answers every operation can give, in the project's error format, and the
-    409 of the approval gate on the writes it guards."""
+    """Document the error answers every operation can give (in the project's error format, except
+    the HTTP server's 414), and the 409 of the approval gate on the writes it guards."""
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
     schemas["ErrorResponse"] = ERROR_ENVELOPE
     schemas["ChangeRequestActionError"] = ACTION_ERROR
@@ -115,6 +122,7 @@ def add_error_responses(result: dict, generator, request, public) -> dict:
                 if status not in responses:
                     schema = bad_request if status == "400" else envelope
                     responses[status] = {"description": description, "content": json_content(schema)}
+            responses.setdefault("414", URI_TOO_LONG)
             gated = method in WRITE_METHODS and any(segment in path for segment in GATED_PATH_SEGMENTS)
             if gated and "409" not in responses:
                 responses["409"] = {

@@ -22,8 +22,8 @@ class FeatureFlagSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     )
     key = serializers.CharField(max_length=400)
     filters = serializers.DictField(required=False)
-    created_by = UserBasicSerializer(read_only=True)
-    last_modified_by = UserBasicSerializer(read_only=True)
+    created_by = UserBasicSerializer(read_only=True, allow_null=True)
+    last_modified_by = UserBasicSerializer(read_only=True, allow_null=True)
     version = serializers.IntegerField(
         required=False,
         help_text="The version you read. With `original_flag`, a concurrent conflicting edit is refused with 409.",
@@ -154,7 +154,7 @@ class MinimalFeatureFlagSerializer(serializers.ModelSerializer):
 class CohortSerializer(serializers.ModelSerializer):
     """A cohort definition (read-only here: membership is not computed by this server)."""
 
-    created_by = UserBasicSerializer(read_only=True)
+    created_by = UserBasicSerializer(read_only=True, allow_null=True)
     experiment_set = serializers.SerializerMethodField()
     count = serializers.SerializerMethodField()
     errors_calculating = serializers.SerializerMethodField()

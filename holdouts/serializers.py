@@ -10,7 +10,7 @@ from holdouts.representations import holdout_body
 class ExperimentHoldoutSerializer(serializers.ModelSerializer):
     """A holdout as PostHog renders it (also embedded in experiments as `holdout`)."""
 
-    created_by = UserBasicSerializer(read_only=True)
+    created_by = UserBasicSerializer(read_only=True, allow_null=True)
     filters = serializers.JSONField()
 
     class Meta:

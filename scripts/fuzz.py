@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -57,12 +58,18 @@ def call(base: str, key: str, method: str, path: str, body: dict | None = None) 
         data=json.dumps(body).encode() if body is not None else None,
         headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
     )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read() or b"{}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as refused:
+        if refused.code == 409:  # the approval gate answers with the change request it stored
+            return json.loads(refused.read())
+        raise
 
 
-def seed(base: str, key: str, project_id: int, user_id: int) -> None:
-    """Objects in every state, so operations on existing ids are reached, not only 404s."""
+def seed(base: str, key: str, project_id: int, user_id: int) -> dict[str, int]:
+    """Objects in every state, so operations on existing ids are reached, not only 404s. Returns
+    the ids that operations without a link from a create response are pointed at."""
     api = f"/api/projects/{project_id}"
     holdout = call(
         base,
@@ -85,6 +92,7 @@ def seed(base: str, key: str, project_id: int, user_id: int) -> None:
             },
         },
     )
+    experiment_ids = {}
     for index, steps in enumerate(
         [[], ["launch"], ["launch", "pause"], ["launch", "end"], ["launch", "end", "archive"]]
     ):
@@ -101,6 +109,7 @@ def seed(base: str, key: str, project_id: int, user_id: int) -> None:
         )
         for step in steps:
             call(base, key, "POST", f"{api}/experiments/{experiment['id']}/{step}/")
+        experiment_ids[steps[-1] if steps else "draft"] = experiment["id"]
     call(
         base,
         key,
@@ -115,6 +124,59 @@ def seed(base: str, key: str, project_id: int, user_id: int) -> None:
         f"{api}/approval_policies/",
         {"action_key": "experiment.reset", "approver_config": {"quorum": 1, "users": [user_id]}},
     )
+    running = experiment_ids["launch"]
+    cohort = call(
+        base,
+        key,
+        "POST",
+        f"{api}/experiments/{experiment_ids['pause']}/create_exposure_cohort_for_experiment/",
+    )
+    gated = call(base, key, "POST", f"{api}/experiments/{running}/reset/")
+    return {
+        "project": project_id,
+        "cohort": cohort["cohort"]["id"],
+        "change_request": gated["change_request_id"],
+        "running": running,
+        "paused": experiment_ids["pause"],
+        "ended": experiment_ids["end"],
+        "archived": experiment_ids["archive"],
+    }
+
+
+def operation_parameters(ids: dict[str, int]) -> str:
+    """schemathesis.toml: the project id everywhere, and seeded ids for the operations no link
+    reaches (they would otherwise only ever see 404)."""
+    experiment = "/api/projects/{project_id}/experiments/{id}/"
+    targets = [
+        ("/api/projects/{id}/", ids["project"]),
+        ("/api/projects/{project_id}/cohorts/{id}/", ids["cohort"]),
+        *(
+            (f"/api/projects/{{project_id}}/change_requests/{{id}}/{suffix}", ids["change_request"])
+            for suffix in ("", "approve/", "reject/", "cancel/")
+        ),
+        *(
+            (experiment + suffix, ids["running"])
+            for suffix in (
+                "timeseries_results/",
+                "recalculate_timeseries/",
+                "ship_variant/",
+                "create_exposure_cohort_for_experiment/",
+                "end/",
+            )
+        ),
+        (experiment + "resume/", ids["paused"]),
+        (experiment + "archive/", ids["ended"]),
+        (experiment + "unarchive/", ids["archived"]),
+    ]
+    lines = ["[parameters]", f'"path.project_id" = "{ids["project"]}"']
+    for path, object_id in targets:
+        lines += [
+            "",
+            "[[operations]]",
+            f'include-path = "{path}"',
+            f'parameters = {{ "path.id" = "{object_id}" }}',
+        ]
+    return "\n".join(lines) + "\n"
 
 
 def main() -> int:
@@ -181,10 +243,10 @@ def main() -> int:
                     return 2
                 time.sleep(0.2)
         user_id = call(base, key, "GET", "/api/users/@me/")["id"]
-        seed(base, key, project_id, user_id)
+        ids = seed(base, key, project_id, user_id)
         with tempfile.TemporaryDirectory() as directory:
             config = Path(directory) / "schemathesis.toml"
-            config.write_text(f'[parameters]\n"path.project_id" = "{project_id}"\n')
+            config.write_text(operation_parameters(ids))
             command = [
                 str(Path(PYTHON).with_name("schemathesis")),
                 "--config-file",

@@ -38,3 +38,37 @@ def test_health_checks_the_database(db):
     response = APIClient().get("/_health")
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "database": "ok"}
+
+
+def test_user_references_that_outlive_their_user_are_nullable_in_the_schema(db):
+    document = APIClient().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    references = {
+        (name, field): definition.get("nullable", False)
+        for name, component in document["components"]["schemas"].items()
+        for field, definition in component.get("properties", {}).items()
+        if "#/components/schemas/UserBasic" in str(definition)
+    }
+    # A vote is deleted with its user; every other creator link is set to null when the user goes.
+    assert references.pop(("ApprovalVote", "created_by")) is False
+    assert references and all(references.values()), references
+
+
+def test_every_operation_documents_its_error_answers(db):
+    document = APIClient().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    operations = [
+        (path, method, operation)
+        for path, methods in document["paths"].items()
+        for method, operation in methods.items()
+    ]
+    for path, method, operation in operations:
+        responses = operation["responses"]
+        for status in ("401", "403", "404", "413", "415", "429"):
+            assert responses[status]["content"]["application/json"]["schema"] == {
+                "$ref": "#/components/schemas/ErrorResponse"
+            }, (path, method, status)
+        assert "text/html" in responses["414"]["content"], (path, method)
+    launch = document["paths"]["/api/projects/{project_id}/experiments/{id}/launch/"]["post"]["responses"]
+    assert launch["409"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ApprovalRequired"
+    }
+    assert "409" not in document["paths"]["/api/projects/{project_id}/experiments/"]["get"]["responses"]

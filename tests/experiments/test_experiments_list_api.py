@@ -466,3 +466,11 @@ def test_detail_query_count_is_small(api, django_assert_max_num_queries):
     experiment_id = listed(api)["results"][0]["id"]
     with django_assert_max_num_queries(4):
         assert api.get(api.url(f"experiments/{experiment_id}/")).status_code == 200
+
+
+def test_an_experiment_whose_creator_was_deleted_shows_no_creator(api):
+    creator = UserFactory()
+    experiment = ExperimentFactory(project=api.project, created_by=creator)
+    creator.delete()
+    assert api.get(api.url(f"experiments/{experiment.id}/")).json()["created_by"] is None
+    assert [item["created_by"] for item in listed(api)["results"]] == [None]
