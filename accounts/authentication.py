@@ -57,12 +57,11 @@ class PersonalAPIKeyAuthentication(authentication.BaseAuthentication):
     @staticmethod
     def lookup(secret: str) -> PersonalAPIKey | None:
         digest = personal_api_key_digest(secret)
-        key = (
-            PersonalAPIKey.objects.select_related("user__current_project__organization")
-            .filter(secure_value=digest, user__is_active=True)
-            .first()
-        )
-        if key is None or not hmac.compare_digest(key.secure_value, digest):
+        try:
+            key = PersonalAPIKey.objects.select_related("user").get(secure_value=digest, user__is_active=True)
+        except PersonalAPIKey.DoesNotExist:
+            return None
+        if not hmac.compare_digest(key.secure_value, digest):
             return None
         return key
 

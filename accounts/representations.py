@@ -1,6 +1,7 @@
 from typing import Any
 
-from accounts.models import User
+from accounts.models import Organization, Project, User
+from experiments_api.representation import api_datetime
 
 
 def user_basic(user: User | None) -> dict[str, Any] | None:
@@ -17,4 +18,49 @@ def user_basic(user: User | None) -> dict[str, Any] | None:
         "is_email_verified": None,
         "hedgehog_config": None,
         "role_at_organization": None,
+    }
+
+
+def organization_basic(organization: Organization) -> dict[str, Any]:
+    return {
+        "id": str(organization.id),
+        "name": organization.name,
+        "created_at": api_datetime(organization.created_at),
+    }
+
+
+def project_basic(project: Project) -> dict[str, Any]:
+    return {
+        "id": project.id,
+        "organization": str(project.organization_id),
+        "name": project.name,
+        "api_token": project.api_token,
+        "timezone": project.timezone,
+    }
+
+
+def me(user: User) -> dict[str, Any]:
+    """`GET /api/users/@me/`: the user, their current project and organization, and every
+    organization they belong to (memberships prefetched with their organizations)."""
+    project = user.current_project
+    return {
+        "id": user.id,
+        "uuid": str(user.uuid),
+        "distinct_id": user.distinct_id,
+        "first_name": user.first_name,
+        "last_name": user.last_name,
+        "email": user.email,
+        "is_email_verified": None,
+        "is_staff": user.is_staff,
+        "date_joined": api_datetime(user.date_joined),
+        "team": project_basic(project) if project is not None else None,
+        "organization": organization_basic(project.organization) if project is not None else None,
+        "organizations": [
+            {
+                "id": str(membership.organization.id),
+                "name": membership.organization.name,
+                "membership_level": membership.level,
+            }
+            for membership in user.organization_memberships.all()
+        ],
     }

@@ -4,7 +4,7 @@ from typing import Any
 from rest_framework import serializers
 
 from accounts.models import Organization, OrganizationMembership, PersonalAPIKey, Project, User
-from accounts.representations import user_basic
+from accounts.representations import me, user_basic
 from accounts.scopes import is_valid_scope
 from accounts.services import MAX_PERSONAL_API_KEYS_PER_USER
 
@@ -85,11 +85,13 @@ class MembershipOrganizationSerializer(serializers.ModelSerializer):
 
 class MeSerializer(serializers.ModelSerializer):
     team = ProjectBasicSerializer(source="current_project", read_only=True, allow_null=True)
-    organization = serializers.SerializerMethodField()
+    organization = OrganizationBasicSerializer(
+        source="current_project.organization", read_only=True, allow_null=True
+    )
     organizations = MembershipOrganizationSerializer(
         source="organization_memberships", many=True, read_only=True
     )
-    is_email_verified = serializers.SerializerMethodField()
+    is_email_verified = serializers.BooleanField(read_only=True, allow_null=True)
 
     class Meta:
         model = User
@@ -109,14 +111,8 @@ class MeSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
-    def get_organization(self, user: User) -> dict | None:
-        project = user.current_project
-        if project is None:
-            return None
-        return OrganizationBasicSerializer(project.organization).data
-
-    def get_is_email_verified(self, user: User) -> bool | None:
-        return None
+    def to_representation(self, user: User) -> dict[str, Any]:
+        return me(user)
 
 
 class PersonalAPIKeySerializer(serializers.ModelSerializer):

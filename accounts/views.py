@@ -1,4 +1,4 @@
-from django.db.models import Prefetch, QuerySet, prefetch_related_objects
+from django.db.models import Prefetch, QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, mixins, permissions, status, viewsets
 from rest_framework.decorators import action
@@ -56,16 +56,16 @@ class UserViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     lookup_value_regex = "@me"
 
     def get_object(self) -> User:
-        # Key authentication already loaded the user with its current project, so @me adds one query.
-        user = self.request.user
-        prefetch_related_objects(
-            [user],
-            Prefetch(
-                "organization_memberships",
-                queryset=OrganizationMembership.objects.select_related("organization"),
-            ),
+        return (
+            User.objects.select_related("current_project__organization")
+            .prefetch_related(
+                Prefetch(
+                    "organization_memberships",
+                    queryset=OrganizationMembership.objects.select_related("organization"),
+                )
+            )
+            .get(pk=self.request.user.pk)
         )
-        return user
 
 
 class PersonalAPIKeySelfAccess(permissions.BasePermission):
