@@ -1,0 +1,412 @@
+"""Hostile input against every write endpoint of the management API (issue 8, item 2).
+
+For each POST/PUT/PATCH/DELETE route under `/api/projects/{id}/` (read from the router), a world of
+seeded objects is built once and a request that succeeds there is known (`TARGETS`). Then every
+hostile variant of that request is sent: non-JSON and malformed bodies, JSON of the wrong type at
+the top level, a wrong type for every writable field of the route's serializer, 10 MB strings,
+10 000-element arrays, deep nesting, NaN, unknown fields, NUL bytes and lone surrogates, hostile
+path ids and hostile ids inside the body. Each must be answered 4xx in the error envelope (or one
+of the documented other shapes) and leave every row of the database as it was. Finally the
+well-formed request is sent and must succeed, which shows the refusals were about the hostile part.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from rest_framework import serializers
+
+from experiments_api.mixins import ForbidDestroyModel
+from tests.api.world import (
+    Route,
+    World,
+    changed_tables,
+    database_fingerprint,
+    json_field_shape,
+    populate,
+    project_write_routes,
+    request_fields,
+    wrong_type_values,
+)
+from tests.experiments.helpers import mean_metric
+
+pytestmark = pytest.mark.django_db
+
+ENVELOPE_KEYS = {"type", "code", "detail", "attr"}
+ENVELOPE_TYPES = {"validation_error", "authentication_error", "invalid_request", "throttled_error"}
+HOSTILE_PATH_IDS = ("-1", "0", "99999999999999999999", "9223372036854775808", "1e3", "%00", "1%2F2")
+TEN_MB = 10 * 1024 * 1024
+DEEPER_THAN_ALLOWED = 65
+LONE_SURROGATE = "\ud800"
+UNICODE_TEXT = "Ünïcødé 😀 𝕏𝔶𝔷 שלום مرحبا \u202eRTL\u202c e\u0301 ✓"
+
+
+@pytest.fixture(autouse=True)
+def no_throttling(settings):
+    settings.RATE_LIMIT_ENABLED = False
+
+
+@pytest.fixture
+def world(api) -> World:
+    # A server error must show up as a 500 answer to judge, not as an exception in the test.
+    api.client.raise_request_exception = False
+    return populate(api.project, api.user, api, marker="hostile")
+
+
+# --- what each write route acts on, and a request that succeeds there ---------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """The object a route acts on (None for list routes) and a body with which the request succeeds
+    (None: the route takes no body)."""
+
+    pk: Any
+    body: dict[str, Any] | None
+
+
+def policy_body(world: World, action_key: str) -> dict[str, Any]:
+    return {"action_key": action_key, "approver_config": {"quorum": 1, "users": [world.owner.id]}}
+
+
+FLAG_FILTERS = {"groups": [{"properties": [], "rollout_percentage": 50}]}
+HOLDOUT_FILTERS = [{"properties": [], "rollout_percentage": 10}]
+RECALCULATION = {"metric": mean_metric(uuid="00000000-0000-4000-8000-000000000001"), "fingerprint": "f" * 16}
+
+TARGETS: dict[tuple[str, str], Callable[[World], Target]] = {
+    ("experiment", "create"): lambda w: Target(None, {"name": "Probe", "feature_flag_key": "probe-flag"}),
+    ("experiment", "update"): lambda w: Target(
+        w.draft.id, {"name": "Renamed", "feature_flag_key": w.draft.feature_flag.key}
+    ),
+    ("experiment", "partial_update"): lambda w: Target(w.draft.id, {"name": "Renamed"}),
+    ("experiment", "destroy"): lambda w: Target(w.draft.id, None),
+    ("experiment", "launch"): lambda w: Target(w.draft.id, None),
+    ("experiment", "pause"): lambda w: Target(w.running.id, None),
+    ("experiment", "resume"): lambda w: Target(w.paused.id, None),
+    ("experiment", "end"): lambda w: Target(w.running.id, {"conclusion": "won"}),
+    ("experiment", "ship_variant"): lambda w: Target(w.running.id, {"variant_key": "test"}),
+    ("experiment", "reset"): lambda w: Target(w.stopped.id, None),
+    ("experiment", "archive"): lambda w: Target(w.stopped.id, {}),
+    ("experiment", "unarchive"): lambda w: Target(w.archived.id, None),
+    ("experiment", "duplicate"): lambda w: Target(w.draft.id, {"name": "Copy"}),
+    ("experiment", "copy_to_project"): lambda w: Target(w.draft.id, {"target_team_id": w.sibling.id}),
+    ("experiment", "create_exposure_cohort_for_experiment"): lambda w: Target(w.running.id, None),
+    ("experiment", "recalculate_timeseries"): lambda w: Target(w.running.id, RECALCULATION),
+    ("saved_metric", "create"): lambda w: Target(None, {"name": "Probe metric", "query": mean_metric()}),
+    ("saved_metric", "update"): lambda w: Target(
+        w.saved_metric.id, {"name": "Renamed metric", "query": mean_metric()}
+    ),
+    ("saved_metric", "partial_update"): lambda w: Target(w.saved_metric.id, {"name": "Renamed metric"}),
+    ("saved_metric", "destroy"): lambda w: Target(w.saved_metric.id, None),
+    ("experiment_holdout", "create"): lambda w: Target(
+        None, {"name": "Probe holdout", "filters": HOLDOUT_FILTERS}
+    ),
+    ("experiment_holdout", "update"): lambda w: Target(
+        w.holdout.id, {"name": "Renamed holdout", "filters": HOLDOUT_FILTERS}
+    ),
+    ("experiment_holdout", "partial_update"): lambda w: Target(w.holdout.id, {"name": "Renamed holdout"}),
+    ("experiment_holdout", "destroy"): lambda w: Target(w.holdout.id, None),
+    ("feature_flag", "create"): lambda w: Target(None, {"key": "probe-flag", "filters": FLAG_FILTERS}),
+    ("feature_flag", "update"): lambda w: Target(w.flag.id, {"key": w.flag.key, "filters": FLAG_FILTERS}),
+    ("feature_flag", "partial_update"): lambda w: Target(w.flag.id, {"name": "Renamed flag"}),
+    ("feature_flag", "destroy"): lambda w: Target(w.flag.id, None),
+    ("approval_policy", "create"): lambda w: Target(None, policy_body(w, "experiment.pause")),
+    ("approval_policy", "update"): lambda w: Target(w.policy.id, policy_body(w, "experiment.launch")),
+    ("approval_policy", "partial_update"): lambda w: Target(w.policy.id, {"allow_self_approve": False}),
+    ("approval_policy", "destroy"): lambda w: Target(w.policy.id, None),
+    ("change_request", "approve"): lambda w: Target(w.change_request.id, {"reason": "looks good"}),
+    ("change_request", "reject"): lambda w: Target(w.change_request.id, {"reason": "not now"}),
+    ("change_request", "cancel"): lambda w: Target(w.change_request.id, {"reason": "withdrawn"}),
+}
+
+# Ids that reference another object from inside a body, where they go and the real id they mimic.
+BodyIdSetter = Callable[[dict[str, Any], Any], None]
+
+
+def set_path(*keys: Any) -> BodyIdSetter:
+    def setter(body: dict[str, Any], value: Any) -> None:
+        node = body
+        for key in keys[:-1]:
+            node = node[key]
+        node[keys[-1]] = value
+
+    return setter
+
+
+def with_holdout_reference(body: dict[str, Any], world: World) -> dict[str, Any]:
+    return {**body, "filters": {**FLAG_FILTERS, "holdout": {"id": world.holdout.id, "exclusion_percentage": 10}}}
+
+
+def with_cohort_condition(body: dict[str, Any], world: World) -> dict[str, Any]:
+    condition = {"key": "id", "type": "cohort", "value": world.cohort.id}
+    return {**body, "filters": {"groups": [{"properties": [condition], "rollout_percentage": 50}]}}
+
+
+@dataclass(frozen=True)
+class BodyId:
+    name: str
+    real_id: Callable[[World], Any]
+    prepare: Callable[[dict[str, Any], World], dict[str, Any]]
+    setter: BodyIdSetter
+
+
+BODY_IDS: dict[str, list[BodyId]] = {
+    "experiment": [
+        BodyId("holdout_id", lambda w: w.holdout.id, lambda b, w: {**b}, set_path("holdout_id")),
+        BodyId(
+            "saved_metrics_ids[].id",
+            lambda w: w.saved_metric.id,
+            lambda b, w: {**b, "saved_metrics_ids": [{"id": None, "metadata": {"type": "primary"}}]},
+            set_path("saved_metrics_ids", 0, "id"),
+        ),
+    ],
+    "approval_policy": [
+        BodyId(
+            "approver_config.users[]",
+            lambda w: w.owner.id,
+            lambda b, w: {**b, "approver_config": {"quorum": 1, "users": [None]}},
+            set_path("approver_config", "users", 0),
+        ),
+    ],
+    "feature_flag": [
+        BodyId("filters.holdout.id", lambda w: w.holdout.id, with_holdout_reference, set_path("filters", "holdout", "id")),
+        BodyId(
+            "filters cohort id",
+            lambda w: w.cohort.id,
+            with_cohort_condition,
+            set_path("filters", "groups", 0, "properties", 0, "value"),
+        ),
+    ],
+}
+COPY_TARGET = BodyId("target_team_id", lambda w: w.sibling.id, lambda b, w: {**b}, set_path("target_team_id"))
+BODY_ID_ACTIONS = ("create", "update", "partial_update")
+
+
+def body_ids_for(route: Route) -> list[BodyId]:
+    if route.action == "copy_to_project":
+        return [COPY_TARGET]
+    return BODY_IDS.get(route.basename, []) if route.action in BODY_ID_ACTIONS else []
+
+
+def hostile_body_ids(real_id: int) -> list[Any]:
+    """Ids a client could send instead of `real_id`: out of range, not integers, or almost it."""
+    return [-1, 0, 2**63, 99999999999999999999, -99999999999999999999, "1e3", real_id + 0.5, "%00", True]
+
+
+# --- cases -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    label: str
+    body: bytes | None
+    content_type: str = "application/json"
+    path: str | None = None
+
+
+def encoded(value: Any) -> bytes:
+    """JSON as a client could send it: NaN, Infinity and lone surrogates (as escapes) included."""
+    return json.dumps(value).encode()
+
+
+def nested(depth: int) -> Any:
+    value: Any = "deep"
+    for _ in range(depth):
+        value = {"nested": value}
+    return value
+
+
+def unknown_json_value_of(shape: tuple[type, ...], leaf: Any) -> Any:
+    """A value of the right JSON shape carrying `leaf` inside it."""
+    return {"probe": leaf} if dict in shape else [leaf]
+
+
+def field_cases(route: Route, world: World, base: dict[str, Any]) -> Iterator[Case]:
+    """Per writable field: every wrong type, NaN and Infinity, a 10 000-element array, nesting
+    deeper than allowed, and (for strings) NUL and a lone surrogate."""
+    for name, field in request_fields(route, world.project).items():
+        values: list[tuple[str, Any]] = [(f"wrong type {value!r:.40}", value) for value in wrong_type_values(field)]
+        values += [
+            ("NaN", float("nan")),
+            ("Infinity", float("inf")),
+            ("10 000-element array", [[]] * 10_000),
+            ("nesting deeper than allowed", nested(DEEPER_THAN_ALLOWED)),
+        ]
+        shape = json_field_shape(field) if isinstance(field, serializers.JSONField) else None
+        if shape is not None:
+            values += [
+                ("NaN inside", unknown_json_value_of(shape, float("nan"))),
+                ("NUL inside", unknown_json_value_of(shape, "a\u0000b")),
+                ("lone surrogate inside", unknown_json_value_of(shape, LONE_SURROGATE)),
+            ]
+        else:
+            values += [("NUL", "probe\u0000nul"), ("lone surrogate", f"probe{LONE_SURROGATE}")]
+        for label, value in values:
+            yield Case(f"{name}: {label}", encoded({**base, name: value}))
+
+
+def body_cases(route: Route, world: World, target: Target) -> Iterator[Case]:
+    base = target.body if target.body is not None else {}
+    yield Case("text/plain body", b"name=probe", content_type="text/plain")
+    yield Case("malformed JSON", b'{"name": "probe",')
+    yield Case("two JSON documents", b"{} {}")
+    yield Case("invalid UTF-8", b'{"name": "\xff\xfe"}')
+    yield Case("raw NUL byte in a string", b'{"name": "a\x00b"}')
+    for label, value in [
+        ("list", [base]),
+        ("empty list", []),
+        ("string", "probe"),
+        ("number", 12345),
+        ("null", None),
+        ("boolean", True),
+        ("10 000-element list", [base] * 10_000),
+    ]:
+        yield Case(f"top-level {label}", encoded(value))
+    yield Case("unknown field", encoded({**base, "hostile_unknown_field": 1}))
+    yield Case("NUL in a key", encoded({**base, "na\u0000me": "probe"}))
+    yield Case("lone surrogate in a key", encoded({**base, f"name{LONE_SURROGATE}": "probe"}))
+    yield Case("NaN at the top level of a field", encoded({**base, "hostile_nan": float("nan")}))
+    yield Case("100 000 levels of nesting", b"[" * 100_000 + b"]" * 100_000)
+    yield Case("10 MB string", encoded({**base, "name": "x" * TEN_MB}))
+    yield from field_cases(route, world, base)
+
+
+def path_cases(route: Route, world: World, target: Target) -> Iterator[Case]:
+    body = encoded(target.body) if target.body is not None else None
+    for hostile in HOSTILE_PATH_IDS:
+        yield Case(f"project id {hostile}", body, path=route.path(hostile, target.pk))
+        if route.detail:
+            yield Case(f"object id {hostile}", body, path=route.path(world.project.id, hostile))
+
+
+def body_id_cases(route: Route, world: World, target: Target) -> Iterator[Case]:
+    for body_id in body_ids_for(route):
+        for hostile in hostile_body_ids(body_id.real_id(world)):
+            body = json.loads(json.dumps(body_id.prepare(dict(target.body or {}), world)))
+            body_id.setter(body, hostile)
+            yield Case(f"{body_id.name} = {hostile!r}", encoded(body))
+
+
+def hostile_cases(route: Route, world: World, target: Target) -> Iterator[Case]:
+    yield from body_cases(route, world, target)
+    yield from path_cases(route, world, target)
+    yield from body_id_cases(route, world, target)
+
+
+# --- judging answers ---------------------------------------------------------------------------
+
+
+def parsed(content: bytes) -> Any:
+    try:
+        return json.loads(content)
+    except ValueError:
+        return None
+
+
+def answer_problem(route: Route, status: int, content: bytes) -> str | None:
+    """Why this answer to a hostile request is wrong, or None when it is a proper refusal."""
+    if not 400 <= status < 500:
+        return f"status {status}"
+    body = parsed(content)
+    if isinstance(body, dict) and set(body) == ENVELOPE_KEYS:
+        return None if body["type"] in ENVELOPE_TYPES and isinstance(body["detail"], str) else f"envelope {body}"
+    if status == 405 and route.action == "destroy" and issubclass(route.viewset, ForbidDestroyModel):
+        return None if content == b"" else "405 with a body"
+    if route.basename == "change_request" and status == 400 and isinstance(body, dict) and set(body) == {"error"}:
+        return None
+    return f"not the error envelope: {content[:200]!r}"
+
+
+def send(world: World, route: Route, path: str, body: bytes | None, content_type: str):
+    if body is None:
+        return world.api.generic(route.method, path)
+    return world.api.generic(route.method, path, body, content_type=content_type)
+
+
+WRITE_ROUTES = project_write_routes()
+
+
+@pytest.mark.parametrize("route", WRITE_ROUTES, ids=[route.id for route in WRITE_ROUTES])
+def test_hostile_requests_are_refused_and_change_nothing(world, route):
+    target = TARGETS[(route.basename, route.action)](world)
+    path = route.path(world.project.id, target.pk)
+    before = database_fingerprint()
+    failures = []
+    for case in hostile_cases(route, world, target):
+        response = send(world, route, case.path or path, case.body, case.content_type)
+        problem = answer_problem(route, response.status_code, response.content)
+        after = database_fingerprint()
+        if after != before:
+            problem = f"{problem or response.status_code}; changed {changed_tables(before, after)}"
+            before = after
+        if problem:
+            failures.append(f"{case.label}: {problem}")
+    assert not failures, f"{route.id}: {len(failures)} hostile requests misanswered:\n" + "\n".join(failures)
+
+    # The well-formed request succeeds, so the refusals above were about the hostile part.
+    response = send(world, route, path, encoded(target.body) if target.body is not None else None, "application/json")
+    expected = 405 if route.action == "destroy" and issubclass(route.viewset, ForbidDestroyModel) else None
+    if expected is not None:
+        assert response.status_code == expected
+    else:
+        assert 200 <= response.status_code < 300, response.content
+
+
+def test_every_write_route_has_a_target():
+    missing = [route.id for route in WRITE_ROUTES if (route.basename, route.action) not in TARGETS]
+    assert not missing, f"Describe what these routes act on in TARGETS: {missing}"
+
+
+def test_the_matrix_covers_the_known_write_endpoints():
+    ids = {route.id for route in WRITE_ROUTES}
+    assert {"POST experiment.launch", "PATCH feature_flag.partial_update", "POST change_request.approve"} <= ids
+    assert len(ids) >= 35
+
+
+def test_every_writable_field_has_wrong_type_values(world):
+    for route in WRITE_ROUTES:
+        for name, field in request_fields(route, world.project).items():
+            assert wrong_type_values(field), f"{route.id} {name}"
+
+
+# --- unicode is data, not an attack ----------------------------------------------------------
+
+
+def string_fields(route: Route, world: World) -> list[str]:
+    return [
+        name
+        for name, field in request_fields(route, world.project).items()
+        if isinstance(field, serializers.CharField) and not isinstance(field, serializers.ChoiceField)
+    ]
+
+
+UNICODE_ROUTES = [
+    route for route in WRITE_ROUTES if route.action in ("create", "partial_update") and route.basename != "approval_policy"
+]
+
+
+@pytest.mark.parametrize("route", UNICODE_ROUTES, ids=[route.id for route in UNICODE_ROUTES])
+def test_astral_and_rtl_text_is_accepted_where_a_string_is(world, route):
+    """Every string field takes astral and right-to-left text and gives it back unchanged; the only
+    refusal allowed is a flag key's documented character set."""
+    target = TARGETS[(route.basename, route.action)](world)
+    fields = string_fields(route, world)
+    assert fields
+    for index, name in enumerate(fields):
+        body = {**(target.body or {}), name: UNICODE_TEXT}
+        if route.action == "create":
+            for key_field in ("feature_flag_key", "key"):
+                if key_field in body and key_field != name:
+                    body[key_field] = f"{body[key_field]}-{index}"
+        response = send(world, route, route.path(world.project.id, target.pk), encoded(body), "application/json")
+        if name in ("feature_flag_key", "key"):
+            assert response.status_code == 400, response.content
+            assert response.json()["code"] == "invalid_key"
+            continue
+        assert 200 <= response.status_code < 300, (name, response.content)
+        if name in response.json():
+            assert response.json()[name] == UNICODE_TEXT
