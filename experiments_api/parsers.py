@@ -1,7 +1,9 @@
 """Request body parsers that refuse what the database cannot store or the server should not walk:
-NUL characters (PostgreSQL text and jsonb reject them) and absurdly deep nesting."""
+NUL characters and unpaired surrogates (PostgreSQL text and jsonb reject both) and absurdly deep
+nesting."""
 
 import json
+import re
 from typing import Any
 
 from django.conf import settings
@@ -11,25 +13,41 @@ from rest_framework.exceptions import ParseError
 MAX_JSON_DEPTH = 64
 TOO_DEEP = f"JSON parse error - nesting deeper than {MAX_JSON_DEPTH} levels is not accepted."
 NUL_NOT_ALLOWED = "Request body contains a NUL character, which cannot be stored."
+LONE_SURROGATE_NOT_ALLOWED = (
+    "Request body contains an unpaired UTF-16 surrogate (such as \\ud800), which is not valid Unicode."
+)
+# JSON's \uXXXX escapes can spell half of a surrogate pair; `json.loads` joins the halves of a
+# proper pair into one character, so any surrogate left in a string stands alone.
+SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def string_problem(text: str) -> str | None:
+    if "\x00" in text:
+        return NUL_NOT_ALLOWED
+    if not text.isascii() and SURROGATE.search(text):
+        return LONE_SURROGATE_NOT_ALLOWED
+    return None
 
 
 def structure_problem(data: Any) -> str | None:
-    """Why parsed JSON cannot be accepted (too deep, or a NUL in a key or string), or None.
-    Walks without recursion, so no input can exhaust the stack here."""
+    """Why parsed JSON cannot be accepted (too deep, or a NUL or a lone surrogate in a key or
+    string), or None. Walks without recursion, so no input can exhaust the stack here."""
     stack: list[tuple[Any, int]] = [(data, 1)]
     while stack:
         value, depth = stack.pop()
         if isinstance(value, str):
-            if "\x00" in value:
-                return NUL_NOT_ALLOWED
+            problem = string_problem(value)
+            if problem:
+                return problem
             continue
         if isinstance(value, dict | list):
             if depth > MAX_JSON_DEPTH:
                 return TOO_DEEP
             items = value.items() if isinstance(value, dict) else enumerate(value)
             for key, item in items:
-                if isinstance(key, str) and "\x00" in key:
-                    return NUL_NOT_ALLOWED
+                problem = string_problem(key) if isinstance(key, str) else None
+                if problem:
+                    return problem
                 stack.append((item, depth + 1))
     return None
 
