@@ -9,6 +9,7 @@ from typing import Any
 from django.conf import settings
 from rest_framework import parsers
 from rest_framework.exceptions import ParseError
+from rest_framework.utils.json import strict_constant
 
 MAX_JSON_DEPTH = 64
 TOO_DEEP = f"JSON parse error - nesting deeper than {MAX_JSON_DEPTH} levels is not accepted."
@@ -62,9 +63,12 @@ class JSONParser(parsers.JSONParser):
     def parse(self, stream, media_type=None, parser_context=None) -> Any:
         parser_context = parser_context or {}
         encoding = parser_context.get("encoding", settings.DEFAULT_CHARSET)
+        # NaN and ±Infinity are not JSON; DRF refuses them (STRICT_JSON) and so must we: a CharField
+        # would store "nan", an id field would overflow and jsonb rejects them.
+        parse_constant = strict_constant if self.strict else None
         try:
             text = stream.read().decode(encoding)
-            data = json.loads(text)
+            data = json.loads(text, parse_constant=parse_constant)
         except RecursionError:
             raise ParseError(TOO_DEEP) from None
         except (ValueError, UnicodeDecodeError) as error:
