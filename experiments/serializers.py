@@ -107,8 +107,13 @@ class ExperimentSerializer(StrictFieldsMixin, ExperimentBaseSerializer):
 
     name = serializers.CharField(max_length=400)
     description = serializers.CharField(max_length=3000, required=False, allow_null=True, allow_blank=True)
+    # pk_field: without it a float id is truncated by the lookup, so 1.5 would pick holdout 1.
     holdout_id = serializers.PrimaryKeyRelatedField(
-        queryset=ExperimentHoldout.objects.none(), source="holdout", required=False, allow_null=True
+        queryset=ExperimentHoldout.objects.none(),
+        source="holdout",
+        required=False,
+        allow_null=True,
+        pk_field=serializers.IntegerField(),
     )
     saved_metrics = serializers.SerializerMethodField()
     saved_metrics_ids = serializers.JSONField(required=False, allow_null=True, write_only=True)
