@@ -31,6 +31,7 @@ from holdouts.serializers import ExperimentHoldoutSerializer
 CONCLUSION_CHOICES = Experiment.Conclusion.choices
 MUST_BE_AN_OBJECT = "{field} must be an object"
 MUST_BE_A_LIST = "{field} must be a list"
+MUST_BE_A_LIST_OF_OBJECTS = "{field} must be a list of objects"
 
 
 def object_or_null(value: Any, field: str) -> Any:
@@ -267,6 +268,8 @@ class ExperimentSerializer(StrictFieldsMixin, ExperimentBaseSerializer):
     def validate_secondary_metrics(self, value: Any) -> Any:
         if value is not None and not isinstance(value, list):
             raise serializers.ValidationError(MUST_BE_A_LIST.format(field="secondary_metrics"))
+        if value and not all(isinstance(item, dict) for item in value):
+            raise serializers.ValidationError(MUST_BE_A_LIST_OF_OBJECTS.format(field="secondary_metrics"))
         return value
 
     def validate_filters(self, value: Any) -> Any:
