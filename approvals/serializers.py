@@ -11,6 +11,8 @@ from approvals.models import Approval, ApprovalPolicy, ChangeRequest
 from experiments_api.serializers import StrictFieldsMixin
 
 QUORUM_AT_LEAST_ONE = "Quorum must be at least 1"
+CONDITIONS_NOT_AN_OBJECT = "Conditions must be an object."
+CONDITION_NOT_AN_OBJECT = "Each condition in a list of conditions must be an object."
 POLICY_EXISTS = "A policy for this action already exists. You can edit the existing policy instead."
 
 
@@ -131,7 +133,11 @@ class ApprovalPolicySerializer(StrictFieldsMixin, serializers.ModelSerializer):
 
     def validate_conditions(self, value: Any) -> Any:
         if value is not None and not isinstance(value, dict | list):
-            raise serializers.ValidationError("Conditions must be an object.")
+            raise serializers.ValidationError(CONDITIONS_NOT_AN_OBJECT)
+        # A list holds conditions that must all match; an item that is not even an object would
+        # only ever gate everything.
+        if isinstance(value, list) and not all(isinstance(item, dict) for item in value):
+            raise serializers.ValidationError(CONDITION_NOT_AN_OBJECT)
         return value or {}
 
     def validate_approver_config(self, value: Any) -> dict[str, Any]:
