@@ -4,6 +4,8 @@ from typing import Any
 
 from rest_framework import serializers
 
+from accounts.authentication import PERSONAL_API_KEY_FIELD
+
 UNKNOWN_FIELD = "Unknown field."
 
 
@@ -11,7 +13,8 @@ class StrictFieldsMixin:
     """Reject keys the serializer does not know instead of silently ignoring them.
 
     Read-only fields are accepted (and ignored) so a client can send back an object it read, as
-    PostHog's clients do when they edit an experiment or a flag.
+    PostHog's clients do when they edit an experiment or a flag. So is `personal_api_key`: it is the
+    credential, which may travel in the body, and authentication has already consumed it.
     """
 
     fields: Any
@@ -19,7 +22,9 @@ class StrictFieldsMixin:
 
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):
-            unknown = sorted(str(key) for key in data if key not in self.fields)
+            unknown = sorted(
+                str(key) for key in data if key not in self.fields and key != PERSONAL_API_KEY_FIELD
+            )
             if unknown:
                 raise serializers.ValidationError({unknown[0]: [UNKNOWN_FIELD]}, code="unknown_field")
         return super().to_internal_value(data)
