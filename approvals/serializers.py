@@ -8,7 +8,7 @@ from accounts.models import OrganizationMembership
 from accounts.serializers import UserBasicSerializer
 from approvals.actions import ACTIONS
 from approvals.models import Approval, ApprovalPolicy, ChangeRequest
-from experiments_api.serializers import StrictFieldsMixin
+from experiments_api.serializers import ActionBodySerializer, StrictFieldsMixin
 
 QUORUM_AT_LEAST_ONE = "Quorum must be at least 1"
 CONDITIONS_NOT_AN_OBJECT = "Conditions must be an object."
@@ -97,6 +97,12 @@ class ChangeRequestSerializer(serializers.ModelSerializer):
             if vote.created_by_id == user_id:
                 return vote.decision
         return None
+
+
+class ChangeRequestActionBodySerializer(ActionBodySerializer):
+    """The body of approve, reject and cancel."""
+
+    reason = serializers.CharField(required=False, allow_blank=True, allow_null=True)
 
 
 class ApprovalPolicySerializer(StrictFieldsMixin, serializers.ModelSerializer):

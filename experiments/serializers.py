@@ -22,7 +22,7 @@ from experiments.validation import (
     validate_running_time_calculation,
     validate_saved_metrics_ids_shape,
 )
-from experiments_api.serializers import StrictFieldsMixin
+from experiments_api.serializers import ActionBodySerializer, StrictFieldsMixin
 from flags.serializers import MinimalFeatureFlagSerializer
 from flags.validation import FLAG_KEY_INVALID, FLAG_KEY_PATTERN
 from holdouts.models import ExperimentHoldout
@@ -329,7 +329,7 @@ class ExperimentBasicSerializer(ExperimentBaseSerializer):
         read_only_fields = fields
 
 
-class EndExperimentSerializer(serializers.Serializer):
+class EndExperimentSerializer(ActionBodySerializer):
     conclusion = serializers.ChoiceField(choices=CONCLUSION_CHOICES, required=False, allow_null=True)
     conclusion_comment = serializers.CharField(
         required=False, allow_null=True, allow_blank=True, max_length=4000
@@ -344,7 +344,7 @@ class ShipVariantSerializer(EndExperimentSerializer):
     )
 
 
-class ArchiveExperimentSerializer(serializers.Serializer):
+class ArchiveExperimentSerializer(ActionBodySerializer):
     disable_feature_flag = serializers.BooleanField(
         default=False,
         help_text="Not supported by this server: pause the experiment or edit its flag instead.",
@@ -358,7 +358,7 @@ class ArchiveExperimentSerializer(serializers.Serializer):
         return value
 
 
-class DuplicateExperimentSerializer(serializers.Serializer):
+class DuplicateExperimentSerializer(ActionBodySerializer):
     feature_flag_key = serializers.CharField(
         required=False, max_length=400, help_text="Flag key for the copy; default: share the source's flag."
     )
@@ -370,7 +370,7 @@ class DuplicateExperimentSerializer(serializers.Serializer):
         return key
 
 
-class CopyToProjectSerializer(serializers.Serializer):
+class CopyToProjectSerializer(ActionBodySerializer):
     target_team_id = serializers.IntegerField(min_value=1, help_text="The project to copy the experiment to.")
     feature_flag_key = serializers.CharField(required=False, allow_blank=True, max_length=400)
     name = serializers.CharField(required=False, allow_blank=True, max_length=400)
@@ -381,7 +381,7 @@ class CopyToProjectSerializer(serializers.Serializer):
         return key
 
 
-class RecalculateTimeseriesSerializer(serializers.Serializer):
+class RecalculateTimeseriesSerializer(ActionBodySerializer):
     metric = serializers.JSONField(required=False)
     fingerprint = serializers.CharField(required=False, allow_blank=True, max_length=64)
 

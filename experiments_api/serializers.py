@@ -3,6 +3,7 @@
 from typing import Any
 
 from rest_framework import serializers
+from rest_framework.request import Request
 
 from accounts.authentication import PERSONAL_API_KEY_FIELD
 
@@ -44,3 +45,16 @@ class ObjectBodySerializer(serializers.Serializer):
                 code="invalid",
             )
         return super().to_internal_value(data)
+
+
+class ActionBodySerializer(StrictFieldsMixin, ObjectBodySerializer):
+    """The body of an action (`end/`, `approve/`, …): a JSON object holding only the declared fields
+    (an empty body counts as `{}`)."""
+
+
+def validated_body(request: Request, serializer_class: type[ActionBodySerializer]) -> dict[str, Any]:
+    """An action's body validated by `serializer_class`: a malformed body is a 400, a body of an
+    unsupported media type a 415, and a list, string or null is refused rather than read as `{}`."""
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
