@@ -24,7 +24,7 @@ from django.db.models import Model, Q
 from django.utils import timezone
 from rest_framework import serializers
 
-from accounts.models import OrganizationMembership, Organization, Project, User
+from accounts.models import Organization, OrganizationMembership, Project, User
 from approvals.models import ApprovalPolicy, ChangeRequest
 from experiments.models import Experiment, ExperimentSavedMetric, ExperimentToSavedMetric
 from experiments_api.routing import PROJECT_PREFIX
@@ -210,7 +210,9 @@ def wrong_type_values(field: serializers.Field) -> list[Any]:
         shape = json_field_shape(field)
         if shape is None:
             raise LookupError(f"{type(field.parent).__name__}.{field.field_name}: JSON shape unknown")
-        values = [value for kind, samples in JSON_TYPE_SAMPLES.items() if kind not in shape for value in samples]
+        values = [
+            value for kind, samples in JSON_TYPE_SAMPLES.items() if kind not in shape for value in samples
+        ]
     else:
         raise LookupError(f"No wrong-type values for {type(field).__name__} ({field.field_name})")
     if not field.allow_null:
@@ -378,6 +380,11 @@ def tenant_rows(organization: Organization) -> dict[str, str]:
     everything in them, its members and their keys."""
     snapshot = {}
     for model in domain_models():
-        rows = model._default_manager.filter(tenant_filter(model, organization)).distinct().order_by("pk").values()
+        rows = (
+            model._default_manager.filter(tenant_filter(model, organization))
+            .distinct()
+            .order_by("pk")
+            .values()
+        )
         snapshot[model.__name__] = hashlib.sha256(repr(list(rows)).encode()).hexdigest()
     return snapshot
