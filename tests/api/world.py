@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -32,6 +33,7 @@ from experiments_api.urls import router
 from flags.models import Cohort, FeatureFlag
 from holdouts.models import ExperimentHoldout
 from tests.conftest import KeyedClient, keyed_client
+from tests.experiments.helpers import mean_metric
 from tests.factories import (
     CohortFactory,
     ExperimentFactory,
@@ -324,6 +326,75 @@ def new_tenant(marker: str) -> World:
     owner = UserFactory(current_project=project, first_name=f"{marker}owner")
     MembershipFactory(organization=organization, user=owner, level=OrganizationMembership.Level.OWNER)
     return populate(project, owner, keyed_client(owner, project), marker=marker)
+
+
+# --- what each write route acts on, and a request that succeeds there ---------------------------
+# The hostile-input matrix sends every hostile variant of these requests; the isolation matrix
+# sends them, unchanged, with another tenant's key.
+
+
+@dataclass(frozen=True)
+class Target:
+    """The object a route acts on (None for list routes) and a body with which the request succeeds
+    (None: the route takes no body)."""
+
+    pk: Any
+    body: dict[str, Any] | None
+
+
+def policy_body(world: World, action_key: str) -> dict[str, Any]:
+    return {"action_key": action_key, "approver_config": {"quorum": 1, "users": [world.owner.id]}}
+
+
+FLAG_FILTERS = {"groups": [{"properties": [], "rollout_percentage": 50}]}
+HOLDOUT_FILTERS = [{"properties": [], "rollout_percentage": 10}]
+RECALCULATION = {"metric": mean_metric(uuid="00000000-0000-4000-8000-000000000001"), "fingerprint": "f" * 16}
+
+TARGETS: dict[tuple[str, str], Callable[[World], Target]] = {
+    ("experiment", "create"): lambda w: Target(None, {"name": "Probe", "feature_flag_key": "probe-flag"}),
+    ("experiment", "update"): lambda w: Target(
+        w.draft.id, {"name": "Renamed", "feature_flag_key": w.draft.feature_flag.key}
+    ),
+    ("experiment", "partial_update"): lambda w: Target(w.draft.id, {"name": "Renamed"}),
+    ("experiment", "destroy"): lambda w: Target(w.draft.id, None),
+    ("experiment", "launch"): lambda w: Target(w.draft.id, None),
+    ("experiment", "pause"): lambda w: Target(w.running.id, None),
+    ("experiment", "resume"): lambda w: Target(w.paused.id, None),
+    ("experiment", "end"): lambda w: Target(w.running.id, {"conclusion": "won"}),
+    ("experiment", "ship_variant"): lambda w: Target(w.running.id, {"variant_key": "test"}),
+    ("experiment", "reset"): lambda w: Target(w.stopped.id, None),
+    ("experiment", "archive"): lambda w: Target(w.stopped.id, {}),
+    ("experiment", "unarchive"): lambda w: Target(w.archived.id, None),
+    ("experiment", "duplicate"): lambda w: Target(w.draft.id, {"name": "Copy"}),
+    ("experiment", "copy_to_project"): lambda w: Target(w.draft.id, {"target_team_id": w.sibling.id}),
+    ("experiment", "create_exposure_cohort_for_experiment"): lambda w: Target(w.running.id, None),
+    ("experiment", "recalculate_timeseries"): lambda w: Target(w.running.id, RECALCULATION),
+    ("saved_metric", "create"): lambda w: Target(None, {"name": "Probe metric", "query": mean_metric()}),
+    ("saved_metric", "update"): lambda w: Target(
+        w.saved_metric.id, {"name": "Renamed metric", "query": mean_metric()}
+    ),
+    ("saved_metric", "partial_update"): lambda w: Target(w.saved_metric.id, {"name": "Renamed metric"}),
+    ("saved_metric", "destroy"): lambda w: Target(w.saved_metric.id, None),
+    ("experiment_holdout", "create"): lambda w: Target(
+        None, {"name": "Probe holdout", "filters": HOLDOUT_FILTERS}
+    ),
+    ("experiment_holdout", "update"): lambda w: Target(
+        w.holdout.id, {"name": "Renamed holdout", "filters": HOLDOUT_FILTERS}
+    ),
+    ("experiment_holdout", "partial_update"): lambda w: Target(w.holdout.id, {"name": "Renamed holdout"}),
+    ("experiment_holdout", "destroy"): lambda w: Target(w.holdout.id, None),
+    ("feature_flag", "create"): lambda w: Target(None, {"key": "probe-flag", "filters": FLAG_FILTERS}),
+    ("feature_flag", "update"): lambda w: Target(w.flag.id, {"key": w.flag.key, "filters": FLAG_FILTERS}),
+    ("feature_flag", "partial_update"): lambda w: Target(w.flag.id, {"name": "Renamed flag"}),
+    ("feature_flag", "destroy"): lambda w: Target(w.flag.id, None),
+    ("approval_policy", "create"): lambda w: Target(None, policy_body(w, "experiment.pause")),
+    ("approval_policy", "update"): lambda w: Target(w.policy.id, policy_body(w, "experiment.launch")),
+    ("approval_policy", "partial_update"): lambda w: Target(w.policy.id, {"allow_self_approve": False}),
+    ("approval_policy", "destroy"): lambda w: Target(w.policy.id, None),
+    ("change_request", "approve"): lambda w: Target(w.change_request.id, {"reason": "looks good"}),
+    ("change_request", "reject"): lambda w: Target(w.change_request.id, {"reason": "not now"}),
+    ("change_request", "cancel"): lambda w: Target(w.change_request.id, {"reason": "withdrawn"}),
+}
 
 
 # --- snapshots ---------------------------------------------------------------------------------
