@@ -91,7 +91,7 @@ def api_routes() -> list[Route]:
                 .removesuffix("$")
             )
             for method, action in route.mapping.items():
-                if hasattr(viewset, action):
+                if hasattr(viewset, action) and method in viewset.http_method_names:
                     routes.append(
                         Route(
                             basename,
@@ -421,18 +421,19 @@ def changed_tables(before: dict[str, str], after: dict[str, str]) -> list[str]:
     return sorted(table for table in before if before[table] != after.get(table))
 
 
-# How a row of each domain model reaches the organization it belongs to.
+# How a row of each domain model reaches the organization it belongs to. A row with a project or
+# an organization belongs there; only rows with neither (personal API keys) go by their user.
 TENANT_LOOKUPS = {
     "project": "project__organization",
     "organization": "organization",
     "experiment": "experiment__project__organization",
     "change_request": "change_request__organization",
-    "user": "user__organization_memberships__organization",
 }
+USER_LOOKUP = "user__organization_memberships__organization"
 
 
 def tenant_filter(model: type[Model], organization: Organization) -> Q:
-    """The rows of `model` that belong to `organization` (through any of the relations it has)."""
+    """The rows of `model` that belong to `organization`."""
     if model is Organization:
         return Q(pk=organization.pk)
     if model is User:
@@ -442,6 +443,8 @@ def tenant_filter(model: type[Model], organization: Organization) -> Q:
     for field_name, lookup in TENANT_LOOKUPS.items():
         if field_name in names:
             condition |= Q(**{lookup: organization})
+    if not condition and "user" in names:
+        condition = Q(**{USER_LOOKUP: organization})
     assert condition, f"{model.__name__}: no way to tell which organization a row belongs to"
     return condition
 
