@@ -197,6 +197,12 @@ def attempts_on_b(tenants: Tenants) -> list[Attempt]:
                 paths.append((f"{route.id} via A's project", route.path(a.project.id, pk)))
         elif route.detail:
             paths.append((f"{route.id} on B's object", route.path(pk=pk)))
+        if route.basename == "approval_policy" and route.detail:
+            # B's organization-wide policy applies to every project of B, and to none of A.
+            org_wide = tenants.b_organization_policy.id
+            paths.append(
+                (f"{route.id} of B's organization via A's project", route.path(a.project.id, org_wide))
+            )
         attempts += [Attempt(label, route.method, path + query, body, route) for label, path in paths]
     return attempts
 
@@ -279,6 +285,7 @@ def body_id_attempts(tenants: Tenants) -> list[tuple[Attempt, set[int]]]:
     b_holdout = {"id": b.holdout.id, "exclusion_percentage": 10}
     b_approver = {"quorum": 1, "users": [b.owner.id]}
     new = {"name": "Alpha probe", "feature_flag_key": "alpha-probe"}
+    new_key = {"label": "alpha key", "scopes": ["*"]}
     return [
         (
             Attempt("create with B's holdout_id", "POST", experiments, {**new, "holdout_id": b.holdout.id}),
@@ -373,6 +380,25 @@ def body_id_attempts(tenants: Tenants) -> list[tuple[Attempt, set[int]]]:
                 {"filters": {"holdout": b_holdout}},
             ),
             {400},
+        ),
+        # Keys are managed from a session only (a key gets 403); a session may not scope one to B.
+        (
+            Attempt(
+                "key scoped to B's project",
+                "POST",
+                "/api/personal_api_keys/",
+                {**new_key, "scoped_teams": [b.project.id]},
+            ),
+            {400, 403},
+        ),
+        (
+            Attempt(
+                "key scoped to B's organization",
+                "POST",
+                "/api/personal_api_keys/",
+                {**new_key, "scoped_organizations": [str(b.project.organization_id)]},
+            ),
+            {400, 403},
         ),
     ]
 
