@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from rest_framework import serializers
+from rest_framework.test import APIClient
 
 from experiments_api.mixins import ForbidDestroyModel
 from tests.api.world import (
@@ -27,6 +28,7 @@ from tests.api.world import (
     Route,
     Target,
     World,
+    api_routes,
     changed_tables,
     database_fingerprint,
     json_field_shape,
@@ -324,6 +326,28 @@ def test_hostile_requests_are_refused_and_change_nothing(world, route):
         assert response.status_code == expected
     else:
         assert 200 <= response.status_code < 300, response.content
+
+
+OUTSIDE_PROJECTS = [route for route in api_routes() if not route.project_scoped and route.detail]
+
+
+@pytest.mark.parametrize("route", OUTSIDE_PROJECTS, ids=[route.id for route in OUTSIDE_PROJECTS])
+def test_hostile_ids_in_paths_outside_projects_are_refused(world, route):
+    """`/api/projects/{id}/`, `/api/users/{id}/` and `/api/personal_api_keys/{id}/…`, with a key and
+    with a session (the only way to manage keys)."""
+    session = APIClient(raise_request_exception=False)
+    session.force_login(world.owner)
+    before = database_fingerprint()
+    failures = []
+    for name, client in (("key", world.api.client), ("session", session)):
+        for hostile in HOSTILE_PATH_IDS:
+            response = client.generic(
+                route.method, route.path(pk=hostile), b"{}", content_type="application/json"
+            )
+            if problem := answer_problem(route, response.status_code, response.content):
+                failures.append(f"{name}, id {hostile}: {problem}")
+    assert not failures, "\n".join(failures)
+    assert database_fingerprint() == before
 
 
 def test_every_write_route_has_a_target():
