@@ -167,7 +167,7 @@ def nested(depth: int) -> Any:
     return value
 
 
-def unknown_json_value_of(shape: tuple[type, ...], leaf: Any) -> Any:
+def wrapped_in_shape(shape: tuple[type, ...], leaf: Any) -> Any:
     """A value of the right JSON shape carrying `leaf` inside it."""
     return {"probe": leaf} if dict in shape else [leaf]
 
@@ -206,7 +206,7 @@ def unstorable_value_cases(route: Route, world: World, base: dict[str, Any]) -> 
     ]:
         yield Case(f"{text}: {label}", encoded({**base, text: value}))
         for name, field in json_fields[:1]:
-            inside = unknown_json_value_of(json_field_shape(field) or (dict,), value)
+            inside = wrapped_in_shape(json_field_shape(field) or (dict,), value)
             yield Case(f"{name}: {label} inside", encoded({**base, name: inside}))
 
 
@@ -230,7 +230,7 @@ def body_cases(route: Route, world: World, target: Target) -> Iterator[Case]:
     yield Case("unknown field", encoded({**base, "hostile_unknown_field": 1}))
     yield Case("NUL in a key", encoded({**base, "na\u0000me": "probe"}))
     yield Case("lone surrogate in a key", encoded({**base, f"name{LONE_SURROGATE}": "probe"}))
-    yield Case("NaN at the top level of a field", encoded({**base, "hostile_nan": float("nan")}))
+    yield Case("NaN in an unknown field", encoded({**base, "hostile_nan": float("nan")}))
     yield Case("100 000 levels of nesting", b"[" * 100_000 + b"]" * 100_000)
     yield Case("10 MB string", encoded({**base, "name": "x" * TEN_MB}))
     yield from unstorable_value_cases(route, world, base)

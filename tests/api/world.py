@@ -20,6 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.apps import apps
+from django.core.exceptions import FieldDoesNotExist
 from django.db import connection
 from django.db.models import Model, Q
 from django.utils import timezone
@@ -167,7 +168,7 @@ def json_field_shape(field: serializers.JSONField) -> tuple[type, ...] | None:
         return None
     try:
         default = model._meta.get_field(field.source).default
-    except Exception:
+    except FieldDoesNotExist:
         return None
     if default in (dict, list):
         return (default,)
