@@ -8,9 +8,11 @@ from accounts.models import OrganizationMembership
 from accounts.serializers import UserBasicSerializer
 from approvals.actions import ACTIONS
 from approvals.models import Approval, ApprovalPolicy, ChangeRequest
-from experiments_api.serializers import StrictFieldsMixin
+from experiments_api.serializers import ActionBodySerializer, StrictFieldsMixin
 
 QUORUM_AT_LEAST_ONE = "Quorum must be at least 1"
+CONDITIONS_NOT_AN_OBJECT = "Conditions must be an object."
+CONDITION_NOT_AN_OBJECT = "Each condition in a list of conditions must be an object."
 POLICY_EXISTS = "A policy for this action already exists. You can edit the existing policy instead."
 
 
@@ -97,6 +99,12 @@ class ChangeRequestSerializer(serializers.ModelSerializer):
         return None
 
 
+class ChangeRequestActionBodySerializer(ActionBodySerializer):
+    """The body of approve, reject and cancel."""
+
+    reason = serializers.CharField(required=False, allow_blank=True, allow_null=True)
+
+
 class ApprovalPolicySerializer(StrictFieldsMixin, serializers.ModelSerializer):
     created_by = UserBasicSerializer(read_only=True, allow_null=True)
     action_key = serializers.ChoiceField(choices=sorted(ACTIONS))
@@ -131,7 +139,11 @@ class ApprovalPolicySerializer(StrictFieldsMixin, serializers.ModelSerializer):
 
     def validate_conditions(self, value: Any) -> Any:
         if value is not None and not isinstance(value, dict | list):
-            raise serializers.ValidationError("Conditions must be an object.")
+            raise serializers.ValidationError(CONDITIONS_NOT_AN_OBJECT)
+        # A list holds conditions that must all match; an item that is not even an object would
+        # only ever gate everything.
+        if isinstance(value, list) and not all(isinstance(item, dict) for item in value):
+            raise serializers.ValidationError(CONDITION_NOT_AN_OBJECT)
         return value or {}
 
     def validate_approver_config(self, value: Any) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 import django_filters
 from django.db.models import Q, QuerySet
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import exceptions, permissions, serializers, status, viewsets
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions, permissions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -12,7 +12,12 @@ from accounts.models import OrganizationMembership
 from accounts.permissions import APIScopePermission
 from accounts.scoping import ProjectScopedViewSetMixin
 from approvals.models import ApprovalPolicy, ChangeRequest
-from approvals.serializers import ApprovalPolicySerializer, ChangeRequestSerializer, can_approve
+from approvals.serializers import (
+    ApprovalPolicySerializer,
+    ChangeRequestActionBodySerializer,
+    ChangeRequestSerializer,
+    can_approve,
+)
 from approvals.services import (
     ChangeRequestActionError,
     Outcome,
@@ -20,6 +25,7 @@ from approvals.services import (
     change_request_cancel,
     change_request_reject,
 )
+from experiments_api.serializers import validated_body
 
 NOT_PENDING = "Only pending change requests can be approved"
 OWN_REQUEST = "You cannot approve your own change request"
@@ -67,7 +73,6 @@ class ChangeRequestFilter(django_filters.FilterSet):
         return queryset.filter(state__in=[item.strip() for item in value.split(",") if item.strip()])
 
 
-ACTION_BODY = inline_serializer("ChangeRequestActionBody", {"reason": serializers.CharField(required=False)})
 ACTION_RESPONSE = OpenApiTypes.OBJECT
 
 
@@ -109,11 +114,9 @@ class ChangeRequestViewSet(ProjectScopedViewSetMixin, viewsets.ReadOnlyModelView
         return Response(body)
 
     def reason(self) -> str:
-        data = self.request.data if isinstance(self.request.data, dict) else {}
-        reason = data.get("reason")
-        return reason if isinstance(reason, str) else ""
+        return validated_body(self.request, ChangeRequestActionBodySerializer).get("reason") or ""
 
-    @extend_schema(request=ACTION_BODY, responses=ACTION_RESPONSE)
+    @extend_schema(request=ChangeRequestActionBodySerializer, responses=ACTION_RESPONSE)
     @action(detail=True, methods=["post"])
     def approve(self, request: Request, *args, **kwargs) -> Response:
         """Approve; at the quorum the change is applied as the requester."""
@@ -125,7 +128,7 @@ class ChangeRequestViewSet(ProjectScopedViewSetMixin, viewsets.ReadOnlyModelView
             return Response({"error": str(error)}, status=status.HTTP_400_BAD_REQUEST)
         return self.outcome_response(outcome)
 
-    @extend_schema(request=ACTION_BODY, responses=ACTION_RESPONSE)
+    @extend_schema(request=ChangeRequestActionBodySerializer, responses=ACTION_RESPONSE)
     @action(detail=True, methods=["post"])
     def reject(self, request: Request, *args, **kwargs) -> Response:
         """Reject (a reason is required); one rejection rejects the request."""
@@ -137,7 +140,7 @@ class ChangeRequestViewSet(ProjectScopedViewSetMixin, viewsets.ReadOnlyModelView
             return Response({"error": str(error)}, status=status.HTTP_400_BAD_REQUEST)
         return self.outcome_response(outcome)
 
-    @extend_schema(request=ACTION_BODY, responses=ACTION_RESPONSE)
+    @extend_schema(request=ChangeRequestActionBodySerializer, responses=ACTION_RESPONSE)
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, *args, **kwargs) -> Response:
         """The requester withdraws the request."""

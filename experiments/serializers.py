@@ -20,7 +20,7 @@ from experiments.validation import (
     validate_running_time_calculation,
     validate_saved_metrics_ids_shape,
 )
-from experiments_api.serializers import StrictFieldsMixin
+from experiments_api.serializers import ActionBodySerializer, StrictFieldsMixin
 from flags.serializers import MinimalFeatureFlagSerializer
 from flags.validation import FLAG_KEY_INVALID, FLAG_KEY_PATTERN
 from holdouts.models import ExperimentHoldout
@@ -29,6 +29,7 @@ from holdouts.serializers import ExperimentHoldoutSerializer
 CONCLUSION_CHOICES = Experiment.Conclusion.choices
 MUST_BE_AN_OBJECT = "{field} must be an object"
 MUST_BE_A_LIST = "{field} must be a list"
+MUST_BE_A_LIST_OF_OBJECTS = "{field} must be a list of objects"
 
 
 def object_or_null(value: Any, field: str) -> Any:
@@ -79,8 +80,13 @@ class ExperimentSerializer(StrictFieldsMixin, ExperimentBaseSerializer):
 
     name = serializers.CharField(max_length=400)
     description = serializers.CharField(max_length=3000, required=False, allow_null=True, allow_blank=True)
+    # pk_field: without it a float id is truncated by the lookup, so 1.5 would pick holdout 1.
     holdout_id = serializers.PrimaryKeyRelatedField(
-        queryset=ExperimentHoldout.objects.none(), source="holdout", required=False, allow_null=True
+        queryset=ExperimentHoldout.objects.none(),
+        source="holdout",
+        required=False,
+        allow_null=True,
+        pk_field=serializers.IntegerField(),
     )
     saved_metrics = ExperimentToSavedMetricSerializer(many=True, read_only=True)
     saved_metrics_ids = serializers.JSONField(required=False, allow_null=True, write_only=True)
@@ -230,6 +236,8 @@ class ExperimentSerializer(StrictFieldsMixin, ExperimentBaseSerializer):
     def validate_secondary_metrics(self, value: Any) -> Any:
         if value is not None and not isinstance(value, list):
             raise serializers.ValidationError(MUST_BE_A_LIST.format(field="secondary_metrics"))
+        if value and not all(isinstance(item, dict) for item in value):
+            raise serializers.ValidationError(MUST_BE_A_LIST_OF_OBJECTS.format(field="secondary_metrics"))
         return value
 
     def validate_filters(self, value: Any) -> Any:
@@ -292,7 +300,7 @@ class ExperimentBasicSerializer(ExperimentBaseSerializer):
         return experiment_basic(experiment, **self.render_context())
 
 
-class EndExperimentSerializer(serializers.Serializer):
+class EndExperimentSerializer(ActionBodySerializer):
     conclusion = serializers.ChoiceField(choices=CONCLUSION_CHOICES, required=False, allow_null=True)
     conclusion_comment = serializers.CharField(
         required=False, allow_null=True, allow_blank=True, max_length=4000
@@ -307,7 +315,7 @@ class ShipVariantSerializer(EndExperimentSerializer):
     )
 
 
-class ArchiveExperimentSerializer(serializers.Serializer):
+class ArchiveExperimentSerializer(ActionBodySerializer):
     disable_feature_flag = serializers.BooleanField(
         default=False,
         help_text="Not supported by this server: pause the experiment or edit its flag instead.",
@@ -321,7 +329,7 @@ class ArchiveExperimentSerializer(serializers.Serializer):
         return value
 
 
-class DuplicateExperimentSerializer(serializers.Serializer):
+class DuplicateExperimentSerializer(ActionBodySerializer):
     feature_flag_key = serializers.CharField(
         required=False, max_length=400, help_text="Flag key for the copy; default: share the source's flag."
     )
@@ -333,7 +341,7 @@ class DuplicateExperimentSerializer(serializers.Serializer):
         return key
 
 
-class CopyToProjectSerializer(serializers.Serializer):
+class CopyToProjectSerializer(ActionBodySerializer):
     target_team_id = serializers.IntegerField(min_value=1, help_text="The project to copy the experiment to.")
     feature_flag_key = serializers.CharField(required=False, allow_blank=True, max_length=400)
     name = serializers.CharField(required=False, allow_blank=True, max_length=400)
@@ -344,7 +352,7 @@ class CopyToProjectSerializer(serializers.Serializer):
         return key
 
 
-class RecalculateTimeseriesSerializer(serializers.Serializer):
+class RecalculateTimeseriesSerializer(ActionBodySerializer):
     metric = serializers.JSONField(required=False)
     fingerprint = serializers.CharField(required=False, allow_blank=True, max_length=64)
 

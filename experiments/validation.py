@@ -152,7 +152,7 @@ def validate_flag_for_experiment(variants: list[dict[str, Any]]) -> None:
 
 
 def validate_running_time_calculation(value: Any) -> None:
-    if not value:
+    if value is None:
         return
     if not isinstance(value, dict):
         raise ValidationError(RUNNING_TIME_NOT_AN_OBJECT)

@@ -44,6 +44,7 @@ from experiments.services import (
 )
 from experiments_api.mixins import ForbidDestroyModel
 from experiments_api.pagination import MAX_OFFSET
+from experiments_api.serializers import validated_body
 from flags.selectors import eligible_flags_for_experiments
 from flags.serializers import CohortSerializer, FeatureFlagSerializer
 
@@ -164,14 +165,13 @@ class ExperimentViewSet(
     def end(self, request: Request, *args, **kwargs) -> Response:
         """End a running experiment without shipping a variant; the flag is not modified."""
         experiment = self.get_object()
-        body = EndExperimentSerializer(data=request.data if isinstance(request.data, dict) else {})
-        body.is_valid(raise_exception=True)
+        values = validated_body(request, EndExperimentSerializer)
         return self.respond(
             lifecycle.experiment_end(
                 experiment=experiment,
                 user=request.user,
-                conclusion=body.validated_data.get("conclusion"),
-                conclusion_comment=body.validated_data.get("conclusion_comment"),
+                conclusion=values.get("conclusion"),
+                conclusion_comment=values.get("conclusion_comment"),
             )
         )
 
@@ -180,9 +180,7 @@ class ExperimentViewSet(
     def ship_variant(self, request: Request, *args, **kwargs) -> Response:
         """Roll one variant out to 100% and end the experiment if it is running."""
         experiment = self.get_object()
-        body = ShipVariantSerializer(data=request.data if isinstance(request.data, dict) else {})
-        body.is_valid(raise_exception=True)
-        values = body.validated_data
+        values = validated_body(request, ShipVariantSerializer)
         return self.respond(
             lifecycle.experiment_ship_variant(
                 experiment=experiment,
@@ -207,8 +205,7 @@ class ExperimentViewSet(
     def archive(self, request: Request, *args, **kwargs) -> Response:
         """Archive an ended experiment."""
         experiment = self.get_object()
-        body = ArchiveExperimentSerializer(data=request.data if isinstance(request.data, dict) else {})
-        body.is_valid(raise_exception=True)
+        validated_body(request, ArchiveExperimentSerializer)
         return self.respond(lifecycle.experiment_archive(experiment=experiment, user=request.user))
 
     @extend_schema(request=None, responses=ExperimentSerializer)
@@ -217,18 +214,12 @@ class ExperimentViewSet(
         """Unarchive an archived experiment."""
         return self.respond(lifecycle.experiment_unarchive(experiment=self.get_object(), user=request.user))
 
-    def body(self, serializer_class: type) -> dict[str, Any]:
-        """Validate an action's body; a missing or non-object body counts as empty."""
-        body = serializer_class(data=self.request.data if isinstance(self.request.data, dict) else {})
-        body.is_valid(raise_exception=True)
-        return body.validated_data
-
     @extend_schema(request=DuplicateExperimentSerializer, responses={201: ExperimentSerializer})
     @action(detail=True, methods=["post"], required_scopes=WRITE)
     def duplicate(self, request: Request, *args, **kwargs) -> Response:
         """Duplicate as a new draft. The same flag key shares the source's flag."""
         source = self.get_object()
-        values = self.body(DuplicateExperimentSerializer)
+        values = validated_body(request, DuplicateExperimentSerializer)
         experiment = experiment_duplicate(
             source=source,
             user=request.user,
@@ -242,7 +233,7 @@ class ExperimentViewSet(
     def copy_to_project(self, request: Request, *args, **kwargs) -> Response:
         """Copy as a new draft into another project of the same organization."""
         source = self.get_object()
-        values = self.body(CopyToProjectSerializer)
+        values = validated_body(request, CopyToProjectSerializer)
         experiment = experiment_copy_to_project(
             source=source,
             user=request.user,
@@ -272,7 +263,7 @@ class ExperimentViewSet(
     def recalculate_timeseries(self, request: Request, *args, **kwargs) -> Response:
         """Request a recalculation; an active request for the same fingerprint is returned instead."""
         experiment = self.get_object()
-        values = self.body(RecalculateTimeseriesSerializer)
+        values = validated_body(request, RecalculateTimeseriesSerializer)
         body, created = experiment_request_timeseries_recalculation(
             experiment=experiment, metric=values["metric"], fingerprint=values["fingerprint"]
         )

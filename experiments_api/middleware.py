@@ -11,6 +11,8 @@ from experiments_api.errors import json_error_response
 
 REQUEST_ID_HEADER = "X-Request-ID"
 SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+NUL_IN_PATH = "The path must not contain NUL characters."
+NUL_IN_QUERY = "Query parameters must not contain NUL characters."
 
 
 class RequestIdMiddleware:
@@ -27,19 +29,20 @@ class RequestIdMiddleware:
         return response
 
 
-class QueryStringNulMiddleware:
-    """Refuse query strings carrying NUL characters, which no lookup can use and PostgreSQL rejects."""
+class NulCharacterMiddleware:
+    """Refuse paths and query strings carrying NUL characters, which no lookup can use and
+    PostgreSQL rejects (a NUL in a text id such as a personal API key's was a 500)."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        if "\x00" in request.path:
+            return json_error_response(400, "invalid_request", "bad_request", NUL_IN_PATH)
         if any(
             "\x00" in key or any("\x00" in value for value in values) for key, values in request.GET.lists()
         ):
-            return json_error_response(
-                400, "invalid_request", "bad_request", "Query parameters must not contain NUL characters."
-            )
+            return json_error_response(400, "invalid_request", "bad_request", NUL_IN_QUERY)
         return self.get_response(request)
 
 

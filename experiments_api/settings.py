@@ -79,7 +79,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "experiments_api.middleware.RequestIdMiddleware",
     "experiments_api.middleware.RequestBodyLimitMiddleware",
-    "experiments_api.middleware.QueryStringNulMiddleware",
+    "experiments_api.middleware.NulCharacterMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -700,7 +700,10 @@ def parse_datetime(text: str) -> dt.datetime:
         text = text[:-4] + "+00:00"
     elif re.fullmatch(r"\d{4}", text):
         today = dt.datetime.now(dt.UTC)
-        return dt.datetime(int(text), today.month, today.day, tzinfo=dt.UTC)
+        try:
+            return dt.datetime(int(text), today.month, today.day, tzinfo=dt.UTC)
+        except ValueError as error:  # year 0000, or 29 February in a year without one
+            raise Unmatchable from error
     text = re.sub(r" ([+-]\d{2}:\d{2})$", r"\1", text)
     try:
         parsed = dt.datetime.fromisoformat(text)
@@ -724,13 +727,22 @@ def _months_earlier(moment: dt.datetime, months: int) -> dt.datetime:
     return moment.replace(year=year, month=month + 1, day=day)
 
 
+def _digits_to_int(digits: str) -> int:
+    """Decimal digits as an integer. Python refuses to convert more than 4300 digits; no date or
+    version has that many, so such text cannot be compared (rather than failing the request)."""
+    try:
+        return int(digits)
+    except ValueError as error:
+        raise Unmatchable from error
+
+
 def parse_date_filter(value: Any, now: dt.datetime) -> dt.datetime:
     """A filter date: relative (`-7d`, `-1h`, `-2w`, `-3m`, `-1y`; N < 10000) or an ISO date."""
     text = str(value)
     relative = RELATIVE_DATE.search(text)
     if relative is None:
         return parse_datetime(text)
-    number, unit = int(relative.group("number")), relative.group("unit")
+    number, unit = _digits_to_int(relative.group("number")), relative.group("unit")
     if number >= 10_000:
         raise Unmatchable
     if unit == "h":
@@ -762,7 +774,7 @@ def _semver_part(part: str) -> int:
     """A numeric identifier; leading zeros are invalid (semver 2.0.0)."""
     if not part.isdigit() or not part.isascii() or (len(part) > 1 and part[0] == "0"):
         raise Unmatchable
-    return int(part)
+    return _digits_to_int(part)
 
 
 def parse_semver(value: Any) -> tuple[int, int, int]:

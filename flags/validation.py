@@ -66,6 +66,15 @@ def is_number(value: Any) -> bool:
     return isinstance(value, Number) and not isinstance(value, bool)
 
 
+def is_cohort_id(value: Any) -> bool:
+    """A cohort reference evaluation can resolve: an integer or a string of digits. Anything else
+    (1.5, "1e3", true) names no cohort, rather than being truncated into one at validation while
+    evaluation (which matches the id as text) never finds it."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, str) and value.isascii() and value.isdigit())
+
+
 def validate_flag_key(key: Any, *, project: Project, exclude_flag_id: int | None = None) -> str:
     """A flag key: non-blank, PostHog's character set, unique among the project's live flags."""
     if not isinstance(key, str) or not key.strip():
@@ -144,10 +153,10 @@ def validate_property(prop: Any, *, aggregation_group_type_index: int | None, pr
         from flags.models import Cohort
 
         cohort_id = value if value is not None else prop.get("key")
-        try:
-            exists = Cohort.objects.filter(project=project, pk=int(cohort_id), deleted=False).exists()
-        except (TypeError, ValueError, OverflowError):
-            exists = False
+        exists = (
+            is_cohort_id(cohort_id)
+            and Cohort.objects.filter(project=project, pk=int(cohort_id), deleted=False).exists()
+        )
         if not exists:
             raise ValidationError(f"Cohort with id {cohort_id} does not exist", code="cohort_does_not_exist")
 

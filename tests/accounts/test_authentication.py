@@ -68,6 +68,16 @@ def test_key_in_body_authenticates(api, make_api):
     assert response.json()["detail"] == "This action does not support Personal API Key access"
 
 
+def test_key_in_body_is_not_refused_as_an_unknown_field(api):
+    response = APIClient().post(
+        api.url("feature_flags/"),
+        {"personal_api_key": api.secret, "key": "from-body-key", "filters": {"groups": [{"properties": []}]}},
+        format="json",
+    )
+    assert response.status_code == 201, response.json()
+    assert response.json()["key"] == "from-body-key"
+
+
 def test_unknown_key_in_body_is_401_naming_the_body(project):
     response = APIClient().post("/api/personal_api_keys/", {"personal_api_key": "phx_nope"}, format="json")
     assert response.status_code == 401

@@ -212,7 +212,7 @@ def test_end_with_conclusion(api):
 
 def test_end_without_conclusion_clears_it(api):
     experiment = running(api.project, conclusion="lost", conclusion_comment="earlier")
-    response = act(api, experiment.id, "end", [])
+    response = act(api, experiment.id, "end", {})
     assert response.status_code == 200
     assert (response.json()["conclusion"], response.json()["conclusion_comment"]) == (None, None)
     stored = Experiment.objects.get(pk=experiment.id)
@@ -349,7 +349,7 @@ def test_ship_variant_explicit_null_conclusion_clears_it(api):
             validation_error(VARIANT_NOT_FOUND.format(variant_key="nonexistent")),
         ),
         ({}, validation_error("This field is required.", "variant_key", "required")),
-        ([], validation_error("This field is required.", "variant_key", "required")),
+        ([], validation_error("Invalid data. Expected a dictionary, but got list.")),
         (
             {"variant_key": "test", "conclusion": "amazing"},
             validation_error('"amazing" is not a valid choice.', "conclusion", "invalid_choice"),

@@ -535,6 +535,14 @@ def test_malformed_definitions_never_raise():
         ("semver_wildcard", "1.2.*", {"country": "1.2.7"}, True),
         ("semver_wildcard", "1.*", {"country": "2.0.0"}, False),
         ("no_such_operator", "x", {"country": "x"}, False),
+        # Values no comparison can use do not match (and never raise): a year 0000, integers
+        # longer than Python converts (4300 digits) in a version or a relative date.
+        ("is_date_after", "2024-01-01", {"country": "0000"}, False),
+        ("is_date_before", "0000", {"country": "2024-01-01"}, False),
+        ("is_date_before", "-" + "9" * 5000 + "d", {"country": "2024-01-01"}, False),
+        ("semver_gt", "1.2.3", {"country": "9" * 5000}, False),
+        ("semver_lt", "1." + "9" * 5000, {"country": "1.2.3"}, False),
+        ("semver_wildcard", "9" * 5000 + ".*", {"country": "1.2.3"}, False),
     ],
 )
 def test_property_operators(operator, expected_value, properties, matches):
