@@ -25,6 +25,7 @@ from approvals.services import (
     change_request_cancel,
     change_request_reject,
 )
+from experiments_api.mixins import BodylessActionsMixin
 from experiments_api.serializers import validated_body
 
 NOT_PENDING = "Only pending change requests can be approved"
@@ -173,7 +174,7 @@ class ApprovalPolicyFilter(django_filters.FilterSet):
         fields = ["action_key", "enabled"]
 
 
-class ApprovalPolicyViewSet(ProjectScopedViewSetMixin, viewsets.ModelViewSet):
+class ApprovalPolicyViewSet(BodylessActionsMixin, ProjectScopedViewSetMixin, viewsets.ModelViewSet):
     """Approval policies of this project, and the organization-wide ones that also apply to it.
     DELETE is a hard delete."""
 

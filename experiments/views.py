@@ -42,7 +42,7 @@ from experiments.services import (
     saved_metric_delete,
     saved_metric_update,
 )
-from experiments_api.mixins import ForbidDestroyModel
+from experiments_api.mixins import BodylessActionsMixin, ForbidDestroyModel
 from experiments_api.pagination import MAX_OFFSET
 from experiments_api.serializers import validated_body
 from flags.selectors import eligible_flags_for_experiments
@@ -77,6 +77,7 @@ def is_truthy(value: Any) -> bool:
 
 @extend_schema_view(list=extend_schema(parameters=LIST_PARAMETERS))
 class ExperimentViewSet(
+    BodylessActionsMixin,
     ApprovalHandlingMixin,
     ProjectScopedViewSetMixin,
     ForbidDestroyModel,
@@ -91,6 +92,9 @@ class ExperimentViewSet(
     scope_object = "experiment"
     serializer_class = ExperimentSerializer
     queryset = Experiment.objects.all()
+    bodyless_actions = frozenset(
+        {"launch", "pause", "resume", "reset", "unarchive", "create_exposure_cohort_for_experiment"}
+    )
 
     def get_serializer_class(self):
         return ExperimentBasicSerializer if self.action == "list" else ExperimentSerializer
@@ -349,7 +353,7 @@ class ExperimentViewSet(
         return activity_page_response(entries.select_related("user").order_by("-created_at", "-id"), request)
 
 
-class ExperimentSavedMetricViewSet(ProjectScopedViewSetMixin, viewsets.ModelViewSet):
+class ExperimentSavedMetricViewSet(BodylessActionsMixin, ProjectScopedViewSetMixin, viewsets.ModelViewSet):
     """Shared metrics that experiments link to via `saved_metrics_ids`. DELETE is a hard delete."""
 
     scope_object = "experiment"

@@ -52,6 +52,10 @@ class ActionBodySerializer(StrictFieldsMixin, ObjectBodySerializer):
     (an empty body counts as `{}`)."""
 
 
+class EmptyBodySerializer(ActionBodySerializer):
+    """The body of an action that takes none: nothing, an empty body or `{}`."""
+
+
 def validated_body(request: Request, serializer_class: type[ActionBodySerializer]) -> dict[str, Any]:
     """An action's body validated by `serializer_class`: a malformed body is a 400, a body of an
     unsupported media type a 415, and a list, string or null is refused rather than read as `{}`."""

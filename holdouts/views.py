@@ -3,6 +3,7 @@ from rest_framework import serializers, viewsets
 
 from accounts.scoping import ProjectScopedViewSetMixin
 from approvals.mixins import ApprovalHandlingMixin
+from experiments_api.mixins import BodylessActionsMixin
 from experiments_api.serializers import StrictFieldsMixin
 from holdouts.models import ExperimentHoldout
 from holdouts.serializers import ExperimentHoldoutSerializer
@@ -18,7 +19,9 @@ class ExperimentHoldoutWriteSerializer(StrictFieldsMixin, ExperimentHoldoutSeria
         return validate_holdout_filters(filters)
 
 
-class ExperimentHoldoutViewSet(ApprovalHandlingMixin, ProjectScopedViewSetMixin, viewsets.ModelViewSet):
+class ExperimentHoldoutViewSet(
+    BodylessActionsMixin, ApprovalHandlingMixin, ProjectScopedViewSetMixin, viewsets.ModelViewSet
+):
     """Holdout groups. Deleting a holdout (204) detaches it from its experiments and their flags."""
 
     scope_object = "experiment"
