@@ -43,6 +43,7 @@ class Measurement:
     p50_ms: float
     p99_ms: float
     errors: int
+    error_detail: str = ""
     queries: int | None = None
 
 
@@ -168,10 +169,17 @@ def run_wrk(
     latencies = {percent: float(value) * UNITS[unit] for percent, value, unit in LATENCY.findall(output)}
     errors_match = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
     socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
-    errors = int(errors_match.group(1)) if errors_match else 0
-    if socket_errors:
-        errors += sum(int(value) for value in socket_errors.groups())
-    return Measurement(name, rate, latencies.get("50", 0.0), latencies.get("99", 0.0), errors)
+    answers = int(errors_match.group(1)) if errors_match else 0
+    socket = (
+        dict(zip(("connect", "read", "write", "timeout"), map(int, socket_errors.groups()), strict=True))
+        if socket_errors
+        else {}
+    )
+    detail = ", ".join(
+        f"{count} {kind}" for kind, count in [("non-2xx/3xx answers", answers), *socket.items()] if count
+    )
+    errors = answers + sum(socket.values())
+    return Measurement(name, rate, latencies.get("50", 0.0), latencies.get("99", 0.0), errors, detail)
 
 
 def lua_string(value: str) -> str:
@@ -582,9 +590,9 @@ def report(
         f"list queries per request with 100 and {args.large} experiments: {list_queries['100']} and "
         f"{list_queries['large']}  (target: equal) {'PASS' if constant else 'FAIL'}"
     )
-    errored = [item.name for item in [*results, large] if item.errors]
+    errored = [f"{item.name} ({item.error_detail})" for item in [*results, large] if item.errors]
     if errored:
-        print(f"endpoints with non-2xx/3xx answers or socket errors: {', '.join(errored)}")
+        print(f"errors: {'; '.join(errored)}")
     print(f"\n{failures} target(s) failed." if failures else "\nEvery target passed.")
 
 
