@@ -3,7 +3,8 @@
 Starts gunicorn (2 workers) on a fresh PostgreSQL database, seeds a project through the API, runs
 VACUUM ANALYZE (what autovacuum does after a bulk load), and drives each endpoint with wrk from
 another process for a fixed time. Prints requests/s, p50 and p99, the ratio to `GET /_liveness`
-throughput, the database queries each request makes, and the list latency with 100 and with 100 000 experiments — each next to its target, PASS or FAIL.
+throughput, the database queries each request makes, and the list latency with 100 and with
+100 000 experiments — each next to its target, PASS or FAIL.
 
 Run through `make bench` (which provides PostgreSQL and wrk). Options: `--duration` seconds per
 endpoint (default 8), `--connections` (default 16), `--large` experiments in the big project
@@ -25,6 +26,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,7 +145,7 @@ def run_wrk(
     name: str, url: str, script: str, *, duration: int, connections: int, threads: int
 ) -> Measurement:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
-        handle.write(script)
+        handle.write(script + REPORT_ERROR_ANSWERS)
         script_path = handle.name
     try:
         output = subprocess.run(
@@ -170,16 +172,34 @@ def run_wrk(
     errors_match = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
     socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
     answers = int(errors_match.group(1)) if errors_match else 0
-    socket = (
+    socket_counts = (
         dict(zip(("connect", "read", "write", "timeout"), map(int, socket_errors.groups()), strict=True))
         if socket_errors
         else {}
     )
     detail = ", ".join(
-        f"{count} {kind}" for kind, count in [("non-2xx/3xx answers", answers), *socket.items()] if count
+        f"{count} {kind}"
+        for kind, count in [("non-2xx/3xx answers", answers), *socket_counts.items()]
+        if count
     )
-    errors = answers + sum(socket.values())
+    refusals = Counter(
+        line[len("ERROR-ANSWER ") :] for line in output.splitlines() if line.startswith("ERROR-ANSWER ")
+    )
+    if refusals:
+        answer, count = refusals.most_common(1)[0]
+        detail += f"; most common ({count}×): {answer}"
+    errors = answers + sum(socket_counts.values())
     return Measurement(name, rate, latencies.get("50", 0.0), latencies.get("99", 0.0), errors, detail)
+
+
+# Appended to every wrk script: each 4xx/5xx answer is printed, so an error count comes with a cause.
+REPORT_ERROR_ANSWERS = r"""
+function response(status, headers, body)
+  if status >= 400 then
+    io.write("ERROR-ANSWER " .. status .. " " .. string.sub(string.gsub(body, "\n", " "), 1, 200) .. "\n")
+  end
+end
+"""
 
 
 def lua_string(value: str) -> str:
