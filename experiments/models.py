@@ -79,12 +79,6 @@ class Experiment(models.Model):
                 condition=Q(deleted=False),
                 name="experiment_live_by_created",
             ),
-            # The default list (not archived): its COUNT(*) becomes an index-only scan.
-            models.Index(
-                fields=["project", "-created_at"],
-                condition=Q(deleted=False, archived=False),
-                name="experiment_listed_by_created",
-            ),
         ]
 
     def __str__(self) -> str:
