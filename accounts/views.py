@@ -11,6 +11,7 @@ from accounts.permissions import UNSUPPORTED_MESSAGE
 from accounts.scoping import CURRENT, resolve_project_for_user
 from accounts.serializers import MeSerializer, PersonalAPIKeySerializer, ProjectSerializer
 from accounts.services import personal_api_key_create, personal_api_key_roll
+from experiments_api.mixins import BodylessActionsMixin
 
 
 class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -82,7 +83,7 @@ class PersonalAPIKeySelfAccess(permissions.BasePermission):
         return True
 
 
-class PersonalAPIKeyViewSet(viewsets.ModelViewSet):
+class PersonalAPIKeyViewSet(BodylessActionsMixin, viewsets.ModelViewSet):
     """The caller's own personal API keys. Hard delete; the list is a plain array, as PostHog's."""
 
     scope_object = "INTERNAL"

@@ -141,14 +141,12 @@ LATENCY = re.compile(r"^\s+(50|99)(?:\.000)?%\s+([\d.]+)(us|ms|s)\s*$", re.M)
 UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
-def run_wrk(
-    name: str, url: str, script: str, *, duration: int, connections: int, threads: int
-) -> Measurement:
+def wrk_output(url: str, script: str, *, duration: int, connections: int, threads: int) -> str:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
-        handle.write(script + REPORT_ERROR_ANSWERS)
+        handle.write(script)
         script_path = handle.name
     try:
-        output = subprocess.run(
+        return subprocess.run(
             [
                 "wrk",
                 f"-t{threads}",
@@ -164,9 +162,16 @@ def run_wrk(
             check=True,
             capture_output=True,
             text=True,
+            errors="replace",
         ).stdout
     finally:
         os.unlink(script_path)
+
+
+def run_wrk(
+    name: str, url: str, script: str, *, duration: int, connections: int, threads: int
+) -> Measurement:
+    output = wrk_output(url, script, duration=duration, connections=connections, threads=threads)
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
     latencies = {percent: float(value) * UNITS[unit] for percent, value, unit in LATENCY.findall(output)}
     errors_match = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
@@ -182,17 +187,28 @@ def run_wrk(
         for kind, count in [("non-2xx/3xx answers", answers), *socket_counts.items()]
         if count
     )
-    refusals = Counter(
-        line[len("ERROR-ANSWER ") :] for line in output.splitlines() if line.startswith("ERROR-ANSWER ")
-    )
-    if refusals:
-        answer, count = refusals.most_common(1)[0]
-        detail += f"; most common ({count}×): {answer}"
+    if answers:
+        detail += error_answer_sample(url, script, connections=connections, threads=threads)
     errors = answers + sum(socket_counts.values())
     return Measurement(name, rate, latencies.get("50", 0.0), latencies.get("99", 0.0), errors, detail)
 
 
-# Appended to every wrk script: each 4xx/5xx answer is printed, so an error count comes with a cause.
+def error_answer_sample(url: str, script: str, *, connections: int, threads: int) -> str:
+    """Run the endpoint again briefly with a script that prints each 4xx/5xx answer, and name the
+    most common one. Kept out of the measured run: a Lua response hook makes wrk parse every body."""
+    output = wrk_output(
+        url, script + REPORT_ERROR_ANSWERS, duration=3, connections=connections, threads=threads
+    )
+    refusals = Counter(
+        line[len("ERROR-ANSWER ") :] for line in output.splitlines() if line.startswith("ERROR-ANSWER ")
+    )
+    if not refusals:
+        return "; none in a 3 s rerun"
+    answer, count = refusals.most_common(1)[0]
+    return f"; most common in a 3 s rerun ({count}×): {answer}"
+
+
+# Appended to a diagnostic rerun's script: each 4xx/5xx answer is printed with its body.
 REPORT_ERROR_ANSWERS = r"""
 function response(status, headers, body)
   if status >= 400 then
@@ -222,7 +238,7 @@ def post_script(body: str, headers: dict[str, str]) -> str:
 def create_script(project_id: int, key: str) -> str:
     return f"""
 local counter = 0
-local tag = ""
+-- `tag` is a global that setup() gives each thread (a local here would hide it).
 function setup(thread)
   thread:set("tag", tostring(math.random(1, 1000000000)))
 end

@@ -97,7 +97,7 @@ class ExperimentViewSet(
     )
 
     def get_serializer_class(self):
-        return ExperimentBasicSerializer if self.action == "list" else ExperimentSerializer
+        return ExperimentBasicSerializer if self.action == "list" else super().get_serializer_class()
 
     def filter_queryset_for_action(self, queryset: QuerySet) -> QuerySet:
         if self.action == "list":

@@ -1,9 +1,12 @@
 """ViewSet conventions shared by every app."""
 
+from typing import Any
+
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
 
 from experiments_api.serializers import EmptyBodySerializer, validated_body
 
@@ -28,8 +31,18 @@ class BodylessActionsMixin:
 
     bodyless_actions: frozenset[str] = frozenset({"destroy"})
     action: str | None
+    request: Request
 
-    def initial(self, request: Request, *args, **kwargs) -> None:
-        super().initial(request, *args, **kwargs)
+    def get_object(self) -> Any:
+        # Checked once the object is found, so a missing one is a 404 whatever the body, and
+        # before the action changes anything.
+        found = super().get_object()
         if self.action in self.bodyless_actions:
-            validated_body(request, EmptyBodySerializer)
+            validated_body(self.request, EmptyBodySerializer)
+        return found
+
+    def get_serializer_class(self) -> type[BaseSerializer]:
+        # The browsable API offers an empty form for these actions, not the resource's fields.
+        if self.action in self.bodyless_actions and self.action != "destroy":
+            return EmptyBodySerializer
+        return super().get_serializer_class()

@@ -8,6 +8,7 @@ from rest_framework.request import Request
 from accounts.authentication import PERSONAL_API_KEY_FIELD
 
 UNKNOWN_FIELD = "Unknown field."
+CONSUMED_FIELDS = (PERSONAL_API_KEY_FIELD, "csrfmiddlewaretoken")
 
 
 class StrictFieldsMixin:
@@ -15,7 +16,8 @@ class StrictFieldsMixin:
 
     Read-only fields are accepted (and ignored) so a client can send back an object it read, as
     PostHog's clients do when they edit an experiment or a flag. So is `personal_api_key`: it is the
-    credential, which may travel in the body, and authentication has already consumed it.
+    credential, which may travel in the body, and authentication has already consumed it; and so is
+    the browsable API's `csrfmiddlewaretoken`, which Django's CSRF check has already consumed.
     """
 
     fields: Any
@@ -24,7 +26,7 @@ class StrictFieldsMixin:
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):
             unknown = sorted(
-                str(key) for key in data if key not in self.fields and key != PERSONAL_API_KEY_FIELD
+                str(key) for key in data if key not in self.fields and key not in CONSUMED_FIELDS
             )
             if unknown:
                 raise serializers.ValidationError({unknown[0]: [UNKNOWN_FIELD]}, code="unknown_field")

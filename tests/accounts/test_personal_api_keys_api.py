@@ -174,3 +174,12 @@ def test_organization_scoping_of_another_members_project(session, user):
     )
     assert response.status_code == 201
     assert response.json()["scoped_teams"] == [shared.id]
+
+
+def test_delete_refuses_a_body_and_keeps_the_key(session, user):
+    issued = personal_api_key_create(user=user, label="kept", scopes=["*"])
+    url = f"/api/personal_api_keys/{issued.key.id}/"
+    response = session.delete(url, [1, 2], format="json")
+    assert response.status_code == 400
+    assert PersonalAPIKey.objects.filter(pk=issued.key.pk).exists()
+    assert session.delete(url, {}, format="json").status_code == 204

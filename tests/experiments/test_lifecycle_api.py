@@ -611,3 +611,22 @@ def test_actions_accept_no_trailing_slash_and_current_project(api):
     response = api.post(f"/api/projects/@current/experiments/{experiment.id}/launch", {}, format="json")
     assert response.status_code == 200
     assert response.json()["status"] == "running"
+
+
+def test_a_missing_experiment_is_a_404_whatever_the_body(api):
+    assert act(api, 999999, "launch", []).status_code == 404
+    assert act(api, 999999, "end", []).status_code == 404
+
+
+def test_the_browsable_api_form_token_is_not_an_unknown_field(api):
+    experiment = ExperimentFactory(project=api.project)
+    response = api.post(api.url(f"experiments/{experiment.id}/launch/"), {"csrfmiddlewaretoken": "token"})
+    assert response.status_code == 200, response.json()
+    assert response.json()["status"] == "running"
+
+
+def test_the_browsable_api_offers_an_empty_form_for_a_bodyless_action(api):
+    experiment = ExperimentFactory(project=api.project)
+    page = api.get(api.url(f"experiments/{experiment.id}/launch/"), HTTP_ACCEPT="text/html")
+    assert page.status_code == 405  # launch is POST only; the page still renders its form
+    assert "feature_flag_key" not in page.content.decode()
