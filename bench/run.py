@@ -141,6 +141,14 @@ LATENCY = re.compile(r"^\s+(50|99)(?:\.000)?%\s+([\d.]+)(us|ms|s)\s*$", re.M)
 UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
+def answer_status(url: str, headers: dict[str, str]) -> int:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as answer:
+        return answer.code
+
+
 def wrk_output(url: str, script: str, *, duration: int, connections: int, threads: int) -> str:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         handle.write(script)
@@ -479,30 +487,6 @@ def main() -> None:
                 {"method": "GET", "path": f"{experiments_path}?limit=100", "headers": auth},
             ),
             (
-                "POST experiment",
-                experiments_path,
-                create_script(project_id, key),
-                {
-                    "method": "POST",
-                    "path": experiments_path,
-                    "headers": auth,
-                    "body": {"name": "q", "feature_flag_key": "q-count"},
-                    "once": True,
-                },
-            ),
-            (
-                "POST launch→reset cycle",
-                experiments_path,
-                cycle_script(project_id, key, cycle_ids),
-                {
-                    "method": "POST",
-                    "path": f"{experiments_path}{cycle_ids[0]}/launch/",
-                    "headers": auth,
-                    "body": {},
-                    "once": True,
-                },
-            ),
-            (
                 "GET feature flag",
                 f"/api/projects/{project_id}/feature_flags/{flag_id}/",
                 get_script(auth),
@@ -542,23 +526,44 @@ def main() -> None:
                     "method": "GET",
                     "path": definitions_path,
                     "headers": {"Authorization": f"Bearer {project_secret}", "If-None-Match": etag},
+                    "expect": 304,
+                },
+            ),
+            # Writes last: they change the project's flags, which the reads above must not see.
+            (
+                "POST experiment",
+                experiments_path,
+                create_script(project_id, key),
+                {
+                    "method": "POST",
+                    "path": experiments_path,
+                    "headers": auth,
+                    "body": {"name": "q", "feature_flag_key": "q-count"},
+                    "once": True,
+                },
+            ),
+            (
+                "POST launch→reset cycle",
+                experiments_path,
+                cycle_script(project_id, key, cycle_ids),
+                {
+                    "method": "POST",
+                    "path": f"{experiments_path}{cycle_ids[0]}/launch/",
+                    "headers": auth,
+                    "body": {},
+                    "once": True,
                 },
             ),
         ]
 
-        queries = count_queries(env, {name: spec for name, _, _, spec in endpoints})
         large_list = f"/api/projects/{large_project_id}/experiments/?limit=100"
         large_auth = {"Authorization": f"Bearer {large_key}"}
-        list_queries = count_queries(
-            env,
-            {
-                "100": {"method": "GET", "path": f"{experiments_path}?limit=100", "headers": auth},
-                "large": {"method": "GET", "path": large_list, "headers": large_auth},
-            },
-        )
 
         results = []
-        for name, path, script, _ in endpoints:
+        for name, path, script, spec in endpoints:
+            expected = spec.get("expect")
+            if expected is not None and (answered := answer_status(base + path, spec["headers"])) != expected:
+                raise SystemExit(f"{name} answered {answered} before its run, not {expected}.")
             threads = args.connections if "cycle" in name else 2
             measurement = run_wrk(
                 name,
@@ -568,7 +573,6 @@ def main() -> None:
                 connections=args.connections,
                 threads=threads,
             )
-            measurement.queries = queries.get(name)
             results.append(measurement)
             print(f"  measured {name}: {measurement.requests_per_second:.0f} req/s", flush=True)
         large = run_wrk(
@@ -579,6 +583,17 @@ def main() -> None:
             connections=args.connections,
             threads=2,
         )
+        # Counted after the timed runs: counting makes writes of its own.
+        queries = count_queries(env, {name: spec for name, _, _, spec in endpoints})
+        list_queries = count_queries(
+            env,
+            {
+                "100": {"method": "GET", "path": f"{experiments_path}?limit=100", "headers": auth},
+                "large": {"method": "GET", "path": large_list, "headers": large_auth},
+            },
+        )
+        for measurement in results:
+            measurement.queries = queries.get(measurement.name)
         large.queries = list_queries["large"]
     finally:
         server.terminate()
