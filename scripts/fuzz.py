@@ -31,7 +31,6 @@ import psycopg
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
-FUZZ_DB = "experiments_api_fuzz"
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 
 
@@ -41,14 +40,24 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def fresh_database() -> str:
+def maintenance_url() -> str:
     parsed = urllib.parse.urlparse(os.environ["DATABASE_URL"])
-    with psycopg.connect(
-        urllib.parse.urlunparse(parsed._replace(path="/postgres")), autocommit=True
-    ) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{FUZZ_DB}" WITH (FORCE)')
-        connection.execute(f'CREATE DATABASE "{FUZZ_DB}"')
-    return urllib.parse.urlunparse(parsed._replace(path=f"/{FUZZ_DB}"))
+    return urllib.parse.urlunparse(parsed._replace(path="/postgres"))
+
+
+def database_url(name: str) -> str:
+    parsed = urllib.parse.urlparse(os.environ["DATABASE_URL"])
+    return urllib.parse.urlunparse(parsed._replace(path=f"/{name}"))
+
+
+def create_database(name: str) -> None:
+    with psycopg.connect(maintenance_url(), autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+
+
+def drop_database(name: str) -> None:
+    with psycopg.connect(maintenance_url(), autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def call(base: str, key: str, method: str, path: str, body: dict | None = None) -> dict:
@@ -188,10 +197,20 @@ def main() -> int:
     parser.add_argument("--phases", default="examples,coverage,fuzzing,stateful")
     args = parser.parse_args()
 
+    # A name of its own per run, so two runs on one server never share or drop each other's data.
+    database = f"experiments_api_fuzz_{os.getpid()}_{int(time.time())}"
+    create_database(database)
+    try:
+        return fuzz(args, database_url(database))
+    finally:
+        drop_database(database)
+
+
+def fuzz(args: argparse.Namespace, url: str) -> int:
     port = free_port()
     env = {
         **os.environ,
-        "DATABASE_URL": fresh_database(),
+        "DATABASE_URL": url,
         "DEBUG": "false",
         "SECRET_KEY": "fuzz-secret-key-not-for-production",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
