@@ -74,6 +74,8 @@ UPDATABLE_FIELDS = frozenset(
         "exposure_preaggregation_enabled",
     }
 )
+# Stands for a field the experiment does not have, so no sent value can equal it.
+UNSET = object()
 LEGACY_UPDATABLE_FIELDS = frozenset({"name", "description", "end_date", "deleted"})
 TRACKED_FIELDS = (
     "name",
@@ -622,6 +624,11 @@ def experiment_update(
         current_key = experiment.feature_flag_key
         requested_key = data.pop("feature_flag_key", current_key)
 
+        # A field that cannot change but is sent with its current value is an object read and sent
+        # back whole (read-modify-write), not an attempt to change it.
+        for name in set(data) - UPDATABLE_FIELDS:
+            if data[name] == getattr(experiment, name, UNSET):
+                del data[name]
         extra = set(data) - UPDATABLE_FIELDS
         if requested_key != current_key:
             extra.add("get_feature_flag_key")

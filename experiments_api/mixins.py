@@ -8,7 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
-from experiments_api.serializers import EmptyBodySerializer, validated_body
+from experiments_api.serializers import EmptyBodySerializer, body_of_bodyless_action
 
 
 class ForbidDestroyModel:
@@ -24,10 +24,9 @@ class ForbidDestroyModel:
 
 
 class BodylessActionsMixin:
-    """Actions that take no request body (`launch/`, DELETE, …) still refuse one that is not empty:
-    a list, text, or a field meant for another action is a mistake the client should hear about
-    (400, or 415 for a media type that is not JSON), not something silently ignored. No body, an
-    empty body and `{}` are all fine."""
+    """Actions that take no request body (`launch/`, DELETE, …) ignore one, as PostHog does, and
+    name what they ignored in the `Ignored-Fields` header; under `Prefer: handling=strict` anything
+    but no body, an empty body or `{}` is refused (400, or 415 for a media type that is not JSON)."""
 
     bodyless_actions: frozenset[str] = frozenset({"destroy"})
     action: str | None
@@ -38,7 +37,7 @@ class BodylessActionsMixin:
         # before the action changes anything.
         found = super().get_object()
         if self.action in self.bodyless_actions:
-            validated_body(self.request, EmptyBodySerializer)
+            body_of_bodyless_action(self.request)
         return found
 
     def get_serializer_class(self) -> type[BaseSerializer]:

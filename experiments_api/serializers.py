@@ -2,22 +2,24 @@
 
 from typing import Any
 
-from rest_framework import serializers
+from rest_framework import exceptions, serializers
 from rest_framework.request import Request
 
 from accounts.authentication import PERSONAL_API_KEY_FIELD
+from experiments_api.handling import WHOLE_BODY, current_handling
 
 UNKNOWN_FIELD = "Unknown field."
 CONSUMED_FIELDS = (PERSONAL_API_KEY_FIELD, "csrfmiddlewaretoken")
 
 
 class StrictFieldsMixin:
-    """Reject keys the serializer does not know instead of silently ignoring them.
+    """Unknown keys are ignored and named in the `Ignored-Fields` header, as PostHog ignores them;
+    under `Prefer: handling=strict` they are refused with a 400 naming the first one.
 
-    Read-only fields are accepted (and ignored) so a client can send back an object it read, as
-    PostHog's clients do when they edit an experiment or a flag. So is `personal_api_key`: it is the
-    credential, which may travel in the body, and authentication has already consumed it; and so is
-    the browsable API's `csrfmiddlewaretoken`, which Django's CSRF check has already consumed.
+    Read-only fields are known, so a client can send back an object it read, as PostHog's clients
+    do when they edit an experiment or a flag. `personal_api_key` is the credential, which may travel
+    in the body, and authentication has already consumed it; the browsable API's
+    `csrfmiddlewaretoken` has been consumed by Django's CSRF check: neither is reported.
     """
 
     fields: Any
@@ -28,9 +30,23 @@ class StrictFieldsMixin:
             unknown = sorted(
                 str(key) for key in data if key not in self.fields and key not in CONSUMED_FIELDS
             )
-            if unknown:
+            handling = current_handling()
+            if unknown and handling.strict:
                 raise serializers.ValidationError({unknown[0]: [UNKNOWN_FIELD]}, code="unknown_field")
+            for name in unknown:
+                handling.ignore(field_path(self, name))
         return super().to_internal_value(data)
+
+
+def field_path(serializer: Any, name: str) -> str:
+    """`name` prefixed with the fields that lead to `serializer` when it is nested (`parent.child`)."""
+    parts = [name]
+    node = serializer
+    while getattr(node, "parent", None) is not None:
+        if node.field_name:
+            parts.insert(0, node.field_name)
+        node = node.parent
+    return ".".join(parts)
 
 
 class ObjectBodySerializer(serializers.Serializer):
@@ -64,3 +80,23 @@ def validated_body(request: Request, serializer_class: type[ActionBodySerializer
     serializer = serializer_class(data=request.data)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
+
+
+def body_of_bodyless_action(request: Request) -> None:
+    """Check the body of an action that takes none. Under strict handling it must be absent, empty
+    or `{}` (400, or 415 for another media type); otherwise it is ignored, as PostHog ignores it,
+    and what was in it is named in the `Ignored-Fields` header."""
+    handling = current_handling()
+    if handling.strict:
+        validated_body(request, EmptyBodySerializer)
+        return
+    try:
+        data = request.data
+    except (exceptions.ParseError, exceptions.UnsupportedMediaType):
+        handling.ignore(WHOLE_BODY)
+        return
+    if isinstance(data, dict):
+        for name in sorted(str(key) for key in data if key not in CONSUMED_FIELDS):
+            handling.ignore(name)
+    elif data not in (None, "", b""):
+        handling.ignore(WHOLE_BODY)

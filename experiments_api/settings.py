@@ -80,6 +80,7 @@ MIDDLEWARE = [
     "experiments_api.middleware.RequestIdMiddleware",
     "experiments_api.middleware.RequestBodyLimitMiddleware",
     "experiments_api.middleware.NulCharacterMiddleware",
+    "experiments_api.handling.RequestHandlingMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -176,10 +176,18 @@ def test_organization_scoping_of_another_members_project(session, user):
     assert response.json()["scoped_teams"] == [shared.id]
 
 
-def test_delete_refuses_a_body_and_keeps_the_key(session, user):
+def test_delete_under_strict_handling_refuses_a_body_and_keeps_the_key(session, user):
     issued = personal_api_key_create(user=user, label="kept", scopes=["*"])
     url = f"/api/personal_api_keys/{issued.key.id}/"
-    response = session.delete(url, [1, 2], format="json")
+    response = session.delete(url, [1, 2], format="json", HTTP_PREFER="handling=strict")
     assert response.status_code == 400
     assert PersonalAPIKey.objects.filter(pk=issued.key.pk).exists()
-    assert session.delete(url, {}, format="json").status_code == 204
+    assert session.delete(url, {}, format="json", HTTP_PREFER="handling=strict").status_code == 204
+
+
+def test_delete_ignores_a_body_by_default(session, user):
+    issued = personal_api_key_create(user=user, label="gone", scopes=["*"])
+    response = session.delete(f"/api/personal_api_keys/{issued.key.id}/", [1, 2], format="json")
+    assert response.status_code == 204
+    assert response["Ignored-Fields"] == "(body)"
+    assert not PersonalAPIKey.objects.filter(pk=issued.key.pk).exists()

@@ -96,9 +96,22 @@ def test_not_updatable_keys(api, body, keys):
     assert db_state(experiment["id"]) == before
 
 
-def test_unknown_field_is_rejected(api):
+def test_unknown_field_is_ignored_and_named(api):
     experiment = create_experiment(api)
     response = patch(api, experiment["id"], {"name": "x", "no_such_field": 1})
+    assert response.status_code == 200
+    assert response["Ignored-Fields"] == "no_such_field"
+    assert Experiment.objects.get(pk=experiment["id"]).name == "x"
+
+
+def test_unknown_field_is_refused_under_strict_handling(api):
+    experiment = create_experiment(api)
+    response = api.patch(
+        api.url(f"experiments/{experiment['id']}/"),
+        {"name": "x", "no_such_field": 1},
+        format="json",
+        HTTP_PREFER="handling=strict",
+    )
     assert response.status_code == 400
     assert response.json() == validation_error("Unknown field.", "no_such_field", "unknown_field")
     assert Experiment.objects.get(pk=experiment["id"]).name == "An experiment"

@@ -112,17 +112,43 @@ def test_launch_without_a_body_at_all(api):
 
 
 @pytest.mark.parametrize(
+    "body, ignored",
+    [([], "(body)"), ("text", "(body)"), ({"variant_key": "test", "draft": True}, "draft, variant_key")],
+)
+def test_launch_ignores_a_body_and_names_what_it_ignored(api, body, ignored):
+    """Case 90: PostHog ignores any body here; so do we, and the header says what was ignored."""
+    experiment = ExperimentFactory(project=api.project)
+    response = act(api, experiment.id, "launch", body)
+    assert response.status_code == 200, response.json()
+    assert response.json()["status"] == "running"
+    assert response["Ignored-Fields"] == ignored
+    assert flag_for(experiment.id).active is True
+
+
+def test_launch_ignores_a_body_that_is_not_json(api):
+    experiment = ExperimentFactory(project=api.project)
+    response = api.post(
+        api.url(f"experiments/{experiment.id}/launch/"), "{not json", content_type="application/json"
+    )
+    assert response.status_code == 200
+    assert response["Ignored-Fields"] == "(body)"
+
+
+@pytest.mark.parametrize(
     "body, attr",
     [([], None), ("text", None), ({"variant_key": "test"}, "variant_key")],
 )
-def test_launch_refuses_a_body_it_would_ignore(api, body, attr):
-    """PostHog ignores any body here (its case 90); issue 8 wins: a list, a string or a field meant
-    for another action is a mistake to report, and nothing changes."""
+def test_launch_under_strict_handling_refuses_a_body_it_would_ignore(api, body, attr):
+    """With `Prefer: handling=strict` a list, a string or a field meant for another action is a
+    mistake to report, and nothing changes."""
     experiment = ExperimentFactory(project=api.project)
     before = db_state(experiment.id)
-    response = act(api, experiment.id, "launch", body)
+    response = api.post(
+        api.url(f"experiments/{experiment.id}/launch/"), body, format="json", HTTP_PREFER="handling=strict"
+    )
     assert response.status_code == 400
     assert response.json()["attr"] == attr
+    assert response["Preference-Applied"] == "handling=strict"
     assert db_state(experiment.id) == before
 
 

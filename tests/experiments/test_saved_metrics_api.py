@@ -65,10 +65,6 @@ def test_create_keeps_a_given_uuid(api):
             {"name": "M", "query": mean_metric(), "metadata": []},
             validation_error("metadata must be an object", "metadata"),
         ),
-        (
-            {"name": "M", "query": mean_metric(), "bogus": 1},
-            validation_error("Unknown field.", "bogus", "unknown_field"),
-        ),
     ],
 )
 def test_create_validation(api, body, expected):

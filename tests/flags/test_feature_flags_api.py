@@ -122,7 +122,6 @@ def test_create_multivariate(api):
             validation_error('Expected a dictionary of items but got type "str".', "filters", "not_a_dict"),
         ),
         ({"key": "ok", "active": "maybe"}, validation_error("Must be a valid boolean.", "active", "invalid")),
-        ({"key": "ok", "unknown": 1}, validation_error("Unknown field.", "unknown", "unknown_field")),
         ({"key": "ok", "deleted": True}, validation_error(FLAG_CANNOT_BE_CREATED_DELETED, "deleted")),
     ],
 )
