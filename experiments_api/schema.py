@@ -5,6 +5,7 @@ from types import SimpleNamespace
 from drf_spectacular.openapi import AutoSchema
 
 from accounts.permissions import required_scopes_for
+from experiments_api.routing import is_environment_alias
 
 SECURITY_SCHEME = "PersonalAPIKeyAuth"
 
@@ -15,6 +16,12 @@ class ScopedAutoSchema(AutoSchema):
             return []
         scopes = required_scopes_for(SimpleNamespace(method=self.method), self.view)
         return [{SECURITY_SCHEME: scopes}]
+
+
+def without_environment_aliases(endpoints: list[tuple]) -> list[tuple]:
+    """Document each project route once, under `/api/projects/{project_id}/`: the same operation
+    under `/api/environments/{project_id}/` is an alias (said in the API description)."""
+    return [endpoint for endpoint in endpoints if not is_environment_alias(endpoint[0])]
 
 
 ERROR_ENVELOPE = {

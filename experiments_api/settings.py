@@ -205,7 +205,10 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "experiments-api",
     "DESCRIPTION": (
         "Self-hostable A/B experiment management, wire-compatible with PostHog's Experiments and "
-        "Experiment Holdouts API. Authenticate with `Authorization: Bearer <personal API key>`."
+        "Experiment Holdouts API. Authenticate with `Authorization: Bearer <personal API key>`. "
+        "Every `/api/projects/{project_id}/…` operation also answers under "
+        "`/api/environments/{project_id}/…`. Unknown request fields are ignored and named in the "
+        "`Ignored-Fields` response header; send `Prefer: handling=strict` to have them refused."
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
@@ -219,6 +222,7 @@ SPECTACULAR_SETTINGS = {
     },
     "AUTHENTICATION_WHITELIST": [],
     "ENUM_NAME_OVERRIDES": {},
+    "PREPROCESSING_HOOKS": ["experiments_api.schema.without_environment_aliases"],
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "experiments_api.schema.add_error_responses",

@@ -1,6 +1,8 @@
 from django.db.models import QuerySet
+from django.http import HttpResponse
+from django.utils.http import parse_etags
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -11,6 +13,7 @@ from activity.models import ActivityLog
 from activity.pagination import activity_page_response
 from approvals.mixins import ApprovalHandlingMixin
 from experiments_api.mixins import ForbidDestroyModel
+from flags.definitions import delivery_project_for_token, project_flag_definitions
 from flags.models import Cohort, FeatureFlag
 from flags.selectors import cohort_queryset, flag_list, flag_queryset
 from flags.serializers import DEFAULT_NEW_FLAG_FILTERS, CohortSerializer, FeatureFlagSerializer
@@ -75,6 +78,23 @@ class FeatureFlagViewSet(
             expected_version=data.get("version"),
             original_flag=data.get("original_flag"),
         )
+
+    @extend_schema(
+        responses={200: OpenApiTypes.OBJECT, 304: OpenApiResponse(description="Not modified (ETag matched)")},
+        description="The project's flag definitions for local evaluation, as `/api/feature_flag/local_evaluation/`.",
+    )
+    @action(detail=False, methods=["get"], url_path="local_evaluation", required_scopes=["feature_flag:read"])
+    def local_evaluation(self, request: Request, *args, **kwargs) -> HttpResponse:
+        project = delivery_project_for_token(self.project.api_token)
+        definitions = project_flag_definitions(project)
+        etags = [tag.removeprefix("W/") for tag in parse_etags(request.headers.get("If-None-Match", ""))]
+        if "*" in etags or definitions.etag.removeprefix("W/") in etags:
+            response = HttpResponse(status=304)
+        else:
+            response = HttpResponse(definitions.body, content_type="application/json")
+        response["ETag"] = definitions.etag
+        response["Cache-Control"] = "private, must-revalidate"
+        return response
 
     @extend_schema(
         responses=OpenApiTypes.OBJECT,
