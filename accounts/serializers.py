@@ -159,6 +159,10 @@ class PersonalAPIKeySerializer(serializers.ModelSerializer):
     def to_representation(self, key: PersonalAPIKey) -> dict:
         data = super().to_representation(key)
         data["scopes"] = key.effective_scopes
+        # Unscoped is stored as null (or, from older keys, []); PostHog always answers a list, and
+        # its agent toolkit refuses anything else.
+        data["scoped_teams"] = key.scoped_teams or []
+        data["scoped_organizations"] = key.scoped_organizations or []
         return data
 
     def validate_scopes(self, scopes: list[str]) -> list[str]:

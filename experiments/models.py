@@ -127,6 +127,7 @@ class ExperimentSavedMetric(models.Model):
     description = models.CharField(max_length=400, null=True, blank=True)
     query = models.JSONField()
     metadata = models.JSONField(null=True, blank=True, default=dict)
+    tags = models.JSONField(default=list, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
     created_at = models.DateTimeField(default=now)
     updated_at = models.DateTimeField(auto_now=True)

@@ -31,11 +31,18 @@ def links_of(experiment: Experiment) -> list[ExperimentToSavedMetric]:
     return links
 
 
+def saved_metrics_ids_of(links: list[ExperimentToSavedMetric]) -> list[dict[str, Any]] | None:
+    """The links as `saved_metrics_ids` takes them, so an experiment read and sent back whole keeps
+    its saved metrics; null when there are none, as PostHog renders it."""
+    return [{"id": link.saved_metric_id, "metadata": link.metadata} for link in links] or None
+
+
 def experiment_basic(experiment: Experiment, *, user_id: int | None, membership_level: int) -> dict[str, Any]:
-    """The list representation: no metric definitions or saved metrics. `parameters` shows the
-    stored parameters with the flag's live configuration projected over them."""
+    """The list representation: no metric definitions. `parameters` shows the stored parameters
+    with the flag's live configuration projected over them."""
     flag = experiment.feature_flag
     stored = experiment.parameters if isinstance(experiment.parameters, dict) else {}
+    links = links_of(experiment)
     return {
         "id": experiment.id,
         "name": experiment.name,
@@ -58,7 +65,9 @@ def experiment_basic(experiment: Experiment, *, user_id: int | None, membership_
         "conclusion": experiment.conclusion,
         "conclusion_comment": experiment.conclusion_comment,
         "status": experiment_status(experiment).value,
-        "is_legacy": is_legacy(experiment, links_of(experiment)),
+        "saved_metrics": [saved_metric_link(link) for link in links],
+        "saved_metrics_ids": saved_metrics_ids_of(links),
+        "is_legacy": is_legacy(experiment, links),
         "user_access_level": (
             user_access_level(
                 user_id=user_id, membership_level=membership_level, created_by_id=experiment.created_by_id
@@ -76,7 +85,6 @@ def experiment_full(experiment: Experiment, *, user_id: int | None, membership_l
         {
             "holdout_id": experiment.holdout_id,
             "secondary_metrics": experiment.secondary_metrics,
-            "saved_metrics": [saved_metric_link(link) for link in links_of(experiment)],
             "filters": experiment.filters,
             "exposure_criteria": experiment.exposure_criteria,
             "metrics": experiment.metrics,

@@ -3,7 +3,6 @@ PostHog response shapes. Cross-field rules run in `experiments/services.py`."""
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.serializers import UserBasicSerializer
@@ -21,6 +20,7 @@ from experiments.validation import (
     validate_saved_metrics_ids_shape,
 )
 from experiments_api.serializers import ActionBodySerializer, StrictFieldsMixin
+from experiments_api.tags import TagsField
 from flags.serializers import MinimalFeatureFlagSerializer
 from flags.validation import FLAG_KEY_INVALID, FLAG_KEY_PATTERN
 from holdouts.models import ExperimentHoldout
@@ -89,7 +89,11 @@ class ExperimentSerializer(StrictFieldsMixin, ExperimentBaseSerializer):
         pk_field=serializers.IntegerField(),
     )
     saved_metrics = ExperimentToSavedMetricSerializer(many=True, read_only=True)
-    saved_metrics_ids = serializers.JSONField(required=False, allow_null=True, write_only=True)
+    saved_metrics_ids = serializers.JSONField(
+        required=False,
+        allow_null=True,
+        help_text="The saved metrics to link, as `[{id, metadata}]`; read back as the current links (null when none).",
+    )
     running_time_calculation = serializers.JSONField(required=False, allow_null=True)
     excluded_variants = serializers.JSONField(required=False, allow_null=True)
     secondary_metrics = serializers.JSONField(required=False, allow_null=True)
@@ -107,7 +111,7 @@ class ExperimentSerializer(StrictFieldsMixin, ExperimentBaseSerializer):
         required=False, allow_null=True, allow_blank=True, max_length=4000
     )
     archived = serializers.BooleanField(required=False)
-    deleted = serializers.BooleanField(required=False)
+    deleted = serializers.BooleanField(required=False, allow_null=True)
     only_count_matured_users = serializers.BooleanField(required=False)
     exposure_preaggregation_enabled = serializers.BooleanField(required=False)
     allow_unknown_events = serializers.BooleanField(
@@ -225,6 +229,10 @@ class ExperimentSerializer(StrictFieldsMixin, ExperimentBaseSerializer):
         validate_metrics(value)
         return value
 
+    def validate_deleted(self, value: bool | None) -> bool:
+        # PostHog's column is nullable and its document declares null; null is not deleted.
+        return bool(value)
+
     def validate_saved_metrics_ids(self, value: Any) -> Any:
         if value is not None and not isinstance(value, list):
             raise serializers.ValidationError(
@@ -265,7 +273,10 @@ class ExperimentSerializer(StrictFieldsMixin, ExperimentBaseSerializer):
 
 
 class ExperimentBasicSerializer(ExperimentBaseSerializer):
-    """The list representation: no metric definitions or saved metrics."""
+    """The list representation: no metric definitions."""
+
+    saved_metrics = ExperimentToSavedMetricSerializer(many=True, read_only=True)
+    saved_metrics_ids = serializers.JSONField(read_only=True, allow_null=True)
 
     class Meta:
         model = Experiment
@@ -290,6 +301,8 @@ class ExperimentBasicSerializer(ExperimentBaseSerializer):
             "type",
             "conclusion",
             "conclusion_comment",
+            "saved_metrics",
+            "saved_metrics_ids",
             "status",
             "is_legacy",
             "user_access_level",
@@ -370,7 +383,7 @@ class ExperimentSavedMetricSerializer(StrictFieldsMixin, serializers.ModelSerial
     created_by = UserBasicSerializer(read_only=True, allow_null=True)
     query = serializers.JSONField()
     metadata = serializers.JSONField(required=False, allow_null=True)
-    tags = serializers.SerializerMethodField()
+    tags = TagsField(help_text="Tag names (trimmed, lowercased); filter lists with `?tags=[...]`.")
 
     class Meta:
         model = ExperimentSavedMetric
@@ -385,11 +398,7 @@ class ExperimentSavedMetricSerializer(StrictFieldsMixin, serializers.ModelSerial
             "updated_at",
             "tags",
         ]
-        read_only_fields = ["id", "created_by", "created_at", "updated_at", "tags"]
-
-    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
-    def get_tags(self, saved_metric: ExperimentSavedMetric) -> list[str]:
-        return []
+        read_only_fields = ["id", "created_by", "created_at", "updated_at"]
 
     def validate_query(self, query: Any) -> Any:
         if not isinstance(query, dict):

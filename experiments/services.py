@@ -808,7 +808,7 @@ def record_update_activity(
 
 # --- saved metrics ---------------------------------------------------------------------------
 
-SAVED_METRIC_TRACKED_FIELDS = ("name", "description", "query", "metadata")
+SAVED_METRIC_TRACKED_FIELDS = ("name", "description", "query", "metadata", "tags")
 
 
 def saved_metric_snapshot(saved_metric: ExperimentSavedMetric) -> dict[str, Any]:
@@ -823,6 +823,7 @@ def saved_metric_create(
     query: dict,
     description: str | None = None,
     metadata: dict | None = None,
+    tags: list[str] | None = None,
 ) -> ExperimentSavedMetric:
     """Create a shared metric; its query gets a uuid when it has none."""
     query = deepcopy(query)
@@ -836,6 +837,7 @@ def saved_metric_create(
             description=description,
             query=query,
             metadata=metadata or {},
+            tags=tags or [],
         )
         activity_log_record(
             project=project,

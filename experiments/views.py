@@ -45,6 +45,7 @@ from experiments.services import (
 from experiments_api.mixins import BodylessActionsMixin, ForbidDestroyModel
 from experiments_api.pagination import MAX_OFFSET
 from experiments_api.serializers import validated_body
+from experiments_api.tags import tagged_with_any, tags_from_query
 from flags.selectors import eligible_flags_for_experiments
 from flags.serializers import CohortSerializer, FeatureFlagSerializer
 
@@ -141,6 +142,8 @@ class ExperimentViewSet(
         data = dict(serializer.validated_data)
         update_flag = data.pop("update_feature_flag_params", False)
         data.pop("allow_unknown_events", None)
+        # A client generated from PostHog's document may send it on any write; there are no folders.
+        data.pop("_create_in_folder", None)
         experiment = experiment_update(
             experiment=experiment, user=request.user, data=data, update_feature_flag_params=update_flag
         )
@@ -361,6 +364,8 @@ class ExperimentSavedMetricViewSet(BodylessActionsMixin, ProjectScopedViewSetMix
     queryset = ExperimentSavedMetric.objects.all()
 
     def filter_queryset_for_action(self, queryset: QuerySet) -> QuerySet:
+        if self.action == "list":
+            queryset = tagged_with_any(queryset, tags_from_query(self.request.query_params.get("tags")))
         return queryset.select_related("created_by").order_by("-created_at", "-id")
 
     def perform_create(self, serializer: ExperimentSavedMetricSerializer) -> None:
@@ -372,6 +377,7 @@ class ExperimentSavedMetricViewSet(BodylessActionsMixin, ProjectScopedViewSetMix
             query=data["query"],
             description=data.get("description"),
             metadata=data.get("metadata"),
+            tags=data.get("tags"),
         )
 
     def perform_update(self, serializer: ExperimentSavedMetricSerializer) -> None:

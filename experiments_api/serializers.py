@@ -9,6 +9,7 @@ from accounts.authentication import PERSONAL_API_KEY_FIELD
 from experiments_api.handling import WHOLE_BODY, current_handling
 
 UNKNOWN_FIELD = "Unknown field."
+NOT_SUPPORTED = "This server does not support other values of this field."
 CONSUMED_FIELDS = (PERSONAL_API_KEY_FIELD, "csrfmiddlewaretoken")
 
 
@@ -24,6 +25,10 @@ class StrictFieldsMixin:
 
     fields: Any
     initial_data: Any
+    # Fields PostHog's document declares that this server has nothing behind, with the values it
+    # holds for every object. They are read-only here; any other value sent is ignored like an
+    # unknown field (named in the header, or refused under strict handling).
+    inert_fields: dict[str, tuple[Any, ...]] = {}
 
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):
@@ -35,6 +40,13 @@ class StrictFieldsMixin:
                 raise serializers.ValidationError({unknown[0]: [UNKNOWN_FIELD]}, code="unknown_field")
             for name in unknown:
                 handling.ignore(field_path(self, name))
+            for name, held in self.inert_fields.items():
+                if name in data and not any(
+                    data[name] == value and type(data[name]) is type(value) for value in held
+                ):
+                    if handling.strict:
+                        raise serializers.ValidationError({name: [NOT_SUPPORTED]}, code="not_supported")
+                    handling.ignore(field_path(self, name))
         return super().to_internal_value(data)
 
 

@@ -36,6 +36,7 @@ class FeatureFlag(models.Model):
     version = models.IntegerField(default=0)
     ensure_experience_continuity = models.BooleanField(null=True, blank=True, default=False)
     has_encrypted_payloads = models.BooleanField(null=True, blank=True, default=False)
+    tags = models.JSONField(default=list, blank=True)
     evaluation_runtime = models.CharField(
         max_length=10, choices=EvaluationRuntime.choices, default=EvaluationRuntime.ALL, null=True, blank=True
     )

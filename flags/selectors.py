@@ -3,6 +3,7 @@
 from django.db.models import Prefetch, Q, QuerySet
 
 from accounts.models import Project
+from experiments_api.tags import tagged_with_any
 from flags.models import Cohort, FeatureFlag
 
 
@@ -25,10 +26,11 @@ def flag_queryset(project: Project) -> QuerySet[FeatureFlag]:
 
 
 def flag_list(
-    project: Project, *, search: str | None = None, active: str | None = None
+    project: Project, *, search: str | None = None, active: str | None = None, tags: list[str] | None = None
 ) -> QuerySet[FeatureFlag]:
-    """Live flags of a project, newest first, optionally matching `search` (key or name) and `active`."""
-    queryset = flag_queryset(project).filter(deleted=False)
+    """Live flags of a project, newest first, optionally matching `search` (key or name), `active`
+    and any of `tags`."""
+    queryset = tagged_with_any(flag_queryset(project).filter(deleted=False), tags or [])
     if search:
         queryset = queryset.filter(Q(key__icontains=search) | Q(name__icontains=search))
     if active is not None and active.lower() in ("true", "false"):

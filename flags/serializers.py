@@ -5,6 +5,7 @@ from rest_framework import serializers
 
 from accounts.serializers import UserBasicSerializer
 from experiments_api.serializers import StrictFieldsMixin
+from experiments_api.tags import TagsField
 from flags.models import Cohort, FeatureFlag
 from flags.representations import flag_full, minimal_flag
 from flags.validation import validate_flag_filters, validate_flag_key
@@ -12,8 +13,23 @@ from flags.validation import validate_flag_filters, validate_flag_key
 DEFAULT_NEW_FLAG_FILTERS: dict[str, Any] = {"groups": [{"properties": [], "rollout_percentage": 0}]}
 
 
+NOTHING_BEHIND = "This server has none: always {value}."
+
+
 class FeatureFlagSerializer(StrictFieldsMixin, serializers.ModelSerializer):
-    """A feature flag as PostHog's `FeatureFlag` schema, for the fields that apply to this server."""
+    """A feature flag as PostHog's `FeatureFlag` schema. Fields this server has nothing behind
+    (surveys, dashboards, rollbacks, encrypted payloads, remote configuration, evaluation tags)
+    answer PostHog's empty values."""
+
+    inert_fields = {
+        "evaluation_tags": ([], None),
+        "analytics_dashboards": ([], None),
+        "has_enriched_analytics": (False, None),
+        "rollback_conditions": (None, []),
+        "performed_rollback": (False, None),
+        "is_remote_configuration": (False, None),
+        "has_encrypted_payloads": (False, None),
+    }
 
     name = serializers.CharField(
         required=False,
@@ -37,6 +53,36 @@ class FeatureFlagSerializer(StrictFieldsMixin, serializers.ModelSerializer):
         choices=FeatureFlag.EvaluationRuntime.choices, required=False, allow_null=True
     )
     experiment_set = serializers.ListField(child=serializers.IntegerField(), read_only=True)
+    tags = TagsField(help_text="Tag names (trimmed, lowercased); filter lists with `?tags=[...]`.")
+    evaluation_tags = serializers.ListField(
+        child=serializers.CharField(), read_only=True, help_text=NOTHING_BEHIND.format(value="[]")
+    )
+    surveys = serializers.DictField(read_only=True, help_text=NOTHING_BEHIND.format(value="{}"))
+    features = serializers.DictField(read_only=True, help_text=NOTHING_BEHIND.format(value="{}"))
+    usage_dashboard = serializers.IntegerField(
+        read_only=True, allow_null=True, help_text=NOTHING_BEHIND.format(value="null")
+    )
+    analytics_dashboards = serializers.ListField(
+        child=serializers.IntegerField(), read_only=True, help_text=NOTHING_BEHIND.format(value="[]")
+    )
+    has_enriched_analytics = serializers.BooleanField(
+        read_only=True, help_text=NOTHING_BEHIND.format(value="false")
+    )
+    rollback_conditions = serializers.JSONField(
+        read_only=True, allow_null=True, help_text=NOTHING_BEHIND.format(value="null")
+    )
+    performed_rollback = serializers.BooleanField(
+        read_only=True, help_text=NOTHING_BEHIND.format(value="false")
+    )
+    last_called_at = serializers.DateTimeField(
+        read_only=True, allow_null=True, help_text="This server does not track it: always null."
+    )
+    _create_in_folder = serializers.CharField(
+        required=False, allow_blank=True, write_only=True, help_text="Accepted; this server has no folders."
+    )
+    _should_create_usage_dashboard = serializers.BooleanField(
+        required=False, write_only=True, help_text="Accepted; this server has no dashboards."
+    )
     is_remote_configuration = serializers.BooleanField(read_only=True)
     is_simple_flag = serializers.BooleanField(read_only=True)
     rollout_percentage = serializers.FloatField(read_only=True, allow_null=True)
@@ -72,6 +118,18 @@ class FeatureFlagSerializer(StrictFieldsMixin, serializers.ModelSerializer):
             "status",
             "evaluation_runtime",
             "original_flag",
+            "tags",
+            "evaluation_tags",
+            "surveys",
+            "features",
+            "usage_dashboard",
+            "analytics_dashboards",
+            "has_enriched_analytics",
+            "rollback_conditions",
+            "performed_rollback",
+            "last_called_at",
+            "_create_in_folder",
+            "_should_create_usage_dashboard",
         ]
         read_only_fields = [
             "id",
@@ -159,6 +217,8 @@ class CohortSerializer(serializers.ModelSerializer):
     count = serializers.SerializerMethodField()
     errors_calculating = serializers.SerializerMethodField()
     last_calculation = serializers.SerializerMethodField()
+    query = serializers.SerializerMethodField(help_text="Always null: cohorts here are defined by `filters`.")
+    cohort_type = serializers.SerializerMethodField()
 
     class Meta:
         model = Cohort
@@ -177,6 +237,8 @@ class CohortSerializer(serializers.ModelSerializer):
             "count",
             "is_static",
             "experiment_set",
+            "query",
+            "cohort_type",
         ]
         read_only_fields = fields
 
@@ -196,4 +258,12 @@ class CohortSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(serializers.DateTimeField(allow_null=True))
     def get_last_calculation(self, cohort: Cohort) -> str | None:
+        return None
+
+    @extend_schema_field(serializers.JSONField(allow_null=True))
+    def get_query(self, cohort: Cohort) -> None:
+        return None
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_cohort_type(self, cohort: Cohort) -> None:
         return None

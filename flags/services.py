@@ -33,6 +33,7 @@ FLAG_TRACKED_FIELDS = (
     "deleted",
     "ensure_experience_continuity",
     "evaluation_runtime",
+    "tags",
 )
 FLAG_WRITABLE_FIELDS = frozenset(FLAG_TRACKED_FIELDS)
 
@@ -122,6 +123,7 @@ def flag_create(
     ensure_experience_continuity: bool | None = False,
     creation_context: str = FeatureFlag.CreationContext.FEATURE_FLAGS,
     evaluation_runtime: str | None = FeatureFlag.EvaluationRuntime.ALL,
+    tags: list[str] | None = None,
 ) -> FeatureFlag:
     """Create a flag. A soft-deleted flag with the same key is removed first, as PostHog does, so
     keys can be reused; if an experiment still references that old flag, creation is refused."""
@@ -144,6 +146,7 @@ def flag_create(
                     ensure_experience_continuity=ensure_experience_continuity,
                     creation_context=creation_context,
                     evaluation_runtime=evaluation_runtime,
+                    tags=tags or [],
                     created_by=user,
                     last_modified_by=user,
                     version=1,

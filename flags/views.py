@@ -13,6 +13,7 @@ from activity.models import ActivityLog
 from activity.pagination import activity_page_response
 from approvals.mixins import ApprovalHandlingMixin
 from experiments_api.mixins import ForbidDestroyModel
+from experiments_api.tags import tags_from_query
 from flags.definitions import delivery_project_for_token, project_flag_definitions
 from flags.models import Cohort, FeatureFlag
 from flags.selectors import cohort_queryset, flag_list, flag_queryset
@@ -27,6 +28,9 @@ FLAG_CANNOT_BE_CREATED_DELETED = "A feature flag cannot be created already delet
         parameters=[
             OpenApiParameter("search", OpenApiTypes.STR, description="Search by key or name"),
             OpenApiParameter("active", OpenApiTypes.STR, enum=["true", "false"]),
+            OpenApiParameter(
+                "tags", OpenApiTypes.STR, description="JSON-encoded list of tag names: flags with any of them"
+            ),
         ]
     )
 )
@@ -49,7 +53,12 @@ class FeatureFlagViewSet(
     def filter_queryset_for_action(self, queryset: QuerySet) -> QuerySet:
         if self.action == "list":
             params = self.request.query_params
-            return flag_list(self.project, search=params.get("search"), active=params.get("active"))
+            return flag_list(
+                self.project,
+                search=params.get("search"),
+                active=params.get("active"),
+                tags=tags_from_query(params.get("tags")),
+            )
         return flag_queryset(self.project)
 
     def perform_create(self, serializer: FeatureFlagSerializer) -> None:
@@ -66,6 +75,7 @@ class FeatureFlagViewSet(
             ensure_experience_continuity=data.get("ensure_experience_continuity", False),
             creation_context=data.get("creation_context", FeatureFlag.CreationContext.FEATURE_FLAGS),
             evaluation_runtime=data.get("evaluation_runtime", FeatureFlag.EvaluationRuntime.ALL),
+            tags=data.get("tags"),
         )
 
     def perform_update(self, serializer: FeatureFlagSerializer) -> None:
