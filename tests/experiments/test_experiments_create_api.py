@@ -399,6 +399,7 @@ def test_response_has_every_field_of_the_full_serializer(api):
         "excluded_variants",
         "secondary_metrics",
         "saved_metrics",
+        "saved_metrics_ids",
         "filters",
         "archived",
         "deleted",

@@ -97,7 +97,8 @@ def test_status_all_or_unknown_means_no_filter(api, by_status, status):
 
 
 def test_list_representation(api):
-    """Case 9: the basic serializer has no metric definitions or saved metrics."""
+    """Case 9: the basic serializer has no metric definitions. Its saved metrics are listed, as
+    PostHog's document declares them on every experiment of the list (issue 11 wins over case 9)."""
     saved = ExperimentSavedMetricFactory(project=api.project)
     experiment = ExperimentFactory(project=api.project, metrics=[{"kind": "ExperimentMetric"}])
     ExperimentToSavedMetric.objects.create(experiment=experiment, saved_metric=saved)
@@ -123,6 +124,8 @@ def test_list_representation(api):
         "type",
         "conclusion",
         "conclusion_comment",
+        "saved_metrics",
+        "saved_metrics_ids",
         "status",
         "is_legacy",
         "user_access_level",

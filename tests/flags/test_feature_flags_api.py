@@ -66,6 +66,16 @@ def test_create(api):
         "has_encrypted_payloads",
         "status",
         "evaluation_runtime",
+        "tags",
+        "evaluation_tags",
+        "surveys",
+        "features",
+        "usage_dashboard",
+        "analytics_dashboards",
+        "has_enriched_analytics",
+        "rollback_conditions",
+        "performed_rollback",
+        "last_called_at",
     }
     assert body["key"] == "beta-feature"
     assert body["active"] is True
