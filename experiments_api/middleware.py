@@ -2,9 +2,11 @@
 
 import re
 import uuid
+from io import BytesIO
 from collections.abc import Callable
 
 from django.conf import settings
+from django.core.handlers.wsgi import LimitedStream
 from django.http import HttpRequest, HttpResponse
 
 from experiments_api.errors import json_error_response
@@ -62,6 +64,9 @@ class RequestBodyLimitMiddleware:
     def process_view(
         self, request: HttpRequest, view_func: Callable, view_args, view_kwargs
     ) -> HttpResponse | None:
+        limit = getattr(settings, getattr(view_func, BODY_LIMIT_SETTING_ATTRIBUTE, "MAX_REQUEST_BODY_BYTES"))
+        if "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
+            return read_chunked_body(request, limit)
         raw_length = request.META.get("CONTENT_LENGTH") or "0"
         try:
             length = int(raw_length)
@@ -69,18 +74,40 @@ class RequestBodyLimitMiddleware:
             return json_error_response(
                 400, "invalid_request", "bad_request", "Invalid Content-Length header."
             )
-        limit = getattr(settings, getattr(view_func, BODY_LIMIT_SETTING_ATTRIBUTE, "MAX_REQUEST_BODY_BYTES"))
         if length > limit:
-            return json_error_response(
-                413,
-                "invalid_request",
-                "request_too_large",
-                f"Request body is too large: the limit is {limit} bytes.",
-            )
+            return body_too_large(limit)
         return None
 
 
 BODY_LIMIT_SETTING_ATTRIBUTE = "request_body_limit_setting"
+CHUNKED_BODY_NOT_READABLE = (
+    "This server cannot read a chunked request body here; send the body with a Content-Length."
+)
+
+
+def body_too_large(limit: int) -> HttpResponse:
+    return json_error_response(
+        413, "invalid_request", "request_too_large", f"Request body is too large: the limit is {limit} bytes."
+    )
+
+
+def read_chunked_body(request: HttpRequest, limit: int) -> HttpResponse | None:
+    """Make a body sent with `Transfer-Encoding: chunked` readable by the view.
+
+    Django reads as many bytes as Content-Length says, and a chunked request has none, so without
+    this the view would see an empty body and answer as if nothing had been sent. A server that
+    de-chunks the input and marks its end (`wsgi.input_terminated`, as gunicorn does) is read here,
+    up to the limit; on any other server the request is refused with 411 Length Required.
+    """
+    if not request.META.get("wsgi.input_terminated"):
+        return json_error_response(411, "invalid_request", "length_required", CHUNKED_BODY_NOT_READABLE)
+    body = request.META["wsgi.input"].read(limit + 1)
+    if len(body) > limit:
+        return body_too_large(limit)
+    request.META["CONTENT_LENGTH"] = str(len(body))
+    # WSGIRequest read its stream's length from the missing Content-Length when it was built.
+    request._stream = LimitedStream(BytesIO(body), len(body))
+    return None
 
 
 def request_body_limit_setting(setting_name: str) -> Callable[[Callable], Callable]:

@@ -3,6 +3,7 @@
 from typing import Any
 
 from rest_framework import exceptions, serializers
+from rest_framework.fields import empty
 from rest_framework.request import Request
 
 from accounts.authentication import PERSONAL_API_KEY_FIELD
@@ -29,6 +30,15 @@ class StrictFieldsMixin:
     # holds for every object. They are read-only here; any other value sent is ignored like an
     # unknown field (named in the header, or refused under strict handling).
     inert_fields: dict[str, tuple[Any, ...]] = {}
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        for field in fields.values():
+            if isinstance(field, serializers.BooleanField):
+                # In a form, DRF reads a boolean left out as false (an HTML checkbox convention), so
+                # a form that does not mention `active` would switch a flag off; here it is not given.
+                field.default_empty_html = empty
+        return fields
 
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):

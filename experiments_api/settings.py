@@ -196,6 +196,7 @@ REST_FRAMEWORK = {
         "experiments_api.parsers.FormParser",
         "experiments_api.parsers.MultiPartParser",
     ],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "experiments_api.negotiation.ApiContentNegotiation",
     "EXCEPTION_HANDLER": "experiments_api.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "experiments_api.schema.ScopedAutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
