@@ -2,8 +2,8 @@
 
 import re
 import uuid
-from io import BytesIO
 from collections.abc import Callable
+from io import BytesIO
 
 from django.conf import settings
 from django.core.handlers.wsgi import LimitedStream
