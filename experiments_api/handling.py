@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from django.http import HttpRequest, HttpResponse
 
+MANAGEMENT_API_PREFIX = "/api/"
 IGNORED_FIELDS_HEADER = "Ignored-Fields"
 PREFERENCE_APPLIED_HEADER = "Preference-Applied"
 STRICT = "strict"
@@ -97,6 +98,7 @@ class RequestHandlingMiddleware:
             _current.reset(token)
         if handling.ignored:
             response[IGNORED_FIELDS_HEADER] = ignored_fields_header(handling.ignored)
-        if requested is not None:
+        # The SDK endpoints (`/flags`, `/batch`, …) follow PostHog's SDK protocol, not this preference.
+        if requested is not None and request.path.startswith(MANAGEMENT_API_PREFIX):
             response[PREFERENCE_APPLIED_HEADER] = f"handling={requested}"
         return response

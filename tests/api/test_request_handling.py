@@ -117,3 +117,14 @@ def test_hostile_field_names_cannot_break_or_bloat_the_header(api):
     assert names[0] == "extra00" and names[-1] == "(7 more)"
     assert len(names) == 51
     assert len(header) < 2000
+
+
+def test_the_sdk_endpoints_do_not_claim_the_preference(api):
+    response = api.post(
+        "/flags/?v=2",
+        {"token": api.project.api_token, "distinct_id": "u", "unknown": 1},
+        format="json",
+        **STRICT,
+    )
+    assert response.status_code == 200
+    assert "Preference-Applied" not in response
