@@ -41,11 +41,15 @@ class RequestHandling:
 
     strict: bool
     requested: str | None = None
-    ignored: list[str] = field(default_factory=list)
+    # An ordered set: a body may hold many thousands of unknown keys.
+    ignored_names: dict[str, None] = field(default_factory=dict)
+
+    @property
+    def ignored(self) -> list[str]:
+        return list(self.ignored_names)
 
     def ignore(self, name: str) -> None:
-        if name not in self.ignored:
-            self.ignored.append(name)
+        self.ignored_names[name] = None
 
 
 # Outside a request (a management command, the admin replaying a change) nothing may be ignored
@@ -96,7 +100,7 @@ class RequestHandlingMiddleware:
             response = self.get_response(request)
         finally:
             _current.reset(token)
-        if handling.ignored:
+        if handling.ignored_names:
             response[IGNORED_FIELDS_HEADER] = ignored_fields_header(handling.ignored)
         # The SDK endpoints (`/flags`, `/batch`, …) follow PostHog's SDK protocol, not this preference.
         if requested is not None and request.path.startswith(MANAGEMENT_API_PREFIX):

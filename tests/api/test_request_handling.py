@@ -128,3 +128,10 @@ def test_the_sdk_endpoints_do_not_claim_the_preference(api):
     )
     assert response.status_code == 200
     assert "Preference-Applied" not in response
+
+
+def test_a_body_of_many_unknown_keys_is_answered_with_a_short_header(api):
+    body = {"key": "many", **{f"unknown{number}": number for number in range(50_000)}}
+    response = api.post(api.url("feature_flags/"), body, format="json")
+    assert response.status_code == 201
+    assert response["Ignored-Fields"].endswith("(49950 more)")
