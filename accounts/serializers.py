@@ -7,6 +7,7 @@ from accounts.models import Organization, OrganizationMembership, PersonalAPIKey
 from accounts.representations import me, user_basic
 from accounts.scopes import is_valid_scope
 from accounts.services import MAX_PERSONAL_API_KEYS_PER_USER
+from experiments_api.serializers import StrictFieldsMixin
 
 
 class UserBasicSerializer(serializers.ModelSerializer):
@@ -115,7 +116,7 @@ class MeSerializer(serializers.ModelSerializer):
         return me(user)
 
 
-class PersonalAPIKeySerializer(serializers.ModelSerializer):
+class PersonalAPIKeySerializer(StrictFieldsMixin, serializers.ModelSerializer):
     """A key as the owner sees it. `value` carries the raw secret only in create and roll responses."""
 
     value = serializers.SerializerMethodField()

@@ -185,6 +185,14 @@ def test_delete_under_strict_handling_refuses_a_body_and_keeps_the_key(session, 
     assert session.delete(url, {}, format="json", HTTP_PREFER="handling=strict").status_code == 204
 
 
+def test_unknown_fields_are_ignored_and_named(session):
+    response = session.post(
+        "/api/personal_api_keys/", {"label": "x", "scopes": ["*"], "preset": "mcp"}, format="json"
+    )
+    assert response.status_code == 201
+    assert response["Ignored-Fields"] == "preset"
+
+
 def test_delete_ignores_a_body_by_default(session, user):
     issued = personal_api_key_create(user=user, label="gone", scopes=["*"])
     response = session.delete(f"/api/personal_api_keys/{issued.key.id}/", [1, 2], format="json")
