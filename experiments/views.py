@@ -356,6 +356,17 @@ class ExperimentViewSet(
         return activity_page_response(entries.select_related("user").order_by("-created_at", "-id"), request)
 
 
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "tags",
+                OpenApiTypes.STR,
+                description="JSON-encoded list of tag names: metrics with any of them",
+            )
+        ]
+    )
+)
 class ExperimentSavedMetricViewSet(BodylessActionsMixin, ProjectScopedViewSetMixin, viewsets.ModelViewSet):
     """Shared metrics that experiments link to via `saved_metrics_ids`. DELETE is a hard delete."""
 

@@ -4,6 +4,7 @@ project-scoped local-evaluation definitions of PostHog's document."""
 import pytest
 
 from experiments.models import Experiment
+from tests.api.world import api_routes
 from tests.experiments.helpers import mean_metric
 from tests.factories import ExperimentFactory, FeatureFlagFactory
 
@@ -39,7 +40,13 @@ def test_every_project_route_has_an_environments_alias():
 
 def test_the_environments_prefix_keeps_projects_apart(api, other_project):
     foreign = ExperimentFactory(project=other_project)
-    assert api.get(f"/api/environments/{other_project.id}/experiments/").status_code in (403, 404)
+    lists = [
+        route for route in api_routes() if route.project_scoped and route.method == "GET" and not route.detail
+    ]
+    assert len(lists) > 8
+    for route in lists:
+        path = route.path(other_project.id).replace("/api/projects/", "/api/environments/", 1)
+        assert api.get(path).status_code in (403, 404), path
     assert api.get(f"/api/environments/{api.project.id}/experiments/{foreign.id}/").status_code == 404
 
 
