@@ -21,6 +21,9 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@ $(VENV)/.installed
 
+# The demo's conveniences, switched on explicitly: DEBUG (with its development secret) and plain HTTP.
+run: export DEBUG ?= true
+run: export SECURE_SSL_REDIRECT ?= false
 run: $(VENV)/.installed
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
@@ -40,6 +43,7 @@ format: $(VENV)/.installed-dev
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+migrate: export DEBUG ?= true
 migrate: $(VENV)/.installed
 	$(BIN)/python manage.py migrate --noinput
 

@@ -1,8 +1,8 @@
 """Settings, read from the environment.
 
-Defaults are safe for trying the server out on one machine (SQLite, DEBUG on). Production sets
-DATABASE_URL, SECRET_KEY, DEBUG=false and ALLOWED_HOSTS; the server refuses to start with DEBUG off
-and the default secret.
+Defaults are the production ones: DEBUG off, HTTPS only, and no start without a SECRET_KEY of the
+operator's own. The conveniences of a local demo (DEBUG, a development secret, plain HTTP) are
+switched on explicitly, by `make run` or by setting DEBUG=true.
 """
 
 import os
@@ -41,12 +41,20 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
-DEFAULT_SECRET_KEY = "insecure-development-secret-key-change-me"
+DEVELOPMENT_SECRET_KEY = "insecure-development-secret-key-change-me"
+# Secrets that were ever printed in this repository (settings, docker-compose, docs): anyone can
+# sign sessions with them, so they are refused outside DEBUG.
+PUBLISHED_SECRET_KEYS = frozenset({DEVELOPMENT_SECRET_KEY, "change-me-to-a-long-random-string"})
+SECRET_KEY_REFUSED = (
+    "Set SECRET_KEY to a long random value of your own (e.g. `python -c 'import secrets; "
+    "print(secrets.token_urlsafe(50))'`): with DEBUG off a missing or published secret is refused."
+)
 
-DEBUG = env_bool("DEBUG", True)
-SECRET_KEY = os.environ.get("SECRET_KEY", DEFAULT_SECRET_KEY)
-if not DEBUG and SECRET_KEY == DEFAULT_SECRET_KEY:
-    raise ImproperlyConfigured("Set SECRET_KEY: the default secret is refused when DEBUG is off.")
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = os.environ.get("SECRET_KEY", "").strip()
+if not DEBUG and (not SECRET_KEY or SECRET_KEY in PUBLISHED_SECRET_KEYS):
+    raise ImproperlyConfigured(SECRET_KEY_REFUSED)
+SECRET_KEY = SECRET_KEY or DEVELOPMENT_SECRET_KEY
 
 # Personal API keys are stored as HMAC-SHA256 digests keyed with this secret. It is separate from
 # SECRET_KEY so that rotating session signing does not invalidate every API key.
@@ -236,8 +244,17 @@ LOGGING = {
     },
 }
 
-# Behind a TLS-terminating proxy set these to true (cookies only over HTTPS, trust X-Forwarded-Proto).
-SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
-CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
+# HTTPS only unless DEBUG: plain-HTTP requests are redirected, cookies only travel over HTTPS and
+# browsers are told (HSTS) to stay on HTTPS. Behind a TLS-terminating proxy set
+# TRUST_X_FORWARDED_PROTO=true so the proxy's HTTPS is recognised. The health endpoints answer over
+# plain HTTP too, since load balancers and container health checks probe them without TLS.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_REDIRECT_EXEMPT = [r"^_(health|liveness|ready)$"]
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 365 * 24 * 3600)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
+X_FRAME_OPTIONS = "DENY"
 if env_bool("TRUST_X_FORWARDED_PROTO", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
