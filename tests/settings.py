@@ -6,4 +6,4 @@ import os
 os.environ.setdefault("SECRET_KEY", "test-suite-only-secret-9f1c2a7e5b3d4c6a8e0f1b2d3c4a5e6f7a8b9c0d")
 os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
 
-from experiments_api.settings import *  # noqa: E402, F403
+from experiments_api.settings import *  # noqa: F403

@@ -31,7 +31,9 @@ PRODUCTION_ENVIRONMENT_NAMES_TO_DROP = (
 
 def operator_environment(**values: str) -> dict[str, str]:
     """What an operator's shell would pass: nothing of the test suite's own settings."""
-    env = {name: value for name, value in os.environ.items() if name not in PRODUCTION_ENVIRONMENT_NAMES_TO_DROP}
+    env = {
+        name: value for name, value in os.environ.items() if name not in PRODUCTION_ENVIRONMENT_NAMES_TO_DROP
+    }
     env["DJANGO_SETTINGS_MODULE"] = "experiments_api.settings"
     env.update(values)
     return env
@@ -79,7 +81,9 @@ def test_published_secret_key_refuses_to_start(published):
 
 
 def test_debug_on_runs_with_the_development_secret():
-    result = read_setting(operator_environment(DEBUG="true"), "settings.SECRET_KEY, settings.SECURE_SSL_REDIRECT")
+    result = read_setting(
+        operator_environment(DEBUG="true"), "settings.SECRET_KEY, settings.SECURE_SSL_REDIRECT"
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"{DEVELOPMENT_SECRET_KEY} False"
 
