@@ -11,6 +11,7 @@ from approvals.models import Approval, ApprovalPolicy, ChangeRequest
 from experiments_api.serializers import ActionBodySerializer, StrictFieldsMixin
 
 QUORUM_AT_LEAST_ONE = "Quorum must be at least 1"
+QUORUM_EXCEEDS_APPROVERS = "approver_config.quorum cannot exceed the number of approvers ({approvers}): the change could never be approved."
 CONDITIONS_NOT_AN_OBJECT = "Conditions must be an object."
 CONDITION_NOT_AN_OBJECT = "Each condition in a list of conditions must be an object."
 POLICY_EXISTS = "A policy for this action already exists. You can edit the existing policy instead."
@@ -169,6 +170,8 @@ class ApprovalPolicySerializer(StrictFieldsMixin, serializers.ModelSerializer):
         strangers = sorted(set(users) - members)
         if strangers:
             raise serializers.ValidationError(f"Approvers must be members of this organization: {strangers}")
+        if quorum > len(set(users)):
+            raise serializers.ValidationError(QUORUM_EXCEEDS_APPROVERS.format(approvers=len(set(users))))
         return {"quorum": quorum, "users": users, "roles": []}
 
     def validate_bypass_org_membership_levels(self, value: list[Any]) -> list[int]:
