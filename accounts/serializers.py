@@ -6,7 +6,6 @@ from rest_framework import serializers
 from accounts.models import Organization, OrganizationMembership, PersonalAPIKey, Project, User
 from accounts.representations import me, user_basic
 from accounts.scopes import is_valid_scope
-from accounts.services import MAX_PERSONAL_API_KEYS_PER_USER
 
 
 class UserBasicSerializer(serializers.ModelSerializer):
@@ -203,13 +202,3 @@ class PersonalAPIKeySerializer(serializers.ModelSerializer):
                 "You must be a member of all organizations that you are scoping the key to."
             )
         return normalized
-
-    def validate(self, attrs: dict) -> dict:
-        if self.instance is None:
-            user = self.context["request"].user
-            if PersonalAPIKey.objects.filter(user=user).count() >= MAX_PERSONAL_API_KEYS_PER_USER:
-                raise serializers.ValidationError(
-                    f"You can only have {MAX_PERSONAL_API_KEYS_PER_USER} personal API keys. "
-                    "Remove an existing key before creating a new one."
-                )
-        return attrs
