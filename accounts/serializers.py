@@ -111,7 +111,9 @@ class MeSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def to_representation(self, user: User) -> dict[str, Any]:
-        return me(user)
+        request = self.context.get("request")
+        key = request.auth if request is not None and isinstance(request.auth, PersonalAPIKey) else None
+        return me(user, key)
 
 
 class PersonalAPIKeySerializer(serializers.ModelSerializer):
