@@ -86,6 +86,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "experiments_api.middleware.RequestIdMiddleware",
+    "experiments_api.middleware.DatabaseUnavailableMiddleware",
     "experiments_api.middleware.RequestBodyLimitMiddleware",
     "experiments_api.middleware.NulCharacterMiddleware",
     "django.middleware.security.SecurityMiddleware",
