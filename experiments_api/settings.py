@@ -153,8 +153,12 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 MAX_REQUEST_BODY_BYTES = env_int("MAX_REQUEST_BODY_BYTES", 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 # Event intake (`/batch/` and the other capture paths) takes SDK batches up to this size, compressed
-# or not; PostHog's SDKs send up to ~6 MiB per batch and PostHog's own capture accepts 20 MiB.
-MAX_EVENT_BODY_BYTES = env_int("MAX_EVENT_BODY_BYTES", 20 * 1024 * 1024)
+# or decompressed. PostHog's Python SDK caps a batch at 5 MiB plus one event (up to ~6 MiB); its AI
+# events can reach 8 MiB each, for which an operator raises the limit. Intake needs only the public
+# project token, so the default stays near what SDKs send rather than PostHog's own 20 MiB.
+MAX_EVENT_BODY_BYTES = env_int("MAX_EVENT_BODY_BYTES", 8 * 1024 * 1024)
+# Intake requests per client address (empty: unlimited). See NUM_PROXIES behind a proxy.
+EVENT_INTAKE_RATE = os.environ.get("EVENT_INTAKE_RATE", "1200/minute")
 
 # With REDIS_URL the cache (throttle counters, flag definitions) is shared by every worker and
 # every machine; without it each process has its own, which is only right for a single process.
@@ -207,6 +211,10 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "experiments_api.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "experiments_api.schema.ScopedAutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # How many proxies in front of the server append to X-Forwarded-For: per-address limits take the
+    # client address from there. 0 uses the connection's address (DRF's None would trust the header
+    # as the client sends it).
+    "NUM_PROXIES": env_int("NUM_PROXIES", 0),
 }
 
 SPECTACULAR_SETTINGS = {
