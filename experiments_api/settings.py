@@ -6,7 +6,6 @@ switched on explicitly, by `make run` or by setting DEBUG=true.
 """
 
 import os
-import sys
 from pathlib import Path
 
 import dj_database_url
@@ -241,12 +240,22 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
+# Application logs go to gunicorn's error log when running under gunicorn (stderr otherwise), with
+# credentials in query strings and personal API key secrets redacted (experiments_api/logs.py).
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "stream": sys.stderr, "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "filters": {
+        "request_id": {"()": "experiments_api.logs.RequestIdFilter"},
+        "redact_credentials": {"()": "experiments_api.logs.RedactCredentialsFilter"},
+    },
+    "handlers": {
+        "error_log": {
+            "class": "experiments_api.logs.ErrorLogHandler",
+            "filters": ["request_id", "redact_credentials"],
+        },
+    },
+    "root": {"handlers": ["error_log"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {
         "django.request": {"level": "ERROR"},
         "django.server": {"level": "INFO"},
