@@ -7,11 +7,10 @@ from rest_framework import serializers
 from accounts.models import OrganizationMembership
 from accounts.serializers import UserBasicSerializer
 from approvals.actions import ACTIONS
-from approvals.models import Approval, ApprovalPolicy, ChangeRequest
+from approvals.models import QUORUM_EXCEEDS_APPROVERS, Approval, ApprovalPolicy, ChangeRequest
 from experiments_api.serializers import ActionBodySerializer, StrictFieldsMixin
 
 QUORUM_AT_LEAST_ONE = "Quorum must be at least 1"
-QUORUM_EXCEEDS_APPROVERS = "approver_config.quorum cannot exceed the number of approvers ({approvers}): the change could never be approved."
 CONDITIONS_NOT_AN_OBJECT = "Conditions must be an object."
 CONDITION_NOT_AN_OBJECT = "Each condition in a list of conditions must be an object."
 POLICY_EXISTS = "A policy for this action already exists. You can edit the existing policy instead."

@@ -1,10 +1,10 @@
 import pytest
 from django.contrib.messages import get_messages
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.test import Client
 
 from accounts.models import OrganizationMembership
-from approvals.models import ApprovalPolicy, ChangeRequest
-from approvals.serializers import QUORUM_EXCEEDS_APPROVERS
+from approvals.models import APPROVER_CONFIG_INVALID, QUORUM_EXCEEDS_APPROVERS, ApprovalPolicy, ChangeRequest
 from experiments.models import Experiment
 from tests.approvals.helpers import make_policy, member_client
 from tests.factories import ExperimentFactory, UserFactory
@@ -191,3 +191,22 @@ def test_admin_approve_action_goes_through_the_service(api):
     assert ChangeRequest.objects.get(pk=change_request_id).state == "applied"
     assert Experiment.objects.get(pk=draft.pk).start_date is not None
     assert client.get("/admin/approvals/approvalpolicy/").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("approver_config", "message"),
+    [
+        ({"quorum": 3, "users": ["me", "me"]}, QUORUM_EXCEEDS_APPROVERS.format(approvers=1)),
+        ({"quorum": 1, "users": ["not an id"]}, APPROVER_CONFIG_INVALID),
+    ],
+)
+def test_admin_made_policies_are_validated_too(api, approver_config, message):
+    users = [api.user.id if user == "me" else user for user in approver_config["users"]]
+    policy = ApprovalPolicy(
+        organization=api.project.organization,
+        action_key="experiment.launch",
+        approver_config={**approver_config, "users": users},
+    )
+    with pytest.raises(DjangoValidationError) as refused:
+        policy.full_clean()
+    assert refused.value.message_dict["approver_config"] == [message]
