@@ -50,10 +50,11 @@ SECRET_KEY_REFUSED = (
 )
 
 DEBUG = env_bool("DEBUG", False)
-SECRET_KEY = os.environ.get("SECRET_KEY", "").strip()
-if not DEBUG and (not SECRET_KEY or SECRET_KEY in PUBLISHED_SECRET_KEYS):
+# Used as given (personal API key digests depend on it); only the checks ignore surrounding blanks.
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not DEBUG and (not SECRET_KEY.strip() or SECRET_KEY.strip() in PUBLISHED_SECRET_KEYS):
     raise ImproperlyConfigured(SECRET_KEY_REFUSED)
-SECRET_KEY = SECRET_KEY or DEVELOPMENT_SECRET_KEY
+SECRET_KEY = SECRET_KEY if SECRET_KEY.strip() else DEVELOPMENT_SECRET_KEY
 
 # Personal API keys are stored as HMAC-SHA256 digests keyed with this secret. It is separate from
 # SECRET_KEY so that rotating session signing does not invalidate every API key.

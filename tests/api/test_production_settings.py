@@ -73,7 +73,7 @@ def test_missing_secret_key_refuses_to_start():
     assert "SECRET_KEY" in result.stderr
 
 
-@pytest.mark.parametrize("published", sorted(PUBLISHED_SECRET_KEYS))
+@pytest.mark.parametrize("published", [*sorted(PUBLISHED_SECRET_KEYS), "   ", f" {DEVELOPMENT_SECRET_KEY} "])
 def test_published_secret_key_refuses_to_start(published):
     result = run_manage(operator_environment(SECRET_KEY=published), "check")
     assert result.returncode != 0
