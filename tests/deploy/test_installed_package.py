@@ -76,12 +76,17 @@ def scratch_database() -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def test_the_image_build_step_runs_from_the_build_context(locked_venv, tmp_path):
-    app = tmp_path / "app"
+def copy_build_context(target_root: Path) -> Path:
+    """The files `docker build .` sends, copied: a clean tree, free of this checkout's build leftovers."""
     for relative in build_context_files():
-        target = app / relative
+        target = target_root / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / relative, target)
+    return target_root
+
+
+def test_the_image_build_step_runs_from_the_build_context(locked_venv, tmp_path):
+    app = copy_build_context(tmp_path / "app")
     env = production_environment(ALLOWED_HOSTS="experiments.example.com")
 
     run([str(locked_venv), "manage.py", "collectstatic", "--noinput", "--verbosity", "0"], cwd=app, env=env)
@@ -96,20 +101,9 @@ def test_the_image_build_step_runs_from_the_build_context(locked_venv, tmp_path)
 
 def test_the_wheel_installs_checks_and_migrates(locked_venv, tmp_path, scratch_database):
     wheels = tmp_path / "wheels"
-    run(
-        [
-            str(locked_venv),
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--no-deps",
-            "--wheel-dir",
-            str(wheels),
-            str(ROOT),
-        ],
-        cwd=ROOT,
-    )
+    source = copy_build_context(tmp_path / "source")
+    pip_wheel = ["-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheels), str(source)]
+    run([str(locked_venv), *pip_wheel], cwd=source)
     (wheel,) = wheels.glob("experiments_api-*.whl")
     run([str(locked_venv), "-m", "pip", "install", "--quiet", "--no-deps", str(wheel)], cwd=tmp_path)
     run([str(locked_venv), "-m", "pip", "check"], cwd=tmp_path)
