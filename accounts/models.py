@@ -203,3 +203,25 @@ class PersonalAPIKey(models.Model):
     def effective_scopes(self) -> list[str]:
         """Null or empty scopes are PostHog's legacy full-access keys."""
         return list(self.scopes) if self.scopes else ["*"]
+
+    def allows_project(self, project: Project) -> bool:
+        """Whether the key's project and organization scoping lets it see `project`."""
+        if self.scoped_teams and project.id not in self.scoped_teams:
+            return False
+        return not self.scoped_organizations or str(project.organization_id) in self.scoped_organizations
+
+    def allowed_organization_ids(self) -> set[str] | None:
+        """The organizations the key may see, or None when it is not scoped at all. A key scoped to
+        projects sees only those projects' organizations."""
+        allowed: set[str] | None = None
+        if self.scoped_organizations:
+            allowed = {str(organization_id) for organization_id in self.scoped_organizations}
+        if self.scoped_teams:
+            team_organizations = {
+                str(organization_id)
+                for organization_id in Project.objects.filter(
+                    id__in=[team for team in self.scoped_teams if isinstance(team, int)]
+                ).values_list("organization_id", flat=True)
+            }
+            allowed = team_organizations if allowed is None else allowed & team_organizations
+        return allowed

@@ -1,6 +1,6 @@
 from typing import Any
 
-from accounts.models import Organization, Project, User
+from accounts.models import Organization, PersonalAPIKey, Project, User
 from experiments_api.representation import api_datetime
 
 
@@ -39,10 +39,20 @@ def project_basic(project: Project) -> dict[str, Any]:
     }
 
 
-def me(user: User) -> dict[str, Any]:
+def me(user: User, key: PersonalAPIKey | None = None) -> dict[str, Any]:
     """`GET /api/users/@me/`: the user, their current project and organization, and every
-    organization they belong to (memberships prefetched with their organizations)."""
+    organization they belong to (memberships prefetched with their organizations). Through a key
+    scoped to projects or organizations, only what the key may see: a current project outside its
+    scope is shown as none."""
     project = user.current_project
+    allowed_organizations = key.allowed_organization_ids() if key is not None else None
+    if project is not None and key is not None and not key.allows_project(project):
+        project = None
+    memberships = [
+        membership
+        for membership in user.organization_memberships.all()
+        if allowed_organizations is None or str(membership.organization_id) in allowed_organizations
+    ]
     return {
         "id": user.id,
         "uuid": str(user.uuid),
@@ -61,6 +71,6 @@ def me(user: User) -> dict[str, Any]:
                 "name": membership.organization.name,
                 "membership_level": membership.level,
             }
-            for membership in user.organization_memberships.all()
+            for membership in memberships
         ],
     }

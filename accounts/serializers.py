@@ -6,7 +6,6 @@ from rest_framework import serializers
 from accounts.models import Organization, OrganizationMembership, PersonalAPIKey, Project, User
 from accounts.representations import me, user_basic
 from accounts.scopes import is_valid_scope
-from accounts.services import MAX_PERSONAL_API_KEYS_PER_USER
 from experiments_api.serializers import StrictFieldsMixin
 
 
@@ -113,7 +112,9 @@ class MeSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def to_representation(self, user: User) -> dict[str, Any]:
-        return me(user)
+        request = self.context.get("request")
+        key = request.auth if request is not None and isinstance(request.auth, PersonalAPIKey) else None
+        return me(user, key)
 
 
 class PersonalAPIKeySerializer(StrictFieldsMixin, serializers.ModelSerializer):
@@ -208,13 +209,3 @@ class PersonalAPIKeySerializer(StrictFieldsMixin, serializers.ModelSerializer):
                 "You must be a member of all organizations that you are scoping the key to."
             )
         return normalized
-
-    def validate(self, attrs: dict) -> dict:
-        if self.instance is None:
-            user = self.context["request"].user
-            if PersonalAPIKey.objects.filter(user=user).count() >= MAX_PERSONAL_API_KEYS_PER_USER:
-                raise serializers.ValidationError(
-                    f"You can only have {MAX_PERSONAL_API_KEYS_PER_USER} personal API keys. "
-                    "Remove an existing key before creating a new one."
-                )
-        return attrs

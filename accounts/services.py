@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from rest_framework.exceptions import ValidationError
 
 from accounts.models import (
     Organization,
@@ -20,6 +21,10 @@ from accounts.models import (
 PERSONAL_API_KEY_PREFIX = "phx_"
 PERSONAL_API_KEY_SECRET_LENGTH = 43
 MAX_PERSONAL_API_KEYS_PER_USER = 10
+TOO_MANY_PERSONAL_API_KEYS = (
+    f"You can only have {MAX_PERSONAL_API_KEYS_PER_USER} personal API keys. "
+    "Remove an existing key before creating a new one."
+)
 
 
 def personal_api_key_generate_secret() -> str:
@@ -52,17 +57,23 @@ def personal_api_key_create(
     scoped_teams: list[int] | None = None,
     scoped_organizations: list[str] | None = None,
 ) -> IssuedPersonalAPIKey:
-    """Create a key for `user` and return it with its secret. The secret is never stored."""
+    """Create a key for `user` and return it with its secret. The secret is never stored. A user has
+    at most MAX_PERSONAL_API_KEYS_PER_USER keys: the user row is locked while counting, so parallel
+    creations cannot all see room for one more."""
     secret = personal_api_key_generate_secret()
-    key = PersonalAPIKey.objects.create(
-        user=user,
-        label=label,
-        secure_value=personal_api_key_digest(secret),
-        mask_value=personal_api_key_mask(secret),
-        scopes=scopes,
-        scoped_teams=scoped_teams or None,
-        scoped_organizations=scoped_organizations or None,
-    )
+    with transaction.atomic():
+        User.objects.select_for_update().only("pk").get(pk=user.pk)
+        if PersonalAPIKey.objects.filter(user=user).count() >= MAX_PERSONAL_API_KEYS_PER_USER:
+            raise ValidationError(TOO_MANY_PERSONAL_API_KEYS)
+        key = PersonalAPIKey.objects.create(
+            user=user,
+            label=label,
+            secure_value=personal_api_key_digest(secret),
+            mask_value=personal_api_key_mask(secret),
+            scopes=scopes,
+            scoped_teams=scoped_teams or None,
+            scoped_organizations=scoped_organizations or None,
+        )
     return IssuedPersonalAPIKey(key=key, secret=secret)
 
 

@@ -11,7 +11,9 @@ Applying an approved change request replays the recorded call as the requester, 
 gate, with the approved policy satisfied; any other policy still gates it.
 """
 
+import copy
 import functools
+import uuid
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -22,7 +24,6 @@ from typing import Any
 from django.apps import apps
 from django.db import models, transaction
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from accounts.models import OrganizationMembership, Project, User
 from approvals.conditions import conditions_match
@@ -81,38 +82,104 @@ class ApplyContext:
 current_apply: ContextVar[ApplyContext | None] = ContextVar("approval_apply", default=None)
 
 
-# --- serializing a call -------------------------------------------------------------------------
+# --- recording a call as plain JSON ----------------------------------------------------------
+#
+# A change request stores the call's arguments as the JSON they are, and, beside them, the list of
+# places where the server itself put a value that is not JSON (a model, a datetime). Only those
+# places are turned back into objects on replay; the values a requester sent are never decoded, so
+# a body carrying `{"$model": ...}` or `{"$datetime": ...}` stays that plain dict.
 
 
-def serialize_argument(value: Any) -> Any:
-    if isinstance(value, models.Model):
-        return {"$model": value._meta.label, "pk": value.pk}
-    if isinstance(value, datetime):
-        return {"$datetime": value.isoformat()}
-    if isinstance(value, date):
-        return {"$date": value.isoformat()}
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, dict):
-        return {str(key): serialize_argument(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [serialize_argument(item) for item in value]
-    return value
+class ReplayError(Exception):
+    """The recorded call cannot be rebuilt (a model outside the request's project, an unreadable value)."""
 
 
-def deserialize_argument(value: Any) -> Any:
-    """Rebuild an argument; models are re-read from the database (raising if they are gone)."""
-    if isinstance(value, dict):
-        if set(value) == {"$model", "pk"}:
-            return apps.get_model(value["$model"])._default_manager.get(pk=value["pk"])
-        if set(value) == {"$datetime"}:
-            return parse_datetime(value["$datetime"])
-        if set(value) == {"$date"}:
-            return date.fromisoformat(value["$date"])
-        return {key: deserialize_argument(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [deserialize_argument(item) for item in value]
-    return value
+def record_arguments(kwargs: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The call's keyword arguments as plain JSON, and the typed places in them: each has a `path`
+    (keys and list indexes from the top) and a `type`; a model's place holds its primary key and
+    names its model."""
+    typed: list[dict[str, Any]] = []
+
+    def plain(value: Any, path: list[str | int]) -> Any:
+        if isinstance(value, models.Model):
+            typed.append({"path": path, "type": "model", "model": value._meta.label})
+            return value.pk
+        if isinstance(value, datetime):
+            typed.append({"path": path, "type": "datetime"})
+            return value.isoformat()
+        if isinstance(value, date):
+            typed.append({"path": path, "type": "date"})
+            return value.isoformat()
+        if isinstance(value, Decimal):
+            typed.append({"path": path, "type": "decimal"})
+            return str(value)
+        if isinstance(value, uuid.UUID):
+            typed.append({"path": path, "type": "uuid"})
+            return str(value)
+        if isinstance(value, dict):
+            return {str(key): plain(item, [*path, str(key)]) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [plain(item, [*path, index]) for index, item in enumerate(value)]
+        return value
+
+    return plain(kwargs, []), typed
+
+
+def load_project_model(label: Any, pk: Any, project: Project) -> models.Model:
+    """A model the request's project owns, by primary key; nothing from another tenant, and no
+    model that does not belong to a project."""
+    try:
+        model = apps.get_model(str(label))
+    except (LookupError, ValueError) as error:
+        raise ReplayError(f"Unknown model {label!r}") from error
+    if model is Project:
+        if pk != project.pk:
+            raise ReplayError("The recorded project is not the change request's project")
+        return Project.objects.get(pk=project.pk)
+    if not any(field.name == "project" for field in model._meta.get_fields()):
+        raise ReplayError(f"{model._meta.label} is not a project resource")
+    if not isinstance(pk, int | str) or isinstance(pk, bool):
+        raise ReplayError(f"Unreadable id for {model._meta.label}")
+    return model._default_manager.get(pk=pk, project=project)
+
+
+def restore_value(typed: dict[str, Any], value: Any, project: Project) -> Any:
+    kind = typed.get("type")
+    try:
+        if kind == "model":
+            return load_project_model(typed.get("model"), value, project)
+        if kind == "datetime":
+            return datetime.fromisoformat(value)
+        if kind == "date":
+            return date.fromisoformat(value)
+        if kind == "decimal":
+            return Decimal(value)
+        if kind == "uuid":
+            return uuid.UUID(value)
+    except (TypeError, ValueError, ArithmeticError) as error:
+        raise ReplayError(f"Unreadable recorded {kind} value") from error
+    raise ReplayError(f"Unknown recorded type {kind!r}")
+
+
+def replay_arguments(arguments: Any, argument_types: Any, *, project: Project) -> dict[str, Any]:
+    """The recorded keyword arguments, with the server's typed places restored (models re-read
+    from `project`, raising ObjectDoesNotExist when gone)."""
+    if not isinstance(arguments, dict) or not isinstance(argument_types, list):
+        raise ReplayError("The recorded call is not in the current format")
+    rebuilt = copy.deepcopy(arguments)
+    for typed in argument_types:
+        path = typed.get("path") if isinstance(typed, dict) else None
+        if not isinstance(path, list) or not path:
+            raise ReplayError("The recorded call is not in the current format")
+        *parents, last = path
+        try:
+            container = rebuilt
+            for step in parents:
+                container = container[step]
+            container[last] = restore_value(typed, container[last], project)
+        except (KeyError, IndexError, TypeError) as error:
+            raise ReplayError("The recorded call is not in the current format") from error
+    return rebuilt
 
 
 def preconditions_of(resource: models.Model | None) -> dict[str, Any]:
@@ -355,10 +422,14 @@ def change_request_for(
         )
         if existing is not None:
             return ApprovalRequired(existing, message=DUPLICATE_MESSAGE, duplicate=True)
+        arguments, argument_types = record_arguments(
+            {key: value for key, value in kwargs.items() if key != "user"}
+        )
         intent = {
             **action.intent(decision.facets),
             "service": service.name,
-            "arguments": serialize_argument({key: value for key, value in kwargs.items() if key != "user"}),
+            "arguments": arguments,
+            "argument_types": argument_types,
             "preconditions": preconditions,
         }
         change_request = ChangeRequest.objects.create(
@@ -380,8 +451,14 @@ def change_request_for(
 
 def replay(change_request: ChangeRequest, *, user: User | None) -> Any:
     """Run the recorded call again as `user`, with the request's own policy satisfied."""
-    service = GATED_SERVICES[change_request.intent["service"]]
-    kwargs = deserialize_argument(change_request.intent.get("arguments") or {})
+    service = GATED_SERVICES.get(change_request.intent.get("service"))
+    if service is None:
+        raise ReplayError("The recorded call names no gated service")
+    kwargs = replay_arguments(
+        change_request.intent.get("arguments"),
+        change_request.intent.get("argument_types"),
+        project=change_request.project,
+    )
     token = current_apply.set(ApplyContext(approved_policy_id=str(change_request.policy_snapshot.get("id"))))
     try:
         return service.function(**kwargs, user=user)

@@ -4,10 +4,13 @@ import uuid
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.timezone import now
 
 DEFAULT_EXPIRES_AFTER = timedelta(days=14)
+QUORUM_EXCEEDS_APPROVERS = "approver_config.quorum cannot exceed the number of approvers ({approvers}): the change could never be approved."
+APPROVER_CONFIG_INVALID = "approver_config must be an object with a quorum and a list of user ids."
 
 
 class ApprovalPolicy(models.Model):
@@ -58,6 +61,16 @@ class ApprovalPolicy(models.Model):
     @property
     def quorum(self) -> int:
         return int((self.approver_config or {}).get("quorum") or 1)
+
+    def clean(self) -> None:
+        """Refuse, for policies made in the admin as the API does, a quorum no set of approvers
+        can reach: the gated action could never happen."""
+        try:
+            quorum, approvers = self.quorum, len(set(self.approver_user_ids))
+        except (AttributeError, TypeError, ValueError):
+            raise ValidationError({"approver_config": APPROVER_CONFIG_INVALID}) from None
+        if quorum > approvers:
+            raise ValidationError({"approver_config": QUORUM_EXCEEDS_APPROVERS.format(approvers=approvers)})
 
     @property
     def approver_user_ids(self) -> list[int]:

@@ -7,7 +7,7 @@ from rest_framework import serializers
 from accounts.models import OrganizationMembership
 from accounts.serializers import UserBasicSerializer
 from approvals.actions import ACTIONS
-from approvals.models import Approval, ApprovalPolicy, ChangeRequest
+from approvals.models import QUORUM_EXCEEDS_APPROVERS, Approval, ApprovalPolicy, ChangeRequest
 from experiments_api.serializers import ActionBodySerializer, StrictFieldsMixin
 
 QUORUM_AT_LEAST_ONE = "Quorum must be at least 1"
@@ -169,6 +169,8 @@ class ApprovalPolicySerializer(StrictFieldsMixin, serializers.ModelSerializer):
         strangers = sorted(set(users) - members)
         if strangers:
             raise serializers.ValidationError(f"Approvers must be members of this organization: {strangers}")
+        if quorum > len(set(users)):
+            raise serializers.ValidationError(QUORUM_EXCEEDS_APPROVERS.format(approvers=len(set(users))))
         return {"quorum": quorum, "users": users, "roles": []}
 
     def validate_bypass_org_membership_levels(self, value: list[Any]) -> list[int]:

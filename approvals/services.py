@@ -5,6 +5,7 @@ approvers acting at once cannot both apply it. An expired request is marked expi
 acts on it, and can then no longer be approved.
 """
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,9 +14,9 @@ from django.db import transaction
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
-from accounts.models import User
+from accounts.models import OrganizationMembership, User
 from approvals.actions import ACTIONS
-from approvals.gate import ApplyBlocked, ApprovalRequired, PolicyConflict
+from approvals.gate import ApplyBlocked, ApprovalRequired, PolicyConflict, ReplayError
 from approvals.models import Approval, ChangeRequest
 
 CANNOT_APPROVE = "This change request can no longer be approved."
@@ -25,6 +26,10 @@ ALREADY_VOTED = "You have already voted on this change request."
 REASON_REQUIRED = "A reason is required for rejection."
 DEFAULT_CANCEL_REASON = "Canceled by requester"
 STALE_ERROR = "Resource has been modified since this change request was created"
+REQUESTER_NOT_A_MEMBER = "The requester is no longer a member of this organization."
+APPLY_FAILED_UNEXPECTEDLY = "The change could not be applied ({error_type}); see the server's error log."
+
+logger = logging.getLogger(__name__)
 
 
 class ChangeRequestActionError(Exception):
@@ -57,22 +62,28 @@ def expire_if_due(change_request: ChangeRequest) -> bool:
 
 
 def change_request_apply(change_request: ChangeRequest) -> Outcome:
-    """Carry out an approved request by replaying its call as the requester. A target that changed
-    since the request, input that is no longer valid, or another policy's gate makes it `failed`,
-    with the reason recorded."""
-    action = ACTIONS[change_request.action_key]
-    stale = action.is_stale(change_request)
-    if stale:
-        return fail(change_request, f"Precondition failed: {stale}")
+    """Carry out an approved request by replaying its call as the requester. Whatever stops it — the
+    requester left the organization, the target changed since the request, input no longer valid,
+    another policy's gate, an unreadable recording, any error at all — makes it `failed` with the
+    reason in `apply_error`; nothing of the change is written and the request never stays approved."""
+    if not requester_is_member(change_request):
+        return fail(change_request, REQUESTER_NOT_A_MEMBER)
     try:
         with transaction.atomic():
+            action = ACTIONS[change_request.action_key]
+            stale = action.is_stale(change_request)
+            if stale:
+                return fail(change_request, f"Precondition failed: {stale}")
             result = action.apply(change_request)
     except ValidationError as error:
         return fail(change_request, f"Validation failed: {error.detail}")
-    except (ApplyBlocked, PolicyConflict, ApprovalRequired) as error:
+    except (ApplyBlocked, PolicyConflict, ApprovalRequired, ReplayError) as error:
         return fail(change_request, str(error))
     except ObjectDoesNotExist:
         return fail(change_request, "Resource no longer exists")
+    except Exception as error:
+        logger.exception("Applying change request %s failed", change_request.pk)
+        return fail(change_request, APPLY_FAILED_UNEXPECTEDLY.format(error_type=type(error).__name__))
     change_request.state = ChangeRequest.State.APPLIED
     change_request.applied_at = timezone.now()
     change_request.applied_by = change_request.created_by
@@ -86,6 +97,16 @@ def change_request_apply(change_request: ChangeRequest) -> Outcome:
     change_request.save()
     return Outcome(
         "applied", "Quorum reached. Change applied successfully.", change_request, change_request.result_data
+    )
+
+
+def requester_is_member(change_request: ChangeRequest) -> bool:
+    """The change is applied as its requester, so they must still belong to the organization."""
+    return (
+        change_request.created_by_id is not None
+        and OrganizationMembership.objects.filter(
+            user_id=change_request.created_by_id, organization_id=change_request.organization_id
+        ).exists()
     )
 
 

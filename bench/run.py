@@ -86,6 +86,7 @@ def server_environment(url: str, port: int) -> dict[str, str]:
         **os.environ,
         "DATABASE_URL": url,
         "DEBUG": "false",
+        "SECURE_SSL_REDIRECT": "false",
         "SECRET_KEY": SECRET_KEY,
         "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
         "RATE_LIMIT_ENABLED": "false",

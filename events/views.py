@@ -15,12 +15,14 @@ from django.views.decorators.csrf import csrf_exempt
 
 from events.decoding import PayloadError, PayloadTooLarge, decode_payload, read_body
 from events.services import InvalidEvent, captured_event, events_capture, parse_moment
+from events.throttling import event_intake_allowed
 from experiments_api.errors import error_body, json_error_response
 from experiments_api.middleware import request_body_limit_setting
 from flags.definitions import delivery_project_for_token
 
 TOKEN_FIELDS = ("api_key", "token", "$token")
 MISSING_TOKEN = "API key not provided. You can find your project API key in your project settings."
+RATE_LIMITED = "Too many event requests from this address. Slow down and retry after Retry-After seconds."
 INVALID_TOKEN = "Project API key invalid. You can find your project API key in your project settings."
 
 
@@ -73,6 +75,12 @@ def capture_view(request: HttpRequest) -> HttpResponse:
         )
         response["Allow"] = "POST, OPTIONS"
         return response
+    allowed, retry_after = event_intake_allowed(request)
+    if not allowed:
+        response = json_error_response(429, "throttled_error", "throttled", RATE_LIMITED)
+        if retry_after is not None:
+            response["Retry-After"] = str(retry_after)
+        return _cors(response)
     return _cors(_capture(request))
 
 

@@ -9,6 +9,7 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, JsonResponse
 from django.views import defaults
 from django.views.csrf import csrf_failure as django_csrf_failure
@@ -21,6 +22,11 @@ logger = logging.getLogger("experiments_api.errors")
 
 NON_FIELD_KEYS = {"non_field_errors", "__all__"}
 SERVER_ERROR_DETAIL = "A server error occurred."
+DATABASE_UNAVAILABLE_DETAIL = "The database is unavailable. Try again shortly."
+DATABASE_RETRY_AFTER_SECONDS = 5
+# What the database driver raises when the server cannot be reached, drops the connection, or
+# cancels the statement: the request may succeed later, so it is a 503, not a bug's 500.
+DATABASE_UNAVAILABLE_ERRORS = (OperationalError, InterfaceError)
 
 
 def error_body(type_: str, code: str, detail: str, attr: str | None = None) -> dict[str, Any]:
@@ -99,9 +105,26 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
 
     request = context.get("request")
     request_id = getattr(request, "request_id", None) if request is not None else None
+    if isinstance(exc, DATABASE_UNAVAILABLE_ERRORS):
+        log_database_unavailable(request_id, exc)
+        return Response(
+            error_body("server_error", "service_unavailable", DATABASE_UNAVAILABLE_DETAIL),
+            status=503,
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+        )
     logger.exception("Unhandled exception (request_id=%s)", request_id)
     set_rollback()
     return Response(error_body("server_error", "error", SERVER_ERROR_DETAIL), status=500)
+
+
+def log_database_unavailable(request_id: str | None, exc: Exception) -> None:
+    logger.error("Database unavailable (request_id=%s): %s", request_id, exc, exc_info=exc)
+
+
+def database_unavailable_response() -> JsonResponse:
+    response = json_error_response(503, "server_error", "service_unavailable", DATABASE_UNAVAILABLE_DETAIL)
+    response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+    return response
 
 
 def json_error_response(status: int, type_: str, code: str, detail: str) -> JsonResponse:

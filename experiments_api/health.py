@@ -1,8 +1,49 @@
-"""Health endpoints for load balancers and orchestrators. Plain Django views: no auth, no DRF."""
+"""Health endpoints for load balancers and orchestrators. Plain Django views: no auth, no DRF.
+
+- `/_liveness`: the process answers (restart it if not).
+- `/_ready`: the instance can serve requests (send it traffic only if 200): 503 when a dependency
+  it cannot work without is down.
+- `/_health`: the same verdict, for monitoring; its body names each dependency's state.
+
+Every check reports into one dict, so a new dependency is one more entry in `dependency_states`.
+"""
+
+import logging
 
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
+
+logger = logging.getLogger(__name__)
+
+OK = "ok"
+# Dependencies without which no request can be served; any other failing check only degrades.
+REQUIRED_DEPENDENCIES = frozenset({"database"})
+
+
+def database_state() -> str:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except Exception:
+        logger.warning("Health check: the database is unreachable", exc_info=True)
+        return "unreachable"
+    return OK
+
+
+def dependency_states() -> dict[str, str]:
+    """Each dependency's state: `ok`, or what is wrong with it."""
+    return {"database": database_state()}
+
+
+def health_report() -> tuple[dict[str, str], int]:
+    """The body (`status` plus one entry per dependency) and the HTTP status to answer with."""
+    states = dependency_states()
+    failing = {name for name, state in states.items() if state != OK}
+    if failing & REQUIRED_DEPENDENCIES:
+        return {"status": "error", **states}, 503
+    return {"status": "degraded" if failing else OK, **states}, 200
 
 
 @require_GET
@@ -12,12 +53,14 @@ def liveness(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
+def readiness(request: HttpRequest) -> JsonResponse:
+    """Whether to send this instance traffic: 503 while a required dependency is down."""
+    body, status = health_report()
+    return JsonResponse(body, status=status)
+
+
+@require_GET
 def health(request: HttpRequest) -> JsonResponse:
-    """The process answers and can query the database."""
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-            cursor.fetchone()
-    except Exception:
-        return JsonResponse({"status": "error", "database": "unreachable"}, status=503)
-    return JsonResponse({"status": "ok", "database": "ok"})
+    """The instance's state for monitoring: the readiness verdict with each dependency's state."""
+    body, status = health_report()
+    return JsonResponse(body, status=status)

@@ -1,4 +1,5 @@
-"""Request-level plumbing that runs before any view: a request id and a body size limit."""
+"""Request-level plumbing around every view: a request id, a body size limit, NUL refusal, and 503
+for a database outage."""
 
 import re
 import uuid
@@ -9,7 +10,12 @@ from django.conf import settings
 from django.core.handlers.wsgi import LimitedStream
 from django.http import HttpRequest, HttpResponse
 
-from experiments_api.errors import json_error_response
+from experiments_api.errors import (
+    DATABASE_UNAVAILABLE_ERRORS,
+    database_unavailable_response,
+    json_error_response,
+    log_database_unavailable,
+)
 
 REQUEST_ID_HEADER = "X-Request-ID"
 SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
@@ -29,6 +35,23 @@ class RequestIdMiddleware:
         response = self.get_response(request)
         response[REQUEST_ID_HEADER] = request.request_id
         return response
+
+
+class DatabaseUnavailableMiddleware:
+    """A database outage met by a plain Django view (the SDK endpoints, health, admin) answers 503
+    with Retry-After, as the DRF views do, instead of a 500."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not isinstance(exception, DATABASE_UNAVAILABLE_ERRORS):
+            return None
+        log_database_unavailable(getattr(request, "request_id", None), exception)
+        return database_unavailable_response()
 
 
 class NulCharacterMiddleware:

@@ -1,12 +1,11 @@
 """Settings, read from the environment.
 
-Defaults are safe for trying the server out on one machine (SQLite, DEBUG on). Production sets
-DATABASE_URL, SECRET_KEY, DEBUG=false and ALLOWED_HOSTS; the server refuses to start with DEBUG off
-and the default secret.
+Defaults are the production ones: DEBUG off, HTTPS only, and no start without a SECRET_KEY of the
+operator's own. The conveniences of a local demo (DEBUG, a development secret, plain HTTP) are
+switched on explicitly, by `make run` or by setting DEBUG=true.
 """
 
 import os
-import sys
 from pathlib import Path
 
 import dj_database_url
@@ -41,12 +40,21 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
-DEFAULT_SECRET_KEY = "insecure-development-secret-key-change-me"
+DEVELOPMENT_SECRET_KEY = "insecure-development-secret-key-change-me"
+# Secrets that were ever printed in this repository (settings, docker-compose, docs): anyone can
+# sign sessions with them, so they are refused outside DEBUG.
+PUBLISHED_SECRET_KEYS = frozenset({DEVELOPMENT_SECRET_KEY, "change-me-to-a-long-random-string"})
+SECRET_KEY_REFUSED = (
+    "Set SECRET_KEY to a long random value of your own (e.g. `python -c 'import secrets; "
+    "print(secrets.token_urlsafe(50))'`): with DEBUG off a missing or published secret is refused."
+)
 
-DEBUG = env_bool("DEBUG", True)
-SECRET_KEY = os.environ.get("SECRET_KEY", DEFAULT_SECRET_KEY)
-if not DEBUG and SECRET_KEY == DEFAULT_SECRET_KEY:
-    raise ImproperlyConfigured("Set SECRET_KEY: the default secret is refused when DEBUG is off.")
+DEBUG = env_bool("DEBUG", False)
+# Used as given (personal API key digests depend on it); only the checks ignore surrounding blanks.
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not DEBUG and (not SECRET_KEY.strip() or SECRET_KEY.strip() in PUBLISHED_SECRET_KEYS):
+    raise ImproperlyConfigured(SECRET_KEY_REFUSED)
+SECRET_KEY = SECRET_KEY if SECRET_KEY.strip() else DEVELOPMENT_SECRET_KEY
 
 # Personal API keys are stored as HMAC-SHA256 digests keyed with this secret. It is separate from
 # SECRET_KEY so that rotating session signing does not invalidate every API key.
@@ -78,6 +86,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "experiments_api.middleware.RequestIdMiddleware",
+    "experiments_api.middleware.DatabaseUnavailableMiddleware",
     "experiments_api.middleware.RequestBodyLimitMiddleware",
     "experiments_api.middleware.NulCharacterMiddleware",
     "experiments_api.handling.RequestHandlingMiddleware",
@@ -145,8 +154,12 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 MAX_REQUEST_BODY_BYTES = env_int("MAX_REQUEST_BODY_BYTES", 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 # Event intake (`/batch/` and the other capture paths) takes SDK batches up to this size, compressed
-# or not; PostHog's SDKs send up to ~6 MiB per batch and PostHog's own capture accepts 20 MiB.
-MAX_EVENT_BODY_BYTES = env_int("MAX_EVENT_BODY_BYTES", 20 * 1024 * 1024)
+# or decompressed. PostHog's Python SDK caps a batch at 5 MiB plus one event (up to ~6 MiB); its AI
+# events can reach 8 MiB each, for which an operator raises the limit. Intake needs only the public
+# project token, so the default stays near what SDKs send rather than PostHog's own 20 MiB.
+MAX_EVENT_BODY_BYTES = env_int("MAX_EVENT_BODY_BYTES", 8 * 1024 * 1024)
+# Intake requests per client address (empty: unlimited). See NUM_PROXIES behind a proxy.
+EVENT_INTAKE_RATE = os.environ.get("EVENT_INTAKE_RATE", "1200/minute")
 
 # With REDIS_URL the cache (throttle counters, flag definitions) is shared by every worker and
 # every machine; without it each process has its own, which is only right for a single process.
@@ -200,6 +213,10 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "experiments_api.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "experiments_api.schema.ScopedAutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # How many proxies in front of the server append to X-Forwarded-For: per-address limits take the
+    # client address from there. 0 uses the connection's address (DRF's None would trust the header
+    # as the client sends it).
+    "NUM_PROXIES": env_int("NUM_PROXIES", 0),
 }
 
 SPECTACULAR_SETTINGS = {
@@ -230,20 +247,39 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
+# Application logs go to gunicorn's error log when running under gunicorn (stderr otherwise), with
+# credentials in query strings and personal API key secrets redacted (experiments_api/logs.py).
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "stream": sys.stderr, "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "filters": {
+        "request_id": {"()": "experiments_api.logs.RequestIdFilter"},
+        "redact_credentials": {"()": "experiments_api.logs.RedactCredentialsFilter"},
+    },
+    "handlers": {
+        "error_log": {
+            "class": "experiments_api.logs.ErrorLogHandler",
+            "filters": ["request_id", "redact_credentials"],
+        },
+    },
+    "root": {"handlers": ["error_log"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {
         "django.request": {"level": "ERROR"},
         "django.server": {"level": "INFO"},
     },
 }
 
-# Behind a TLS-terminating proxy set these to true (cookies only over HTTPS, trust X-Forwarded-Proto).
-SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
-CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
+# HTTPS only unless DEBUG: plain-HTTP requests are redirected, cookies only travel over HTTPS and
+# browsers are told (HSTS) to stay on HTTPS. Behind a TLS-terminating proxy set
+# TRUST_X_FORWARDED_PROTO=true so the proxy's HTTPS is recognised. The health endpoints answer over
+# plain HTTP too, since load balancers and container health checks probe them without TLS.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_REDIRECT_EXEMPT = [r"^_(health|liveness|ready)$"]
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 365 * 24 * 3600)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
+X_FRAME_OPTIONS = "DENY"
 if env_bool("TRUST_X_FORWARDED_PROTO", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

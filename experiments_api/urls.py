@@ -8,7 +8,7 @@ from approvals.views import ApprovalPolicyViewSet, ChangeRequestViewSet
 from events.views import capture_view
 from experiments.views import ExperimentSavedMetricViewSet, ExperimentViewSet
 from experiments_api.errors import api_endpoint_not_found
-from experiments_api.health import health, liveness
+from experiments_api.health import health, liveness, readiness
 from experiments_api.routing import ApiRouter
 from flags.delivery import decide_view, definitions_view, flags_view
 from flags.views import CohortViewSet, FeatureFlagViewSet
@@ -44,6 +44,7 @@ urlpatterns = [
     *sdk_urlpatterns,
     path("_health", health, name="health"),
     path("_liveness", liveness, name="liveness"),
+    path("_ready", readiness, name="readiness"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/schema/swagger-ui/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

@@ -31,6 +31,8 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+from flags.regex import flag_regex_search
+
 # The hash is the first 15 hex digits (60 bits) of the SHA-1, scaled into [0, 1] by 2^60 - 1.
 HASH_HEX_DIGITS = 15
 HASH_SCALE = float(0xFFFFFFFFFFFFFFF)
@@ -571,9 +573,8 @@ def _compare(operator: str, expected: Any, actual: Any, now: Callable[[], dt.dat
     if operator in TEXT_OPERATORS:
         return _compare_text(operator, expected, actual)
     if operator in ("regex", "not_regex"):
-        try:
-            found = re.search(str(expected), _to_text(actual)) is not None
-        except (re.error, RecursionError, OverflowError):
+        found = flag_regex_search(str(expected), _to_text(actual))
+        if found is None:
             return False  # an invalid pattern never matches, for either operator
         return found if operator == "regex" else not found
     if actual is None:

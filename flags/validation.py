@@ -14,6 +14,7 @@ from typing import Any
 from rest_framework.exceptions import ValidationError
 
 from accounts.models import Project
+from flags.regex import flag_regex_is_valid
 
 FLAG_KEY_PATTERN = re.compile(r"^[a-zA-Z0-9_-]+$")
 FLAG_KEY_MAX_LENGTH = 400
@@ -55,6 +56,10 @@ HOLDOUT_INVALID = (
 )
 HOLDOUT_DOES_NOT_EXIST = "Filters are not valid (holdout does not exist in this project)."
 
+REGEX_NOT_SUPPORTED = (
+    "Invalid value for operator {operator}: the pattern is not a regular expression this server can match "
+    "(RE2 syntax: no backreferences or lookaround)."
+)
 UNKNOWN_OPERATOR = "Filters are not valid (unknown property operator: {operator})."
 MAX_PROPERTY_VALUES = 1000
 MAX_GROUP_TYPE_INDEX = 4
@@ -144,6 +149,8 @@ def validate_property(prop: Any, *, aggregation_group_type_index: int | None, pr
         )
     if operator in STRING_VALUE_OPERATORS and not isinstance(value, str):
         raise ValidationError(f"Invalid value for operator {operator}: {value}", code="invalid_value")
+    if operator in ("regex", "not_regex") and not flag_regex_is_valid(value):
+        raise ValidationError(REGEX_NOT_SUPPORTED.format(operator=operator), code="invalid_value")
     if operator in COHORT_ONLY_OPERATORS and prop_type != "cohort":
         raise ValidationError(
             f"The '{operator}' operator is only valid for cohort properties, not '{prop_type}' properties.",

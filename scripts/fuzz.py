@@ -212,6 +212,7 @@ def fuzz(args: argparse.Namespace, url: str) -> int:
         **os.environ,
         "DATABASE_URL": url,
         "DEBUG": "false",
+        "SECURE_SSL_REDIRECT": "false",
         "SECRET_KEY": "fuzz-secret-key-not-for-production",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "RATE_LIMIT_ENABLED": "false",

@@ -1,8 +1,11 @@
+import threading
+
 import pytest
+from django.db import connection
 from rest_framework.test import APIClient
 
 from accounts.models import PersonalAPIKey
-from accounts.services import personal_api_key_create
+from accounts.services import MAX_PERSONAL_API_KEYS_PER_USER, personal_api_key_create
 from tests.factories import MembershipFactory, ProjectFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -199,3 +202,43 @@ def test_delete_ignores_a_body_by_default(session, user):
     assert response.status_code == 204
     assert response["Ignored-Fields"] == "(body)"
     assert not PersonalAPIKey.objects.filter(pk=issued.key.pk).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_parallel_creations_respect_the_limit(user):
+    """20 simultaneous creations from separate connections: the user row lock lets exactly 10 in."""
+    parallel = 20
+    clients = []
+    for _ in range(parallel):
+        client = APIClient()
+        client.force_login(user)
+        clients.append(client)
+    barrier = threading.Barrier(parallel)
+    statuses: list[int] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def create(client: APIClient) -> None:
+        try:
+            barrier.wait(timeout=30)
+            response = client.post(
+                "/api/personal_api_keys/", {"label": "race", "scopes": ["*"]}, format="json"
+            )
+            with lock:
+                statuses.append(response.status_code)
+        except BaseException as error:  # surfaced in the main thread below
+            with lock:
+                errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=create, args=(client,)) for client in clients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+    assert sorted(statuses) == [201] * MAX_PERSONAL_API_KEYS_PER_USER + [400] * (
+        parallel - MAX_PERSONAL_API_KEYS_PER_USER
+    )
+    assert PersonalAPIKey.objects.filter(user=user).count() == MAX_PERSONAL_API_KEYS_PER_USER

@@ -1,6 +1,7 @@
 import pytest
 from rest_framework.test import APIClient
 
+from tests.conftest import keyed_client
 from tests.factories import MembershipFactory, ProjectFactory
 
 pytestmark = pytest.mark.django_db
@@ -76,3 +77,42 @@ def test_me_needs_the_user_read_scope(make_api):
 
 def test_other_user_ids_are_not_addressable(api):
     assert api.get(f"/api/users/{api.user.id}/").status_code == 404
+
+
+def test_a_key_scoped_to_one_project_does_not_reveal_another_through_me(user, project):
+    """The user's current project is B; a key scoped to project A must not show B's name or token."""
+    project_b = ProjectFactory(name="Secret project B")
+    MembershipFactory(organization=project_b.organization, user=user, level=15)
+    user.current_project = project_b
+    user.save(update_fields=["current_project"])
+    scoped = keyed_client(user, project, scopes=["user:read"], scoped_teams=[project.id])
+
+    response = scoped.get("/api/users/@me/")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["team"] is None
+    assert body["organization"] is None
+    assert [org["id"] for org in body["organizations"]] == [str(project.organization_id)]
+    assert project_b.api_token not in response.content.decode()
+    assert "Secret project B" not in response.content.decode()
+
+
+def test_a_key_scoped_to_an_organization_lists_only_that_organization(user, project):
+    other = ProjectFactory(name="Other organization's project")
+    MembershipFactory(organization=other.organization, user=user, level=15)
+    scoped = keyed_client(
+        user, project, scopes=["user:read"], scoped_organizations=[str(project.organization_id)]
+    )
+
+    body = scoped.get("/api/users/@me/").json()
+
+    assert body["team"]["id"] == project.id
+    assert [org["id"] for org in body["organizations"]] == [str(project.organization_id)]
+
+
+def test_a_key_scoped_to_the_current_project_still_sees_it(user, project):
+    scoped = keyed_client(user, project, scopes=["user:read"], scoped_teams=[project.id])
+    body = scoped.get("/api/users/@me/").json()
+    assert body["team"]["id"] == project.id
+    assert body["organization"]["id"] == str(project.organization_id)

@@ -1,9 +1,10 @@
 import pytest
 from django.contrib.messages import get_messages
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.test import Client
 
 from accounts.models import OrganizationMembership
-from approvals.models import ApprovalPolicy, ChangeRequest
+from approvals.models import APPROVER_CONFIG_INVALID, QUORUM_EXCEEDS_APPROVERS, ApprovalPolicy, ChangeRequest
 from experiments.models import Experiment
 from tests.approvals.helpers import make_policy, member_client
 from tests.factories import ExperimentFactory, UserFactory
@@ -35,9 +36,10 @@ def test_admin_creates_lists_updates_and_deletes(api):
     listed = api.get(api.url("approval_policies/")).json()["results"]
     assert [item["id"] for item in listed] == [policy["id"]]
 
+    second_approver = member_client(api.project).user
     updated = api.patch(
         api.url(f"approval_policies/{policy['id']}/"),
-        {"approver_config": {"quorum": 2, "users": [api.user.id]}},
+        {"approver_config": {"quorum": 2, "users": [api.user.id, second_approver.id]}},
         format="json",
     )
     assert updated.status_code == 200
@@ -77,6 +79,30 @@ def test_quorum_must_be_at_least_one(api, quorum):
     )
     assert response.status_code == 400
     assert response.json()["detail"] == "Quorum must be at least 1"
+
+
+@pytest.mark.parametrize("users", [[], ["me"], ["me", "me"]])
+def test_quorum_larger_than_the_possible_approvers_is_refused(api, users):
+    user_ids = [api.user.id for _ in users]
+    response = api.post(
+        api.url("approval_policies/"),
+        {"action_key": "feature_flag.enable", "approver_config": {"quorum": 2, "users": user_ids}},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert response.json()["detail"] == QUORUM_EXCEEDS_APPROVERS.format(approvers=len(set(user_ids)))
+    assert not ApprovalPolicy.objects.exists()
+
+
+def test_quorum_larger_than_the_approvers_is_refused_on_update(api):
+    policy = api.post(api.url("approval_policies/"), body([api.user.id]), format="json").json()
+    response = api.patch(
+        api.url(f"approval_policies/{policy['id']}/"),
+        {"approver_config": {"quorum": 2, "users": [api.user.id]}},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert ApprovalPolicy.objects.get(pk=policy["id"]).quorum == 1
 
 
 def test_bypass_levels_are_coerced_to_integers(api):
@@ -165,3 +191,22 @@ def test_admin_approve_action_goes_through_the_service(api):
     assert ChangeRequest.objects.get(pk=change_request_id).state == "applied"
     assert Experiment.objects.get(pk=draft.pk).start_date is not None
     assert client.get("/admin/approvals/approvalpolicy/").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("approver_config", "message"),
+    [
+        ({"quorum": 3, "users": ["me", "me"]}, QUORUM_EXCEEDS_APPROVERS.format(approvers=1)),
+        ({"quorum": 1, "users": ["not an id"]}, APPROVER_CONFIG_INVALID),
+    ],
+)
+def test_admin_made_policies_are_validated_too(api, approver_config, message):
+    users = [api.user.id if user == "me" else user for user in approver_config["users"]]
+    policy = ApprovalPolicy(
+        organization=api.project.organization,
+        action_key="experiment.launch",
+        approver_config={**approver_config, "users": users},
+    )
+    with pytest.raises(DjangoValidationError) as refused:
+        policy.full_clean()
+    assert refused.value.message_dict["approver_config"] == [message]

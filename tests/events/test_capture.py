@@ -206,3 +206,36 @@ def test_deeply_nested_properties_never_500(client, project):
             f'"properties": {{"deep": {nested}}}}}]}}'
         )
         assert post(client, raw).status_code in (200, 400), depth
+
+
+def test_default_body_limit_refuses_a_15_mb_batch(client, project):
+    body = (
+        b'{"api_key": "' + project.api_token.encode() + b'", "batch": [' + b" " * (15 * 1024 * 1024) + b"]}"
+    )
+    response = post(client, body)
+    assert response.status_code == 413
+    assert response.json()["code"] == "request_too_large"
+    assert not Event.objects.exists()
+
+
+def test_intake_is_rate_limited_per_client_address(client, project, settings):
+    settings.EVENT_INTAKE_RATE = "3/minute"
+    body = {"api_key": project.api_token, "batch": [flag_called()]}
+    assert [post(client, body).status_code for _ in range(3)] == [200, 200, 200]
+    refused = post(client, body)
+    assert refused.status_code == 429
+    assert refused.json()["code"] == "throttled"
+    assert 1 <= int(refused["Retry-After"]) <= 60
+    # Another address has its own allowance; a forged X-Forwarded-For does not make one.
+    assert post(client, body, **{"X-Forwarded-For": "203.0.113.9"}).status_code == 429
+    other = Client(REMOTE_ADDR="198.51.100.7")
+    assert post(other, body).status_code == 200
+
+
+def test_intake_limit_counts_the_address_named_by_the_trusted_proxy(client, project, settings):
+    settings.EVENT_INTAKE_RATE = "1/minute"
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
+    body = {"api_key": project.api_token, "batch": [flag_called()]}
+    assert post(client, body, **{"X-Forwarded-For": "203.0.113.9"}).status_code == 200
+    assert post(client, body, **{"X-Forwarded-For": "203.0.113.9"}).status_code == 429
+    assert post(client, body, **{"X-Forwarded-For": "203.0.113.10"}).status_code == 200

@@ -1,0 +1,150 @@
+"""Applying an approved change request: the recorded call is plain JSON, replayed without decoding
+the requester's values; any failure ends `failed` with the reason, never a 500, never stuck."""
+
+import pytest
+
+from accounts.models import OrganizationMembership
+from approvals.actions import GatedAction
+from approvals.models import ChangeRequest
+from approvals.services import APPLY_FAILED_UNEXPECTEDLY, REQUESTER_NOT_A_MEMBER
+from experiments.models import Experiment
+from tests.approvals.helpers import make_policy, member_client, world_state
+from tests.factories import ExperimentFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def approver(api):
+    return member_client(api.project)
+
+
+@pytest.fixture
+def draft(api):
+    return ExperimentFactory(project=api.project)
+
+
+def request_update(api, experiment, body) -> str:
+    response = api.patch(api.url(f"experiments/{experiment.id}/"), body, format="json")
+    assert response.status_code == 409, response.content
+    return response.json()["change_request_id"]
+
+
+def approve(approver, api, change_request_id):
+    response = approver.post(api.url(f"change_requests/{change_request_id}/approve/"), {}, format="json")
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def hostile_values(other_project_experiment) -> dict:
+    return {
+        "when": {"$datetime": "2020-01-01T00:00:00+00:00"},
+        "day": {"$date": "2020-01-01"},
+        "row": {"$model": "experiments.Experiment", "pk": other_project_experiment.pk},
+        "user": {"$model": "accounts.User", "pk": 1},
+    }
+
+
+def test_hostile_values_in_the_body_are_replayed_as_the_plain_json_they_are(
+    api, approver, draft, other_project
+):
+    make_policy(api.project, "experiment.update", approvers=[approver.user])
+    values = hostile_values(ExperimentFactory(project=other_project))
+    change_request_id = request_update(
+        api,
+        draft,
+        {"description": "reviewed", "metrics": [], "stats_config": None, "exposure_criteria": values},
+    )
+    stored = ChangeRequest.objects.get(pk=change_request_id).intent["arguments"]["data"]["exposure_criteria"]
+    assert stored == values
+
+    outcome = approve(approver, api, change_request_id)
+
+    assert outcome["status"] == "applied", outcome
+    experiment = Experiment.objects.get(pk=draft.pk)
+    assert experiment.description == "reviewed"
+    assert experiment.exposure_criteria == values
+
+
+def test_model_ids_are_loaded_only_from_the_request_project(api, approver, draft, other_project):
+    """A recording pointing at another tenant's row (however it got there) loads nothing."""
+    make_policy(api.project, "experiment.update", approvers=[approver.user])
+    change_request_id = request_update(api, draft, {"description": "reviewed"})
+    foreign = ExperimentFactory(project=other_project, description="theirs")
+    change_request = ChangeRequest.objects.get(pk=change_request_id)
+    change_request.intent["arguments"]["experiment"] = foreign.pk
+    change_request.save(update_fields=["intent"])
+
+    outcome = approve(approver, api, change_request_id)
+
+    assert outcome["status"] == "failed"
+    change_request.refresh_from_db()
+    assert change_request.state == ChangeRequest.State.FAILED
+    assert change_request.apply_error == "Resource no longer exists"
+    assert Experiment.objects.get(pk=foreign.pk).description == "theirs"
+    assert Experiment.objects.get(pk=draft.pk).description != "reviewed"
+
+
+def test_a_recording_in_the_old_tagged_format_fails_instead_of_decoding(api, approver, draft):
+    make_policy(api.project, "experiment.update", approvers=[approver.user])
+    change_request_id = request_update(api, draft, {"description": "reviewed"})
+    change_request = ChangeRequest.objects.get(pk=change_request_id)
+    change_request.intent["arguments"]["experiment"] = {"$model": "experiments.Experiment", "pk": draft.pk}
+    del change_request.intent["argument_types"]
+    change_request.save(update_fields=["intent"])
+    before = world_state()
+
+    outcome = approve(approver, api, change_request_id)
+
+    assert outcome["status"] == "failed"
+    change_request.refresh_from_db()
+    assert change_request.state == ChangeRequest.State.FAILED
+    assert change_request.apply_error == "The recorded call is not in the current format"
+    assert world_state() == before
+
+
+def test_any_error_while_applying_ends_failed_with_the_reason(api, approver, draft, monkeypatch):
+    make_policy(api.project, "experiment.launch", approvers=[approver.user])
+    response = api.post(api.url(f"experiments/{draft.id}/launch/"))
+    change_request_id = response.json()["change_request_id"]
+
+    def broken_apply(self, change_request):
+        raise RuntimeError("simulated failure while applying")
+
+    monkeypatch.setattr(GatedAction, "apply", broken_apply)
+    outcome = approve(approver, api, change_request_id)
+
+    assert outcome["status"] == "failed"
+    change_request = ChangeRequest.objects.get(pk=change_request_id)
+    assert change_request.state == ChangeRequest.State.FAILED
+    assert change_request.apply_error == APPLY_FAILED_UNEXPECTEDLY.format(error_type="RuntimeError")
+    assert Experiment.objects.get(pk=draft.pk).start_date is None
+    again = approver.post(api.url(f"change_requests/{change_request_id}/approve/"), {}, format="json")
+    assert again.status_code == 403, again.content
+    assert ChangeRequest.objects.get(pk=change_request_id).state == ChangeRequest.State.FAILED
+
+
+def test_a_requester_who_left_the_organization_is_not_applied(api, approver, draft):
+    make_policy(api.project, "experiment.launch", approvers=[approver.user])
+    requester = member_client(api.project)
+    response = requester.post(api.url(f"experiments/{draft.id}/launch/"))
+    change_request_id = response.json()["change_request_id"]
+    OrganizationMembership.objects.filter(user=requester.user).delete()
+
+    outcome = approve(approver, api, change_request_id)
+
+    assert outcome["status"] == "failed"
+    change_request = ChangeRequest.objects.get(pk=change_request_id)
+    assert change_request.state == ChangeRequest.State.FAILED
+    assert change_request.apply_error == REQUESTER_NOT_A_MEMBER
+    assert Experiment.objects.get(pk=draft.pk).start_date is None
+
+
+def test_a_requester_who_moved_to_another_organization_is_not_applied(api, approver, draft, other_project):
+    make_policy(api.project, "experiment.launch", approvers=[approver.user])
+    requester = member_client(api.project)
+    change_request_id = requester.post(api.url(f"experiments/{draft.id}/launch/")).json()["change_request_id"]
+    OrganizationMembership.objects.filter(user=requester.user).update(organization=other_project.organization)
+
+    assert approve(approver, api, change_request_id)["status"] == "failed"
+    assert Experiment.objects.get(pk=draft.pk).start_date is None
