@@ -147,15 +147,23 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 # or not; PostHog's SDKs send up to ~6 MiB per batch and PostHog's own capture accepts 20 MiB.
 MAX_EVENT_BODY_BYTES = env_int("MAX_EVENT_BODY_BYTES", 20 * 1024 * 1024)
 
-# With REDIS_URL the cache (throttle counters, flag definitions) is shared by every worker and
-# every machine; without it each process has its own, which is only right for a single process.
+# With REDIS_URL the cache (throttle counters, the flag definitions body) is shared by every worker
+# and every machine; without it each process has its own, which is only right for a single process.
+# Redis is an accelerator, not a dependency: while it errors, each process falls back to its own
+# memory (see experiments_api/cache.py), and a short timeout keeps an unreachable Redis from
+# stalling workers.
 REDIS_URL = os.environ.get("REDIS_URL", "")
+REDIS_TIMEOUT_SECONDS = float(os.environ.get("REDIS_TIMEOUT_SECONDS", "0.5"))
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "experiments_api.cache.FailoverRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "experiments-api"),
+            "OPTIONS": {
+                "socket_connect_timeout": REDIS_TIMEOUT_SECONDS,
+                "socket_timeout": REDIS_TIMEOUT_SECONDS,
+            },
         }
     }
 else:

@@ -1,5 +1,7 @@
-"""Two server processes behind a load balancer share per-key rate limits through Redis."""
+"""Server processes behind a load balancer: per-key rate limits shared through Redis, and a Redis
+outage that degrades the service instead of taking it down."""
 
+import json
 import os
 import shutil
 import socket
@@ -17,7 +19,9 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
+from accounts.services import project_secret_api_key_rotate
 from tests.conftest import KeyedClient
+from tests.factories import FeatureFlagFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -144,3 +148,45 @@ def test_without_redis_each_process_counts_alone(api):
     prefix = f"test-{uuid.uuid4().hex}"
     with server(None, prefix) as first, server(None, prefix) as second:
         assert alternate(first, second, api, 8) == [200] * 8
+
+
+def answer(
+    base: str, path: str, *, headers: dict | None = None, body: dict | None = None
+) -> tuple[int, bytes]:
+    request = urllib.request.Request(
+        base + path,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def test_a_redis_outage_degrades_the_service_instead_of_stopping_it(api):
+    FeatureFlagFactory(project=api.project, key="exp-flag")
+    project_secret = project_secret_api_key_rotate(project=api.project).secret
+    closed_port = free_port()  # nothing listens there: every Redis call is refused
+    with server(f"redis://127.0.0.1:{closed_port}/0", f"test-{uuid.uuid4().hex}") as base:
+        started = time.monotonic()
+        statuses = alternate(base, base, api, 3)
+        flags_status, flags = answer(
+            base, "/flags/?v=2", body={"api_key": api.project.api_token, "distinct_id": "user_1"}
+        )
+        definitions_status, _ = answer(
+            base,
+            f"/flags/definitions?token={api.project.api_token}",
+            headers={"Authorization": f"Bearer {project_secret}"},
+        )
+        health_status, health = answer(base, "/_health")
+        elapsed = time.monotonic() - started
+
+    assert statuses == [200, 200, 200]
+    assert flags_status == 200
+    assert json.loads(flags)["flags"]["exp-flag"]["enabled"] is True
+    assert definitions_status == 200
+    assert health_status == 200
+    assert json.loads(health) == {"status": "ok", "database": "ok", "cache": "degraded"}
+    assert elapsed < 10
