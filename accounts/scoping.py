@@ -18,7 +18,8 @@ CURRENT = "@current"
 
 
 def resolve_project_for_user(user, raw_project_id: str) -> Project:
-    """The project behind `raw_project_id` with the user's membership level, or 404."""
+    """The project behind `raw_project_id` with the user's membership level and the project's data
+    version (read in this one statement, before any of the data it versions), or 404."""
     if not user or not user.is_authenticated:
         raise exceptions.NotAuthenticated()
     if raw_project_id == CURRENT:
@@ -35,7 +36,10 @@ def resolve_project_for_user(user, raw_project_id: str) -> Project:
     project = (
         Project.objects.select_related("organization")
         .filter(pk=project_id, organization__memberships__user_id=user.id)
-        .annotate(membership_level=F("organization__memberships__level"))
+        .annotate(
+            membership_level=F("organization__memberships__level"),
+            data_version=F("flag_definitions_version__data_version"),
+        )
         .first()
     )
     if project is None:

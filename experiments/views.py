@@ -44,6 +44,7 @@ from experiments.services import (
 )
 from experiments_api.mixins import BodylessActionsMixin, ForbidDestroyModel
 from experiments_api.pagination import MAX_OFFSET
+from experiments_api.response_cache import VersionedResponseCacheMixin
 from experiments_api.serializers import validated_body
 from flags.selectors import eligible_flags_for_experiments
 from flags.serializers import CohortSerializer, FeatureFlagSerializer
@@ -77,6 +78,7 @@ def is_truthy(value: Any) -> bool:
 
 @extend_schema_view(list=extend_schema(parameters=LIST_PARAMETERS))
 class ExperimentViewSet(
+    VersionedResponseCacheMixin,
     BodylessActionsMixin,
     ApprovalHandlingMixin,
     ProjectScopedViewSetMixin,
@@ -353,7 +355,9 @@ class ExperimentViewSet(
         return activity_page_response(entries.select_related("user").order_by("-created_at", "-id"), request)
 
 
-class ExperimentSavedMetricViewSet(BodylessActionsMixin, ProjectScopedViewSetMixin, viewsets.ModelViewSet):
+class ExperimentSavedMetricViewSet(
+    VersionedResponseCacheMixin, BodylessActionsMixin, ProjectScopedViewSetMixin, viewsets.ModelViewSet
+):
     """Shared metrics that experiments link to via `saved_metrics_ids`. DELETE is a hard delete."""
 
     scope_object = "experiment"

@@ -119,6 +119,18 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # The same backend with a health check that looks at the socket instead of sending `SELECT 1`.
+    DATABASES["default"]["ENGINE"] = "experiments_api.postgresql"
+    # Prepared statements: values are sent apart from the SQL (server-side binding) and a statement
+    # run `DATABASE_PREPARE_THRESHOLD` times on a connection is prepared once and then only
+    # executed, which halves PostgreSQL's CPU per query. A pooler in transaction mode (PgBouncer
+    # before 1.21, or without max_prepared_statements) cannot keep prepared statements: set
+    # DATABASE_PREPARED_STATEMENTS=false behind one.
+    if env_bool("DATABASE_PREPARED_STATEMENTS", True):
+        DATABASES["default"].setdefault("OPTIONS", {}).update(
+            server_side_binding=True, prepare_threshold=env_int("DATABASE_PREPARE_THRESHOLD", 2)
+        )
 
 AUTH_USER_MODEL = "accounts.User"
 AUTH_PASSWORD_VALIDATORS = [
@@ -173,6 +185,12 @@ else:
             "LOCATION": "experiments-api",
         }
     }
+
+# List and retrieve answers of experiments, flags, holdouts and saved metrics are cached per process,
+# keyed by the project's data version (see experiments_api/response_cache.py), in at most this much
+# memory per process.
+RESPONSE_CACHE_ENABLED = env_bool("RESPONSE_CACHE_ENABLED", True)
+RESPONSE_CACHE_BYTES = env_int("RESPONSE_CACHE_BYTES", 32 * 1024 * 1024)
 
 RATE_LIMIT_ENABLED = env_bool("RATE_LIMIT_ENABLED", True)
 THROTTLE_BURST_RATE = os.environ.get("THROTTLE_BURST_RATE", "480/minute")

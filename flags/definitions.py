@@ -4,8 +4,8 @@ Both SDK-facing endpoints read the same snapshot: `/flags` evaluates it, and the
 endpoint serves it (with its ETag), so local and remote answers can never disagree.
 
 Freshness: every write to a flag, cohort, group type or experiment of a project bumps the project's
-`FlagDefinitionsVersion` inside the same transaction (signals, which run inside it), so the new
-version and the new rows commit together or not at all. Each SDK request reads that version with
+`FlagDefinitionsVersion` inside the same transaction (`accounts.versions`), so the new version and
+the new rows commit together or not at all. Each SDK request reads that version with
 the project in one statement, and every cache is keyed by it, so no process ever serves definitions
 older than the last commit. Writes through `QuerySet.update()` or `bulk_create()` send no signals:
 code that changes flags in bulk must call `flag_definitions_changed` itself, inside its transaction.
@@ -18,20 +18,17 @@ instead of the database; the database.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.apps import apps
 from django.core.cache import cache
-from django.db import IntegrityError, connection, models, transaction
-from django.db.models import F
-from django.db.models.signals import post_delete, post_save
+from django.db import connection
 
 from accounts.models import FlagDefinitionsVersion, Project
+from accounts.versions import project_data_changed
 from events.models import GroupTypeMapping
 from flags.evaluation import dependency_chain
 from flags.models import Cohort, FeatureFlag
@@ -291,45 +288,10 @@ def _cohort_ids_in(tree: Any) -> set[str]:
 # --- invalidation ---------------------------------------------------------------------------------
 
 
-def flag_definitions_version_bump(project_id: int) -> None:
-    """Move the project to a new definitions version, so every cache entry of the old one is unused.
-
-    Runs inside the caller's transaction: the row stays locked until it commits, so concurrent
-    writers of one project's flags take turns here, and a rollback takes the bump back with it."""
-    if FlagDefinitionsVersion.objects.filter(project_id=project_id).update(version=F("version") + 1):
-        return
-    try:
-        with transaction.atomic():
-            FlagDefinitionsVersion.objects.create(project_id=project_id, version=1)
-    except IntegrityError:
-        # A concurrent first bump created the row (or the project is being deleted).
-        FlagDefinitionsVersion.objects.filter(project_id=project_id).update(version=F("version") + 1)
-
-
 def flag_definitions_changed(project_id: int) -> None:
-    """Call after changing a project's flags, cohorts or group types: bumps the version now, in the
-    same transaction as the change, so both commit or neither does (an SDK can never keep an old
-    ETag for a committed change). A reader that saw the old version before the commit may cache
-    newer rows under it, which is harmless: everyone reads the new version after the commit."""
-    flag_definitions_version_bump(project_id)
-
-
-def _on_project_data_changed(sender: type[models.Model], instance: models.Model, **kwargs: Any) -> None:
-    project_id = getattr(instance, "project_id", None)
-    if project_id is not None:
-        flag_definitions_changed(project_id)
-
-
-def connect_invalidation_signals() -> None:
-    """Watch every model whose rows shape what SDKs receive (called from the flags app's `ready`)."""
-    senders: list[type[models.Model]] = [FeatureFlag, Cohort, GroupTypeMapping]
-    # Linking a flag to an experiment changes its `has_experiment`; the app may not define it yet.
-    with contextlib.suppress(LookupError):
-        senders.append(apps.get_model("experiments", "Experiment"))
-    for sender in senders:
-        post_save.connect(
-            _on_project_data_changed, sender=sender, dispatch_uid=f"flag-definitions-{sender.__name__}"
-        )
-        post_delete.connect(
-            _on_project_data_changed, sender=sender, dispatch_uid=f"flag-definitions-delete-{sender.__name__}"
-        )
+    """Call after changing a project's flags, cohorts or group types without model signals (bulk
+    writes): bumps the version now, in the same transaction as the change, so both commit or neither
+    does (an SDK can never keep an old ETag for a committed change). A reader that saw the old
+    version before the commit may cache newer rows under it, which is harmless: everyone reads the
+    new version after the commit. Saves and deletes are announced by `accounts.versions`."""
+    project_data_changed(project_id, flag_definitions=True)

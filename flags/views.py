@@ -11,6 +11,7 @@ from activity.models import ActivityLog
 from activity.pagination import activity_page_response
 from approvals.mixins import ApprovalHandlingMixin
 from experiments_api.mixins import ForbidDestroyModel
+from experiments_api.response_cache import VersionedResponseCacheMixin
 from flags.models import Cohort, FeatureFlag
 from flags.selectors import cohort_queryset, flag_list, flag_queryset
 from flags.serializers import DEFAULT_NEW_FLAG_FILTERS, CohortSerializer, FeatureFlagSerializer
@@ -28,6 +29,7 @@ FLAG_CANNOT_BE_CREATED_DELETED = "A feature flag cannot be created already delet
     )
 )
 class FeatureFlagViewSet(
+    VersionedResponseCacheMixin,
     ApprovalHandlingMixin,
     ProjectScopedViewSetMixin,
     ForbidDestroyModel,

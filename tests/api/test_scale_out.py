@@ -190,3 +190,29 @@ def test_a_redis_outage_degrades_the_service_instead_of_stopping_it(api):
     assert health_status == 200
     assert json.loads(health) == {"status": "ok", "database": "ok", "cache": "degraded"}
     assert elapsed < 10
+
+
+def test_a_write_on_one_process_is_read_fresh_on_another(api):
+    flag = FeatureFlagFactory(project=api.project, key="exp-flag", name="Before")
+    auth = {"Authorization": f"Bearer {api.secret}"}
+    path = f"/api/projects/{api.project.id}/feature_flags/{flag.id}/"
+    sdk_body = {"api_key": api.project.api_token, "distinct_id": "user_1"}
+    with (
+        server(None, f"test-{uuid.uuid4().hex}") as first,
+        server(None, f"test-{uuid.uuid4().hex}") as second,
+    ):
+        for base in (first, second):  # both processes cache the answer and the definitions
+            assert json.loads(answer(base, path, headers=auth)[1])["name"] == "Before"
+            assert json.loads(answer(base, "/flags/?v=2", body=sdk_body)[1])["flags"]["exp-flag"]["enabled"]
+
+        request = urllib.request.Request(
+            first + path,
+            data=json.dumps({"name": "After", "active": False}).encode(),
+            method="PATCH",
+            headers={**auth, "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+
+        assert json.loads(answer(second, path, headers=auth)[1])["name"] == "After"
+        assert not json.loads(answer(second, "/flags/?v=2", body=sdk_body)[1])["flags"]["exp-flag"]["enabled"]
