@@ -11,7 +11,8 @@ from django.db.models import F, QuerySet
 from rest_framework import exceptions, viewsets
 from rest_framework.request import Request
 
-from accounts.models import OrganizationMembership, Project
+from accounts.identity import project_id_from_url
+from accounts.models import OrganizationMembership, PersonalAPIKey, Project
 
 PROJECT_NOT_FOUND = "Project not found."
 CURRENT = "@current"
@@ -63,7 +64,17 @@ class ProjectScopedViewSetMixin:
 
     @cached_property
     def project(self) -> Project:
-        return resolve_project_for_user(self.request.user, self.kwargs.get("project_id"))
+        raw_project_id = self.kwargs.get("project_id")
+        access = getattr(self.request, "project_access", None)
+        if (
+            access is not None
+            and access.project_id == project_id_from_url(raw_project_id)
+            and isinstance(self.request.auth, PersonalAPIKey)
+        ):
+            if access.project is None:
+                raise exceptions.NotFound(PROJECT_NOT_FOUND)
+            return access.project
+        return resolve_project_for_user(self.request.user, raw_project_id)
 
     @property
     def organization(self):
