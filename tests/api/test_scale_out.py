@@ -216,3 +216,15 @@ def test_a_write_on_one_process_is_read_fresh_on_another(api):
 
         assert json.loads(answer(second, path, headers=auth)[1])["name"] == "After"
         assert not json.loads(answer(second, "/flags/?v=2", body=sdk_body)[1])["flags"]["exp-flag"]["enabled"]
+
+
+def test_a_revoked_key_is_refused_by_every_process_on_its_next_request(api, make_api):
+    doomed = make_api()
+    with (
+        server(None, f"test-{uuid.uuid4().hex}") as first,
+        server(None, f"test-{uuid.uuid4().hex}") as second,
+    ):
+        assert [status(first, doomed), status(second, doomed)] == [200, 200]
+        doomed.key.delete()  # revoked while both processes hold warm connections and caches
+        assert [status(second, doomed), status(first, doomed)] == [401, 401]
+        assert [status(second, api), status(first, api)] == [200, 200]
