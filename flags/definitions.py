@@ -30,6 +30,7 @@ from django.db import connection
 from accounts.models import FlagDefinitionsVersion, Project
 from accounts.versions import project_data_changed
 from events.models import GroupTypeMapping
+from flags.compiled import CompiledFlag, compile_flag
 from flags.evaluation import dependency_chain
 from flags.models import Cohort, FeatureFlag
 
@@ -55,7 +56,8 @@ class DeliveryProject:
 class ProjectFlagDefinitions:
     """One version of a project's flags, as served to SDKs and as `/flags` evaluates them.
 
-    `flags` are the definitions sorted by key, `flags_by_key` the same indexed by key; `cohorts`
+    `flags` are the definitions sorted by key, `flags_by_key` the same indexed by key and
+    `compiled_flags` the same compiled for evaluation (in the same order); `cohorts`
     maps the id of every dynamic cohort the flags reference to its property group (static cohorts
     are left out, as PostHog does: they have no members an SDK could check); `body` is the
     serialized local-evaluation response and `etag` its weak ETag. Shared by every request of a
@@ -69,9 +71,11 @@ class ProjectFlagDefinitions:
     body: bytes
     etag: str
     flags_by_key: dict[str, dict[str, Any]] = field(init=False, repr=False, compare=False)
+    compiled_flags: tuple[CompiledFlag, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "flags_by_key", {flag["key"]: flag for flag in self.flags})
+        object.__setattr__(self, "compiled_flags", tuple(compile_flag(flag) for flag in self.flags))
 
     @classmethod
     def from_body(cls, version: int, body: bytes) -> ProjectFlagDefinitions:
