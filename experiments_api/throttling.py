@@ -4,13 +4,19 @@ Only requests authenticated with a personal API key are throttled, keyed by the 
 noisy integration cannot starve another. Rates are read from settings on each request so they can
 be changed by environment (and in tests) without re-importing anything.
 
-Each limit is a fixed-window counter in the cache (one increment per request), not DRF's list of
-timestamps, which grows to the limit (4 800 for the sustained rate) and is rewritten whole on every
-request. The price: at a window's edge a key can spend up to twice the limit within one period.
+Each limit is a sliding-window counter in the cache: one counter per key and period-long window,
+incremented per request, and the request is allowed while this window's count plus the previous
+window's count weighted by how much of it still overlaps the last period stays within the limit.
+That is two small cache operations per request, instead of DRF's list of timestamps, which grows to
+the limit (4 800 for the sustained rate) and is rewritten whole on every request. The weighting
+assumes the previous window's requests were spread evenly, so the limit is approximate within a
+period, but there is no burst of twice the limit at a window's edge. As with DRF, a refused request
+is not counted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import TYPE_CHECKING
 
@@ -44,12 +50,15 @@ class PersonalAPIKeyThrottle(throttling.BaseThrottle):
             return True
         limit, period = parse_rate(getattr(settings, self.rate_setting))
         now = time.time()
-        window = int(now // period)
-        key = f"throttle:{self.scope}:{request.auth.pk}:{period}:{window}"
-        count = _count_request(key, timeout=period + 1)
-        if count <= limit:
+        window, into_window = divmod(now, period)
+        key = f"throttle:{self.scope}:{request.auth.pk}:{period}:"
+        current = _count_request(f"{key}{int(window)}", timeout=2 * period + 1)
+        previous = cache.get(f"{key}{int(window) - 1}") or 0
+        if current + previous * (1 - into_window / period) <= limit:
             return True
-        self.wait_seconds = (window + 1) * period - now
+        with contextlib.suppress(ValueError):  # the counter expired meanwhile: nothing to take back
+            cache.decr(f"{key}{int(window)}")
+        self.wait_seconds = period - into_window
         return False
 
     def wait(self) -> float | None:
