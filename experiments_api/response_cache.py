@@ -3,7 +3,7 @@
 A project's `data_version` moves in the same transaction as every write to what the management API
 serves from it (`accounts.versions`), and a project-scoped request reads it in the same statement
 that checks the caller's access to the project. An answer is cached under (project, data version,
-user, the user's membership level, full path and query string), so:
+user, the user's membership level, the absolute URL with its query string), so:
 - a committed write is never followed by a stale read, on any process: the next request reads the
   new version and misses;
 - a cached answer is only ever served to the user it was built for, after that request's own
@@ -90,7 +90,8 @@ class VersionedResponseCacheMixin:
             getattr(project, "data_version", None) or 0,
             request.user.pk,
             self.membership_level,
-            request.get_full_path(),
+            # The absolute URL, not the path: pagination links in the body carry scheme and host.
+            request.build_absolute_uri(),
             request.accepted_media_type,
         )
         entry = process_response_cache.get(key)

@@ -120,3 +120,16 @@ def test_a_membership_change_reaches_the_cached_answer(api):
 
     membership.delete()
     assert client.get(url).status_code == 404
+
+
+def test_pagination_links_follow_the_host_each_caller_used(api, settings):
+    settings.ALLOWED_HOSTS = ["testserver", "experiments.example.com"]
+    for index in range(3):
+        create_experiment(api, name=f"E{index}", feature_flag_key=f"e-{index}")
+    url = api.url("experiments/?limit=1")
+    assert api.get(url).json()["next"].startswith("http://testserver/")
+    assert (
+        api.get(url, HTTP_HOST="experiments.example.com")
+        .json()["next"]
+        .startswith("http://experiments.example.com/")
+    )
