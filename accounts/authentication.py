@@ -13,6 +13,7 @@ from django.utils import timezone
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
+from accounts.identity import key_with_access, project_id_from_url
 from accounts.models import PersonalAPIKey, User
 from accounts.services import personal_api_key_digest
 
@@ -48,22 +49,25 @@ class PersonalAPIKeyAuthentication(authentication.BaseAuthentication):
         if found is None:
             return None
         secret, source = found
-        key = self.lookup(secret)
-        if key is None:
+        url_kwargs = (getattr(request, "parser_context", None) or {}).get("kwargs") or {}
+        project_id = project_id_from_url(url_kwargs.get("project_id"))
+        digest = personal_api_key_digest(secret)
+        found_key = key_with_access(digest, project_id)
+        if found_key is None or not hmac.compare_digest(found_key[0].secure_value, digest):
             raise exceptions.AuthenticationFailed(f"Personal API key found in request {source} is invalid.")
+        key, access = found_key
+        # Read in the same statement as the key: the project scoping uses it instead of asking again.
+        request.project_access = access
         self.touch(key)
         return key.user, key
 
     @staticmethod
     def lookup(secret: str) -> PersonalAPIKey | None:
         digest = personal_api_key_digest(secret)
-        try:
-            key = PersonalAPIKey.objects.select_related("user").get(secure_value=digest, user__is_active=True)
-        except PersonalAPIKey.DoesNotExist:
+        found = key_with_access(digest, None)
+        if found is None or not hmac.compare_digest(found[0].secure_value, digest):
             return None
-        if not hmac.compare_digest(key.secure_value, digest):
-            return None
-        return key
+        return found[0]
 
     @staticmethod
     def touch(key: PersonalAPIKey) -> None:

@@ -79,18 +79,20 @@ class Project(models.Model):
 
 
 class FlagDefinitionsVersion(models.Model):
-    """A counter bumped after every committed change to a project's flags, cohorts or group types.
+    """A project's change counters (see `accounts.versions`), bumped inside every writing transaction.
 
-    Caches of the project's flag definitions are keyed by it, and every SDK request reads it from the
-    database with the project, so no server process can serve definitions older than the last commit.
-    It lives in its own row, not on Project, so that saving a project loaded earlier can never move
-    the counter back to a value whose cached definitions are stale.
+    `version` moves with every change to the project's flags, cohorts or group types: caches of its
+    flag definitions are keyed by it, and every SDK request reads it from the database with the
+    project. `data_version` moves with every change to anything the management API serves from the
+    project: cached list and retrieve answers are keyed by it. They live in their own row, not on
+    Project, so that saving a project loaded earlier can never move a counter back.
     """
 
     project = models.OneToOneField(
         Project, on_delete=models.CASCADE, primary_key=True, related_name="flag_definitions_version"
     )
     version = models.PositiveBigIntegerField(default=0)
+    data_version = models.PositiveBigIntegerField(default=0)
 
     def __str__(self) -> str:
         return f"{self.project_id}: {self.version}"

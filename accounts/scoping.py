@@ -11,14 +11,16 @@ from django.db.models import F, QuerySet
 from rest_framework import exceptions, viewsets
 from rest_framework.request import Request
 
-from accounts.models import OrganizationMembership, Project
+from accounts.identity import project_id_from_url
+from accounts.models import OrganizationMembership, PersonalAPIKey, Project
 
 PROJECT_NOT_FOUND = "Project not found."
 CURRENT = "@current"
 
 
 def resolve_project_for_user(user, raw_project_id: str) -> Project:
-    """The project behind `raw_project_id` with the user's membership level, or 404."""
+    """The project behind `raw_project_id` with the user's membership level and the project's data
+    version (read in this one statement, before any of the data it versions), or 404."""
     if not user or not user.is_authenticated:
         raise exceptions.NotAuthenticated()
     if raw_project_id == CURRENT:
@@ -35,7 +37,10 @@ def resolve_project_for_user(user, raw_project_id: str) -> Project:
     project = (
         Project.objects.select_related("organization")
         .filter(pk=project_id, organization__memberships__user_id=user.id)
-        .annotate(membership_level=F("organization__memberships__level"))
+        .annotate(
+            membership_level=F("organization__memberships__level"),
+            data_version=F("flag_definitions_version__data_version"),
+        )
         .first()
     )
     if project is None:
@@ -59,7 +64,17 @@ class ProjectScopedViewSetMixin:
 
     @cached_property
     def project(self) -> Project:
-        return resolve_project_for_user(self.request.user, self.kwargs.get("project_id"))
+        raw_project_id = self.kwargs.get("project_id")
+        access = getattr(self.request, "project_access", None)
+        if (
+            access is not None
+            and access.project_id == project_id_from_url(raw_project_id)
+            and isinstance(self.request.auth, PersonalAPIKey)
+        ):
+            if access.project is None:
+                raise exceptions.NotFound(PROJECT_NOT_FOUND)
+            return access.project
+        return resolve_project_for_user(self.request.user, raw_project_id)
 
     @property
     def organization(self):

@@ -44,6 +44,7 @@ from experiments.services import (
 )
 from experiments_api.mixins import BodylessActionsMixin, ForbidDestroyModel
 from experiments_api.pagination import MAX_OFFSET
+from experiments_api.response_cache import VersionedResponseCacheMixin
 from experiments_api.serializers import validated_body
 from experiments_api.tags import tagged_with_any, tags_from_query
 from flags.selectors import eligible_flags_for_experiments
@@ -78,6 +79,7 @@ def is_truthy(value: Any) -> bool:
 
 @extend_schema_view(list=extend_schema(parameters=LIST_PARAMETERS))
 class ExperimentViewSet(
+    VersionedResponseCacheMixin,
     BodylessActionsMixin,
     ApprovalHandlingMixin,
     ProjectScopedViewSetMixin,
@@ -367,7 +369,9 @@ class ExperimentViewSet(
         ]
     )
 )
-class ExperimentSavedMetricViewSet(BodylessActionsMixin, ProjectScopedViewSetMixin, viewsets.ModelViewSet):
+class ExperimentSavedMetricViewSet(
+    VersionedResponseCacheMixin, BodylessActionsMixin, ProjectScopedViewSetMixin, viewsets.ModelViewSet
+):
     """Shared metrics that experiments link to via `saved_metrics_ids`. DELETE is a hard delete."""
 
     scope_object = "experiment"

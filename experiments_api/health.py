@@ -10,6 +10,7 @@ Every check reports into one dict, so a new dependency is one more entry in `dep
 
 import logging
 
+from django.core.cache import cache
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
@@ -17,6 +18,8 @@ from django.views.decorators.http import require_GET
 logger = logging.getLogger(__name__)
 
 OK = "ok"
+# A cache without Redis is process-local by configuration, not by failure.
+HEALTHY_STATES = frozenset({OK, "local"})
 # Dependencies without which no request can be served; any other failing check only degrades.
 REQUIRED_DEPENDENCIES = frozenset({"database"})
 
@@ -34,13 +37,13 @@ def database_state() -> str:
 
 def dependency_states() -> dict[str, str]:
     """Each dependency's state: `ok`, or what is wrong with it."""
-    return {"database": database_state()}
+    return {"database": database_state(), "cache": cache_status()}
 
 
 def health_report() -> tuple[dict[str, str], int]:
     """The body (`status` plus one entry per dependency) and the HTTP status to answer with."""
     states = dependency_states()
-    failing = {name for name, state in states.items() if state != OK}
+    failing = {name for name, state in states.items() if state not in HEALTHY_STATES}
     if failing & REQUIRED_DEPENDENCIES:
         return {"status": "error", **states}, 503
     return {"status": "degraded" if failing else OK, **states}, 200
@@ -64,3 +67,12 @@ def health(request: HttpRequest) -> JsonResponse:
     """The instance's state for monitoring: the readiness verdict with each dependency's state."""
     body, status = health_report()
     return JsonResponse(body, status=status)
+
+
+def cache_status() -> str:
+    """Whether Redis answers ("ok"), fails while the process serves from its own memory
+    ("degraded": the API still works) or is not configured ("local")."""
+    redis_reachable = getattr(cache, "redis_reachable", None)
+    if redis_reachable is None:
+        return "local"
+    return "ok" if redis_reachable() else "degraded"

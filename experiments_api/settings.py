@@ -129,6 +129,18 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # The same backend with a health check that looks at the socket instead of sending `SELECT 1`.
+    DATABASES["default"]["ENGINE"] = "experiments_api.postgresql"
+    # Prepared statements: values are sent apart from the SQL (server-side binding) and a statement
+    # run `DATABASE_PREPARE_THRESHOLD` times on a connection is prepared once and then only
+    # executed, which halves PostgreSQL's CPU per query. A pooler in transaction mode (PgBouncer
+    # before 1.21, or without max_prepared_statements) cannot keep prepared statements: set
+    # DATABASE_PREPARED_STATEMENTS=false behind one.
+    if env_bool("DATABASE_PREPARED_STATEMENTS", True):
+        DATABASES["default"].setdefault("OPTIONS", {}).update(
+            server_side_binding=True, prepare_threshold=env_int("DATABASE_PREPARE_THRESHOLD", 2)
+        )
 
 AUTH_USER_MODEL = "accounts.User"
 AUTH_PASSWORD_VALIDATORS = [
@@ -161,15 +173,23 @@ MAX_EVENT_BODY_BYTES = env_int("MAX_EVENT_BODY_BYTES", 8 * 1024 * 1024)
 # Intake requests per client address (empty: unlimited). See NUM_PROXIES behind a proxy.
 EVENT_INTAKE_RATE = os.environ.get("EVENT_INTAKE_RATE", "1200/minute")
 
-# With REDIS_URL the cache (throttle counters, flag definitions) is shared by every worker and
-# every machine; without it each process has its own, which is only right for a single process.
+# With REDIS_URL the cache (throttle counters, the flag definitions body) is shared by every worker
+# and every machine; without it each process has its own, which is only right for a single process.
+# Redis is an accelerator, not a dependency: while it errors, each process falls back to its own
+# memory (see experiments_api/cache.py), and a short timeout keeps an unreachable Redis from
+# stalling workers.
 REDIS_URL = os.environ.get("REDIS_URL", "")
+REDIS_TIMEOUT_SECONDS = float(os.environ.get("REDIS_TIMEOUT_SECONDS", "0.5"))
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "experiments_api.cache.FailoverRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "experiments-api"),
+            "OPTIONS": {
+                "socket_connect_timeout": REDIS_TIMEOUT_SECONDS,
+                "socket_timeout": REDIS_TIMEOUT_SECONDS,
+            },
         }
     }
 else:
@@ -179,6 +199,12 @@ else:
             "LOCATION": "experiments-api",
         }
     }
+
+# List and retrieve answers of experiments, flags, holdouts and saved metrics are cached per process,
+# keyed by the project's data version (see experiments_api/response_cache.py), in at most this much
+# memory per process.
+RESPONSE_CACHE_ENABLED = env_bool("RESPONSE_CACHE_ENABLED", True)
+RESPONSE_CACHE_BYTES = env_int("RESPONSE_CACHE_BYTES", 32 * 1024 * 1024)
 
 RATE_LIMIT_ENABLED = env_bool("RATE_LIMIT_ENABLED", True)
 THROTTLE_BURST_RATE = os.environ.get("THROTTLE_BURST_RATE", "480/minute")

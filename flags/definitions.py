@@ -1,41 +1,44 @@
-"""A project's flag definitions as SDKs see them, built once per change and cached.
+"""A project's flag definitions as SDKs see them, built once per change and held per process.
 
 Both SDK-facing endpoints read the same snapshot: `/flags` evaluates it, and the local-evaluation
 endpoint serves it (with its ETag), so local and remote answers can never disagree.
 
-Freshness: every committed write to a flag, cohort, group type or experiment of a project bumps the
-project's `FlagDefinitionsVersion` (signals, after commit). Each request reads that version from the
-database together with the project, and the cache key includes it, so no process ever serves
-definitions older than the last commit, even with a per-process cache. Writes through
-`QuerySet.update()` send no signals: code that changes flags in bulk must call
-`flag_definitions_changed` itself.
+Freshness: every write to a flag, cohort, group type or experiment of a project bumps the project's
+`FlagDefinitionsVersion` inside the same transaction (`accounts.versions`), so the new version and
+the new rows commit together or not at all. Each SDK request reads that version with
+the project in one statement, and every cache is keyed by it, so no process ever serves definitions
+older than the last commit. Writes through `QuerySet.update()` or `bulk_create()` send no signals:
+code that changes flags in bulk must call `flag_definitions_changed` itself, inside its transaction.
+
+Caches, fastest first: a per-process map project → definitions of one version (a request whose
+version matches uses it without deserialising anything); the shared cache (Redis when configured),
+holding only the serialized body, so a process that sees a new version rebuilds from the body
+instead of the database; the database.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import logging
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import Any
 
-from django.apps import apps
 from django.core.cache import cache
-from django.db import DatabaseError, IntegrityError, models, transaction
-from django.db.models import F
-from django.db.models.signals import post_delete, post_save
+from django.db import connection
 
 from accounts.models import FlagDefinitionsVersion, Project
+from accounts.versions import project_data_changed
 from events.models import GroupTypeMapping
+from flags.compiled import CompiledFlag, compile_flag
 from flags.evaluation import dependency_chain
 from flags.models import Cohort, FeatureFlag
 
-logger = logging.getLogger(__name__)
-
-CACHE_KEY_FORMAT = "flag-definitions:{project_id}:{version}"
+CACHE_KEY_FORMAT = "flag-definitions-body:{project_id}:{version}"
 # Entries are never stale (the key holds the version); the timeout only frees memory.
 CACHE_TIMEOUT_SECONDS = 24 * 60 * 60
+# Projects whose definitions one process keeps; the least recently used beyond this are dropped.
+PROCESS_CACHE_PROJECTS = 256
 
 
 @dataclass(frozen=True)
@@ -53,36 +56,62 @@ class DeliveryProject:
 class ProjectFlagDefinitions:
     """One version of a project's flags, as served to SDKs and as `/flags` evaluates them.
 
-    `flags` are the definitions sorted by key; `cohorts` maps the id of every dynamic cohort the
-    flags reference to its property group (static cohorts are left out, as PostHog does: they have
-    no members an SDK could check); `body` is the serialized local-evaluation response and `etag`
-    its weak ETag.
+    `flags` are the definitions sorted by key, `flags_by_key` the same indexed by key and
+    `compiled_flags` the same compiled for evaluation (in the same order); `cohorts`
+    maps the id of every dynamic cohort the flags reference to its property group (static cohorts
+    are left out, as PostHog does: they have no members an SDK could check); `body` is the
+    serialized local-evaluation response and `etag` its weak ETag. Shared by every request of a
+    process that sees `version`: never mutate it.
     """
 
+    version: int
     flags: tuple[dict[str, Any], ...]
     group_type_mapping: dict[str, str]
     cohorts: dict[str, Any]
     body: bytes
     etag: str
+    flags_by_key: dict[str, dict[str, Any]] = field(init=False, repr=False, compare=False)
+    compiled_flags: tuple[CompiledFlag, ...] = field(init=False, repr=False, compare=False)
 
-    @property
-    def flags_by_key(self) -> dict[str, dict[str, Any]]:
-        return {flag["key"]: flag for flag in self.flags}
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "flags_by_key", {flag["key"]: flag for flag in self.flags})
+        object.__setattr__(self, "compiled_flags", tuple(compile_flag(flag) for flag in self.flags))
+
+    @classmethod
+    def from_body(cls, version: int, body: bytes) -> ProjectFlagDefinitions:
+        decoded = json.loads(body)
+        return cls(
+            version,
+            tuple(decoded["flags"]),
+            decoded["group_type_mapping"],
+            decoded["cohorts"],
+            body,
+            f'W/"{hashlib.sha256(body).hexdigest()[:32]}"',
+        )
+
+
+# project id → its definitions at the last version this process saw. Sync workers serve one request
+# at a time; with threads, the worst a race does is build the same version twice.
+_process_definitions: OrderedDict[int, ProjectFlagDefinitions] = OrderedDict()
+
+
+def _token_lookup_sql() -> str:
+    quote = connection.ops.quote_name
+    project, version = Project._meta, FlagDefinitionsVersion._meta
+    return (
+        f"SELECT p.{quote('id')}, p.{quote('organization_id')}, v.{quote('version')}, "
+        f"p.{quote('secret_api_token_digest')}, p.{quote('secret_api_token_backup_digest')} "
+        f"FROM {quote(project.db_table)} p LEFT JOIN {quote(version.db_table)} v "
+        f"ON v.{quote('project_id')} = p.{quote('id')} WHERE p.{quote('api_token')} = %s"
+    )
 
 
 def delivery_project_for_token(token: str) -> DeliveryProject | None:
-    """The project whose public token (`phc_…`) this is, with its definitions version: one query."""
-    row = (
-        Project.objects.filter(api_token=token)
-        .values_list(
-            "id",
-            "organization_id",
-            "flag_definitions_version__version",
-            "secret_api_token_digest",
-            "secret_api_token_backup_digest",
-        )
-        .first()
-    )
+    """The project whose public token (`phc_…`) this is, with its definitions version: one statement,
+    written out so the hot path of every SDK request skips building ORM SQL."""
+    with connection.cursor() as cursor:
+        cursor.execute(_token_lookup_sql(), [token])
+        row = cursor.fetchone()
     if row is None:
         return None
     project_id, organization_id, version, digest, backup_digest = row
@@ -90,16 +119,32 @@ def delivery_project_for_token(token: str) -> DeliveryProject | None:
 
 
 def project_flag_definitions(project: DeliveryProject) -> ProjectFlagDefinitions:
-    """The project's definitions at its current version, from the cache or built (and cached)."""
+    """The project's definitions at its current version: from this process, the shared cache
+    (the serialized body only) or the database, in that order."""
+    held = _process_definitions.get(project.id)
+    if held is not None and held.version == project.definitions_version:
+        _process_definitions.move_to_end(project.id)
+        return held
     key = CACHE_KEY_FORMAT.format(project_id=project.id, version=project.definitions_version)
-    definitions = cache.get(key)
-    if definitions is None:
-        definitions = build_flag_definitions(project.id)
-        cache.set(key, definitions, CACHE_TIMEOUT_SECONDS)
+    body = cache.get(key)
+    if isinstance(body, bytes):
+        definitions = ProjectFlagDefinitions.from_body(project.definitions_version, body)
+    else:
+        definitions = build_flag_definitions(project.id, version=project.definitions_version)
+        cache.set(key, definitions.body, CACHE_TIMEOUT_SECONDS)
+    _process_definitions[project.id] = definitions
+    _process_definitions.move_to_end(project.id)
+    while len(_process_definitions) > PROCESS_CACHE_PROJECTS:
+        _process_definitions.popitem(last=False)
     return definitions
 
 
-def build_flag_definitions(project_id: int) -> ProjectFlagDefinitions:
+def forget_process_definitions() -> None:
+    """Drop this process's definitions (tests use it to act as a freshly started worker)."""
+    _process_definitions.clear()
+
+
+def build_flag_definitions(project_id: int, *, version: int = 0) -> ProjectFlagDefinitions:
     """Read the project's non-deleted flags, group types and referenced cohorts (four queries)."""
     flags = list(FeatureFlag.objects.filter(project_id=project_id, deleted=False).order_by("key"))
     with_experiment = flag_ids_with_experiments([flag.id for flag in flags])
@@ -121,7 +166,7 @@ def build_flag_definitions(project_id: int) -> ProjectFlagDefinitions:
         default=str,
     ).encode()
     etag = f'W/"{hashlib.sha256(body).hexdigest()[:32]}"'
-    return ProjectFlagDefinitions(definitions, group_type_mapping, cohorts, body, etag)
+    return ProjectFlagDefinitions(version, definitions, group_type_mapping, cohorts, body, etag)
 
 
 def flag_definition(
@@ -247,50 +292,10 @@ def _cohort_ids_in(tree: Any) -> set[str]:
 # --- invalidation ---------------------------------------------------------------------------------
 
 
-def flag_definitions_version_bump(project_id: int) -> None:
-    """Move the project to a new definitions version, so every cache entry of the old one is unused."""
-    if FlagDefinitionsVersion.objects.filter(project_id=project_id).update(version=F("version") + 1):
-        return
-    try:
-        with transaction.atomic():
-            FlagDefinitionsVersion.objects.create(project_id=project_id, version=1)
-    except IntegrityError:
-        # A concurrent first bump created the row (or the project is being deleted).
-        FlagDefinitionsVersion.objects.filter(project_id=project_id).update(version=F("version") + 1)
-
-
 def flag_definitions_changed(project_id: int) -> None:
-    """Call after changing a project's flags, cohorts or group types: bumps the version on commit.
-
-    Bumping after the commit, not inside the transaction, guarantees that whoever reads the new
-    version also reads the new rows, and keeps a lock on the version row out of flag writes.
-    """
-    transaction.on_commit(lambda: _bump_logging_failures(project_id), robust=True)
-
-
-def _bump_logging_failures(project_id: int) -> None:
-    try:
-        flag_definitions_version_bump(project_id)
-    except DatabaseError:
-        logger.exception("Could not bump the flag definitions version of project %s", project_id)
-
-
-def _on_project_data_changed(sender: type[models.Model], instance: models.Model, **kwargs: Any) -> None:
-    project_id = getattr(instance, "project_id", None)
-    if project_id is not None:
-        flag_definitions_changed(project_id)
-
-
-def connect_invalidation_signals() -> None:
-    """Watch every model whose rows shape what SDKs receive (called from the flags app's `ready`)."""
-    senders: list[type[models.Model]] = [FeatureFlag, Cohort, GroupTypeMapping]
-    # Linking a flag to an experiment changes its `has_experiment`; the app may not define it yet.
-    with contextlib.suppress(LookupError):
-        senders.append(apps.get_model("experiments", "Experiment"))
-    for sender in senders:
-        post_save.connect(
-            _on_project_data_changed, sender=sender, dispatch_uid=f"flag-definitions-{sender.__name__}"
-        )
-        post_delete.connect(
-            _on_project_data_changed, sender=sender, dispatch_uid=f"flag-definitions-delete-{sender.__name__}"
-        )
+    """Call after changing a project's flags, cohorts or group types without model signals (bulk
+    writes): bumps the version now, in the same transaction as the change, so both commit or neither
+    does (an SDK can never keep an old ETag for a committed change). A reader that saw the old
+    version before the commit may cache newer rows under it, which is harmless: everyone reads the
+    new version after the commit. Saves and deletes are announced by `accounts.versions`."""
+    project_data_changed(project_id, flag_definitions=True)

@@ -28,6 +28,7 @@ from accounts.scopes import scopes_grant
 from accounts.services import PROJECT_SECRET_API_KEY_PREFIX, project_secret_api_key_matches
 from events.decoding import PayloadError, decode_payload, read_body
 from experiments_api.errors import json_error_response
+from flags.compiled import evaluate_compiled_flags
 from flags.definitions import (
     DeliveryProject,
     ProjectFlagDefinitions,
@@ -38,7 +39,6 @@ from flags.evaluation import (
     MAX_DISTINCT_ID_LENGTH,
     EvaluationContext,
     FlagResult,
-    evaluate_flags,
     person_properties_for,
 )
 
@@ -142,17 +142,19 @@ def _evaluate_request(request: HttpRequest, *, from_decide: bool) -> dict[str, A
     context_args = _context_arguments(payload)
     definitions = project_flag_definitions(project)
     requested = _requested_keys(payload)
-    flags = [flag for flag in definitions.flags if requested is None or flag["key"] in requested]
+    flags = definitions.compiled_flags
+    if requested is not None:
+        flags = [flag for flag in flags if flag.key in requested]
     context = EvaluationContext(
         group_type_mapping=definitions.group_type_mapping,
         cohorts=definitions.cohorts,
         flags_by_key=definitions.flags_by_key,
         **context_args,
     )
-    results = evaluate_flags(flags, context)
+    results = evaluate_compiled_flags(flags, context)
     return response_shape(
         results,
-        {flag["key"]: flag for flag in flags},
+        definitions.flags_by_key,
         version=_requested_version(request),
         from_decide=from_decide,
         config_requested="config" in request.GET,

@@ -13,6 +13,7 @@ from activity.models import ActivityLog
 from activity.pagination import activity_page_response
 from approvals.mixins import ApprovalHandlingMixin
 from experiments_api.mixins import ForbidDestroyModel
+from experiments_api.response_cache import VersionedResponseCacheMixin
 from experiments_api.tags import tags_from_query
 from flags.definitions import delivery_project_for_token, project_flag_definitions
 from flags.models import Cohort, FeatureFlag
@@ -35,6 +36,7 @@ FLAG_CANNOT_BE_CREATED_DELETED = "A feature flag cannot be created already delet
     )
 )
 class FeatureFlagViewSet(
+    VersionedResponseCacheMixin,
     ApprovalHandlingMixin,
     ProjectScopedViewSetMixin,
     ForbidDestroyModel,

@@ -4,6 +4,7 @@ from rest_framework import serializers, viewsets
 from accounts.scoping import ProjectScopedViewSetMixin
 from approvals.mixins import ApprovalHandlingMixin
 from experiments_api.mixins import BodylessActionsMixin
+from experiments_api.response_cache import VersionedResponseCacheMixin
 from experiments_api.serializers import StrictFieldsMixin
 from holdouts.models import ExperimentHoldout
 from holdouts.serializers import ExperimentHoldoutSerializer
@@ -20,7 +21,11 @@ class ExperimentHoldoutWriteSerializer(StrictFieldsMixin, ExperimentHoldoutSeria
 
 
 class ExperimentHoldoutViewSet(
-    BodylessActionsMixin, ApprovalHandlingMixin, ProjectScopedViewSetMixin, viewsets.ModelViewSet
+    VersionedResponseCacheMixin,
+    BodylessActionsMixin,
+    ApprovalHandlingMixin,
+    ProjectScopedViewSetMixin,
+    viewsets.ModelViewSet,
 ):
     """Holdout groups. Deleting a holdout (204) detaches it from its experiments and their flags."""
 

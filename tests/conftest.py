@@ -8,6 +8,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import OrganizationMembership, PersonalAPIKey, Project, User
 from accounts.services import personal_api_key_create
+from flags.definitions import forget_process_definitions
 from tests.factories import MembershipFactory, ProjectFactory, UserFactory
 
 
@@ -56,8 +57,10 @@ def fast_password_hashing(settings):
 @pytest.fixture(autouse=True)
 def clear_cache():
     cache.clear()
+    forget_process_definitions()
     yield
     cache.clear()
+    forget_process_definitions()
 
 
 @pytest.fixture

@@ -1,5 +1,7 @@
-"""Two server processes behind a load balancer share per-key rate limits through Redis."""
+"""Server processes behind a load balancer: per-key rate limits shared through Redis, and a Redis
+outage that degrades the service instead of taking it down."""
 
+import json
 import os
 import shutil
 import socket
@@ -17,7 +19,9 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
+from accounts.services import project_secret_api_key_rotate
 from tests.conftest import KeyedClient
+from tests.factories import FeatureFlagFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -144,3 +148,83 @@ def test_without_redis_each_process_counts_alone(api):
     prefix = f"test-{uuid.uuid4().hex}"
     with server(None, prefix) as first, server(None, prefix) as second:
         assert alternate(first, second, api, 8) == [200] * 8
+
+
+def answer(
+    base: str, path: str, *, headers: dict | None = None, body: dict | None = None
+) -> tuple[int, bytes]:
+    request = urllib.request.Request(
+        base + path,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def test_a_redis_outage_degrades_the_service_instead_of_stopping_it(api):
+    FeatureFlagFactory(project=api.project, key="exp-flag")
+    project_secret = project_secret_api_key_rotate(project=api.project).secret
+    closed_port = free_port()  # nothing listens there: every Redis call is refused
+    with server(f"redis://127.0.0.1:{closed_port}/0", f"test-{uuid.uuid4().hex}") as base:
+        started = time.monotonic()
+        statuses = alternate(base, base, api, 3)
+        flags_status, flags = answer(
+            base, "/flags/?v=2", body={"api_key": api.project.api_token, "distinct_id": "user_1"}
+        )
+        definitions_status, _ = answer(
+            base,
+            f"/flags/definitions?token={api.project.api_token}",
+            headers={"Authorization": f"Bearer {project_secret}"},
+        )
+        health_status, health = answer(base, "/_health")
+        elapsed = time.monotonic() - started
+
+    assert statuses == [200, 200, 200]
+    assert flags_status == 200
+    assert json.loads(flags)["flags"]["exp-flag"]["enabled"] is True
+    assert definitions_status == 200
+    assert health_status == 200
+    assert json.loads(health) == {"status": "degraded", "database": "ok", "cache": "degraded"}
+    assert elapsed < 10
+
+
+def test_a_write_on_one_process_is_read_fresh_on_another(api):
+    flag = FeatureFlagFactory(project=api.project, key="exp-flag", name="Before")
+    auth = {"Authorization": f"Bearer {api.secret}"}
+    path = f"/api/projects/{api.project.id}/feature_flags/{flag.id}/"
+    sdk_body = {"api_key": api.project.api_token, "distinct_id": "user_1"}
+    with (
+        server(None, f"test-{uuid.uuid4().hex}") as first,
+        server(None, f"test-{uuid.uuid4().hex}") as second,
+    ):
+        for base in (first, second):  # both processes cache the answer and the definitions
+            assert json.loads(answer(base, path, headers=auth)[1])["name"] == "Before"
+            assert json.loads(answer(base, "/flags/?v=2", body=sdk_body)[1])["flags"]["exp-flag"]["enabled"]
+
+        request = urllib.request.Request(
+            first + path,
+            data=json.dumps({"name": "After", "active": False}).encode(),
+            method="PATCH",
+            headers={**auth, "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+
+        assert json.loads(answer(second, path, headers=auth)[1])["name"] == "After"
+        assert not json.loads(answer(second, "/flags/?v=2", body=sdk_body)[1])["flags"]["exp-flag"]["enabled"]
+
+
+def test_a_revoked_key_is_refused_by_every_process_on_its_next_request(api, make_api):
+    doomed = make_api()
+    with (
+        server(None, f"test-{uuid.uuid4().hex}") as first,
+        server(None, f"test-{uuid.uuid4().hex}") as second,
+    ):
+        assert [status(first, doomed), status(second, doomed)] == [200, 200]
+        doomed.key.delete()  # revoked while both processes hold warm connections and caches
+        assert [status(second, doomed), status(first, doomed)] == [401, 401]
+        assert [status(second, api), status(first, api)] == [200, 200]

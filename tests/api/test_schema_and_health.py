@@ -37,7 +37,7 @@ def test_liveness_touches_nothing(django_assert_num_queries):
 def test_health_checks_the_database(db):
     response = APIClient().get("/_health")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok"}
+    assert response.json() == {"status": "ok", "database": "ok", "cache": "local"}
 
 
 def test_user_references_that_outlive_their_user_are_nullable_in_the_schema(db):

@@ -43,3 +43,28 @@ def test_session_requests_are_not_throttled(user, project):
 def test_rate_limiting_can_be_disabled(api):
     statuses = {api.get(f"/api/projects/{api.project.id}/").status_code for _ in range(5)}
     assert statuses == {200}
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+
+@override_settings(THROTTLE_BURST_RATE="5/minute")
+def test_a_window_edge_gives_no_second_burst_and_refusals_are_not_counted(api, monkeypatch):
+    clock = Clock(1_800_000_000 * 60 + 59.5)  # half a second before a window ends
+    monkeypatch.setattr("experiments_api.throttling.time", clock)
+    url = f"/api/projects/{api.project.id}/"
+    assert [api.get(url).status_code for _ in range(5)] == [200] * 5
+
+    clock.now += 1  # the next window: the last minute still holds ~5 requests
+    assert [api.get(url).status_code for _ in range(3)] == [429] * 3
+
+    clock.now += 30  # half the previous window has slid out: ~2.5 of its 5 still count
+    assert [api.get(url).status_code for _ in range(3)] == [200, 200, 429]
+
+    clock.now += 60  # a full period later only the two requests of the last window count, half
+    assert [api.get(url).status_code for _ in range(5)] == [200, 200, 200, 200, 429]

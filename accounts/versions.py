@@ -1,0 +1,156 @@
+"""A project's change counters, moved in the same transaction as the change they announce.
+
+Two counters live in the project's `FlagDefinitionsVersion` row:
+- `version` moves with what SDKs receive (flags, cohorts, group types, an experiment's link to its
+  flag); the flag definitions caches are keyed by it;
+- `data_version` moves with anything the management API serves from the project (the models in
+  `PROJECT_DATA_MODELS`, and users and memberships of its organization, whose names and access
+  levels appear in bodies); cached list and retrieve answers are keyed by it.
+
+Both are bumped by signals, which run inside the writing transaction: the counter and the rows
+commit together or not at all, and a failed bump fails the write. Writes that send no signals
+(`QuerySet.update()`, `bulk_create()`, raw SQL) must call `project_data_changed` themselves.
+A model whose rows appear in a cached answer must be listed here, or its changes would be served
+stale until something else moves the counter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from django.apps import apps
+from django.db import IntegrityError, models, transaction
+from django.db.models import F
+from django.db.models.signals import m2m_changed, post_delete, post_save
+
+from accounts.models import FlagDefinitionsVersion, OrganizationMembership, Project, User
+
+# (app label, model name, moves the flag definitions too, how to find the row's project id)
+PROJECT_DATA_MODELS: list[tuple[str, str, bool, Callable[[Any], int | None]]] = []
+
+
+def _own_project(instance: Any) -> int | None:
+    return getattr(instance, "project_id", None)
+
+
+def _experiments_project(instance: Any) -> int | None:
+    experiment_id = getattr(instance, "experiment_id", None)
+    if experiment_id is None:
+        return None
+    experiment = apps.get_model("experiments", "Experiment")
+    return experiment._default_manager.filter(pk=experiment_id).values_list("project_id", flat=True).first()
+
+
+def _change_requests_project(instance: Any) -> int | None:
+    change_request = apps.get_model("approvals", "ChangeRequest")
+    return (
+        change_request._default_manager.filter(pk=instance.change_request_id)
+        .values_list("project_id", flat=True)
+        .first()
+    )
+
+
+PROJECT_DATA_MODELS += [
+    ("flags", "FeatureFlag", True, _own_project),
+    ("flags", "Cohort", True, _own_project),
+    ("events", "GroupTypeMapping", True, _own_project),
+    # Linking a flag to an experiment changes the flag's `has_experiment`.
+    ("experiments", "Experiment", True, _own_project),
+    ("experiments", "ExperimentSavedMetric", False, _own_project),
+    ("experiments", "ExperimentToSavedMetric", False, _experiments_project),
+    ("experiments", "ExperimentMetricResult", False, _experiments_project),
+    ("experiments", "ExperimentTimeseriesRecalculation", False, _own_project),
+    ("holdouts", "ExperimentHoldout", False, _own_project),
+    ("approvals", "ApprovalPolicy", False, _own_project),
+    ("approvals", "ChangeRequest", False, _own_project),
+    ("approvals", "Approval", False, _change_requests_project),
+]
+
+
+def project_versions_bump(project_ids: Iterable[int], *, flag_definitions: bool) -> None:
+    """Move the projects' data version (and their flag definitions version when asked) now, inside
+    the caller's transaction. The rows stay locked until it commits, so concurrent writers of one
+    project take turns here, and a rollback takes the bump back with the change."""
+    changes: dict[str, Any] = {"data_version": F("data_version") + 1}
+    if flag_definitions:
+        changes["version"] = F("version") + 1
+    for project_id in sorted(set(project_ids)):
+        if FlagDefinitionsVersion.objects.filter(project_id=project_id).update(**changes):
+            continue
+        try:
+            with transaction.atomic():
+                FlagDefinitionsVersion.objects.create(
+                    project_id=project_id, version=1 if flag_definitions else 0, data_version=1
+                )
+        except IntegrityError:
+            # A concurrent first bump created the row (or the project is being deleted).
+            FlagDefinitionsVersion.objects.filter(project_id=project_id).update(**changes)
+
+
+def project_data_changed(project_id: int, *, flag_definitions: bool = False) -> None:
+    """Announce a change made without model signals (bulk writes): bumps the counters now."""
+    project_versions_bump([project_id], flag_definitions=flag_definitions)
+
+
+def _organization_projects(organization_id: Any) -> list[int]:
+    return list(Project.objects.filter(organization_id=organization_id).values_list("id", flat=True))
+
+
+def _on_project_row_changed(
+    flag_definitions: bool, project_of: Callable[[Any], int | None]
+) -> Callable[..., None]:
+    def receiver(sender: type[models.Model], instance: models.Model, **kwargs: Any) -> None:
+        project_id = project_of(instance)
+        if project_id is not None:
+            project_versions_bump([project_id], flag_definitions=flag_definitions)
+
+    return receiver
+
+
+def _on_links_changed(sender: type[models.Model], instance: models.Model, action: str, **kwargs: Any) -> None:
+    if action.startswith("post_") and getattr(instance, "project_id", None) is not None:
+        project_versions_bump([instance.project_id], flag_definitions=False)
+
+
+def _on_membership_changed(
+    sender: type[models.Model], instance: OrganizationMembership, **kwargs: Any
+) -> None:
+    project_versions_bump(_organization_projects(instance.organization_id), flag_definitions=False)
+
+
+def _on_user_changed(
+    sender: type[models.Model], instance: User, created: bool = False, **kwargs: Any
+) -> None:
+    if created:
+        return
+    organization_ids = OrganizationMembership.objects.filter(user_id=instance.pk).values_list(
+        "organization_id", flat=True
+    )
+    project_ids = Project.objects.filter(organization_id__in=organization_ids).values_list("id", flat=True)
+    project_versions_bump(list(project_ids), flag_definitions=False)
+
+
+def connect_project_data_signals() -> None:
+    """Watch every model whose rows shape what a project's caches hold (from `AccountsConfig.ready`;
+    the apps that define them sit above accounts and are looked up by name, never imported)."""
+    for app_label, model_name, flag_definitions, project_of in PROJECT_DATA_MODELS:
+        try:
+            model = apps.get_model(app_label, model_name)
+        except LookupError:
+            continue
+        receiver = _on_project_row_changed(flag_definitions, project_of)
+        uid = f"project-versions-{app_label}.{model_name}"
+        post_save.connect(receiver, sender=model, weak=False, dispatch_uid=uid)
+        post_delete.connect(receiver, sender=model, weak=False, dispatch_uid=f"{uid}-delete")
+        for field in model._meta.many_to_many:
+            m2m_changed.connect(
+                _on_links_changed, sender=field.remote_field.through, dispatch_uid=f"{uid}-m2m"
+            )
+    post_save.connect(
+        _on_membership_changed, sender=OrganizationMembership, dispatch_uid="project-versions-m"
+    )
+    post_delete.connect(
+        _on_membership_changed, sender=OrganizationMembership, dispatch_uid="project-versions-md"
+    )
+    post_save.connect(_on_user_changed, sender=User, dispatch_uid="project-versions-user")

@@ -1,0 +1,211 @@
+"""Flag definitions compiled once per definitions version, so evaluating every flag for one user is
+a tight loop.
+
+`compile_flag` reads a definition once and keeps what does not depend on the user: whether it is
+active, its conditions with their rollout thresholds, its variant table and payloads. Evaluating a
+compiled flag then only hashes and matches the user's properties. Only the common shape is
+compiled — person properties, rollouts, variants, overrides, payloads, holdouts; a flag using
+groups, cohorts, flag dependencies, device-id bucketing or enrollment keeps the general evaluator
+(`flags.evaluation.evaluate_flag`), so every answer is the one that evaluator gives (a differential
+test holds the two together).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from flags.evaluation import (
+    REASON_PRIORITY,
+    EvaluationContext,
+    FlagResult,
+    ReasonCode,
+    evaluate_flag,
+    holdout_variant,
+    match_property,
+    rollout_hash,
+    variant_hash,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledCondition:
+    index: int
+    properties: tuple[Mapping[str, Any], ...]
+    # None: everyone passes the rollout; else the share (0–1) that passes.
+    rollout: float | None
+    # A rollout that is not a finite number never matches (the general evaluator's rule).
+    rollout_invalid: bool
+    variant_override: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledFlag:
+    key: str
+    definition: Mapping[str, Any]
+    # False: evaluate with the general evaluator (a shape this module does not compile).
+    compiled: bool
+    active: bool = False
+    conditions: tuple[CompiledCondition, ...] = ()
+    variants: tuple[tuple[str, float, float], ...] = ()
+    payloads: Mapping[str, Any] | None = None
+    has_holdout: bool = False
+    early_exit: bool = False
+
+    def evaluate(self, context: EvaluationContext) -> FlagResult:
+        known = context.memo.get(self.key)
+        if known is not None:
+            return known
+        if not self.compiled:
+            return evaluate_flag(self.definition, context)
+        result = self._evaluate(context)
+        context.memo[self.key] = result
+        return result
+
+    def _evaluate(self, context: EvaluationContext) -> FlagResult:
+        key = self.key
+        if not self.active:
+            return FlagResult(key, False, None, ReasonCode.FLAG_DISABLED)
+        identifier = context.distinct_id
+        if self.has_holdout:
+            held_out = holdout_variant(self.definition, identifier)
+            if held_out is not None:
+                return FlagResult(
+                    key, True, held_out, ReasonCode.HOLDOUT_CONDITION_VALUE, None, self._payload(held_out)
+                )
+        properties = context.person_properties
+        now = context.now
+        best_reason, best_index = ReasonCode.NO_CONDITION_MATCH, None
+        for condition in self.conditions:
+            outcome = None
+            for property_filter in condition.properties:
+                if not match_property(property_filter, properties, now=now):
+                    outcome = ReasonCode.NO_CONDITION_MATCH
+                    break
+            if outcome is None:
+                rollout = condition.rollout
+                if condition.rollout_invalid:
+                    outcome = ReasonCode.NO_CONDITION_MATCH
+                elif rollout is not None and rollout_hash(key, identifier) > rollout:
+                    outcome = ReasonCode.OUT_OF_ROLLOUT_BOUND
+            if outcome is None:
+                override = condition.variant_override
+                variant = override if override is not None else self._variant(identifier)
+                return FlagResult(
+                    key,
+                    True,
+                    variant,
+                    ReasonCode.CONDITION_MATCH,
+                    condition.index,
+                    self._payload(variant or "true"),
+                )
+            if best_index is None or REASON_PRIORITY[outcome] > REASON_PRIORITY[best_reason]:
+                best_reason, best_index = outcome, condition.index
+            if outcome == ReasonCode.OUT_OF_ROLLOUT_BOUND and self.early_exit:
+                break
+        return FlagResult(key, False, None, best_reason, best_index)
+
+    def _variant(self, identifier: str) -> str | None:
+        if not self.variants:
+            return None
+        hashed = variant_hash(self.key, identifier)
+        for variant_key, lower, upper in self.variants:
+            if lower <= hashed < upper:
+                return variant_key
+        return None
+
+    def _payload(self, lookup_key: str) -> Any:
+        return self.payloads.get(lookup_key) if self.payloads is not None else None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _compiled_condition(
+    index: int, condition: Mapping[str, Any], variant_keys: set[str]
+) -> CompiledCondition | None:
+    """The condition compiled, or None when it needs the general evaluator."""
+    if condition.get("aggregation_group_type_index") is not None:
+        return None
+    raw_properties = condition.get("properties")
+    properties: tuple[Mapping[str, Any], ...] = ()
+    if isinstance(raw_properties, list) and raw_properties:
+        if any(
+            not isinstance(item, Mapping) or item.get("type") in ("cohort", "flag") for item in raw_properties
+        ):
+            return None
+        properties = tuple(raw_properties)
+    raw_rollout = condition.get("rollout_percentage")
+    percentage = _number(raw_rollout) if raw_rollout is not None else None
+    rollout = percentage / 100 if percentage is not None and percentage < 100 else None
+    override = condition.get("variant")
+    return CompiledCondition(
+        index,
+        properties,
+        rollout,
+        raw_rollout is not None and percentage is None,
+        override if isinstance(override, str) and override in variant_keys else None,
+    )
+
+
+def compile_flag(definition: Mapping[str, Any]) -> CompiledFlag:
+    """One definition as served to SDKs, compiled (or marked for the general evaluator)."""
+    key = str(definition.get("key"))
+    general = CompiledFlag(key, definition, compiled=False)
+    filters = definition.get("filters")
+    filters = filters if isinstance(filters, Mapping) else {}
+    if (
+        filters.get("aggregation_group_type_index") is not None
+        or filters.get("feature_enrollment") is True
+        or (definition.get("bucketing_identifier") or filters.get("bucketing_identifier")) == "device_id"
+    ):
+        return general
+
+    multivariate = filters.get("multivariate")
+    raw_variants = multivariate.get("variants") if isinstance(multivariate, Mapping) else None
+    variants = (
+        [item for item in raw_variants if isinstance(item, Mapping)] if isinstance(raw_variants, list) else []
+    )
+    table = []
+    lower = 0.0
+    for variant in variants:
+        # Accumulated exactly as the general evaluator and the SDKs do, so edges land alike.
+        upper = lower + (_number(variant.get("rollout_percentage")) or 0.0) / 100
+        table.append((str(variant.get("key")), lower, upper))
+        lower = upper
+    variant_keys = {str(variant.get("key")) for variant in variants}
+
+    raw_conditions = filters.get("groups")
+    conditions = []
+    for index, condition in enumerate(raw_conditions if isinstance(raw_conditions, list) else []):
+        if not isinstance(condition, Mapping):
+            continue
+        compiled = _compiled_condition(index, condition, variant_keys)
+        if compiled is None:
+            return general
+        conditions.append(compiled)
+
+    payloads = filters.get("payloads")
+    return CompiledFlag(
+        key,
+        definition,
+        compiled=True,
+        active=bool(definition.get("active")),
+        conditions=tuple(conditions),
+        variants=tuple(table),
+        payloads=payloads if isinstance(payloads, Mapping) else None,
+        has_holdout=isinstance(filters.get("holdout"), Mapping),
+        early_exit=filters.get("early_exit") is True,
+    )
+
+
+def evaluate_compiled_flags(
+    flags: Sequence[CompiledFlag], context: EvaluationContext
+) -> dict[str, FlagResult]:
+    """Evaluate several compiled flags for one user, sharing flag-dependency results between them."""
+    return {flag.key: flag.evaluate(context) for flag in flags}
