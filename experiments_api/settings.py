@@ -74,6 +74,7 @@ INSTALLED_APPS = [
     "experiments",
     "approvals",
     "events",
+    "results",
 ]
 
 MIDDLEWARE = [
@@ -118,6 +119,17 @@ DATABASES = {
         conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
         conn_health_checks=True,
     )
+}
+
+# The results worker's queue lives in PostgreSQL (procrastinate: SKIP LOCKED fetching, periodic
+# tasks, queueing locks), so it exists only there; on SQLite recalculations are recorded, not run.
+TASK_QUEUE_ENABLED = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+if TASK_QUEUE_ENABLED:
+    INSTALLED_APPS.insert(INSTALLED_APPS.index("results"), "procrastinate.contrib.django")
+# Succeeded jobs are removed; failed ones stay, visible in the admin's queue pages.
+PROCRASTINATE_WORKER_DEFAULTS = {
+    "concurrency": env_int("RESULTS_WORKER_CONCURRENCY", 2),
+    "delete_jobs": "successful",
 }
 
 AUTH_USER_MODEL = "accounts.User"
@@ -233,6 +245,9 @@ LOGGING = {
     "loggers": {
         "django.request": {"level": "ERROR"},
         "django.server": {"level": "INFO"},
+        # Task registration is announced on every start of every process; only problems matter.
+        "procrastinate.blueprints": {"level": "WARNING"},
+        "procrastinate.periodic": {"level": "WARNING"},
     },
 }
 
