@@ -33,7 +33,6 @@ from experiments.models import (
 from experiments_api.representation import api_datetime
 
 CANNOT_RECALCULATE_DRAFT_METRICS = "Cannot recalculate metrics for experiment that hasn't started"
-NO_METRICS = "Experiment has no metrics to calculate"
 NO_COMPLETED_RECALCULATION = "No completed recalculation found"
 RECALCULATION_NOT_FOUND = "Recalculation not found"
 EXPERIMENT_METRIC_KIND = "ExperimentMetric"
@@ -243,8 +242,6 @@ def metrics_recalculation_request(
     if existing is not None:
         return existing, False
     metrics = experiment_metric_definitions(experiment)
-    if not metrics:
-        raise ValidationError(NO_METRICS)
     cutoff = query_to or timezone.now()
     if experiment.end_date is not None:
         cutoff = min(cutoff, experiment.end_date)

@@ -28,8 +28,9 @@ logger = logging.getLogger(__name__)
 
 RESULTS_QUEUE = "results"
 MAX_ATTEMPTS = 5
-# Waits of 4, 16, 64 and 256 seconds between the five attempts.
-RETRY = RetryStrategy(max_attempts=MAX_ATTEMPTS, exponential_wait=4)
+# Waits of 4, 16, 64 and 256 seconds between the five attempts (procrastinate's `max_attempts`
+# counts the retries after the first run).
+RETRY = RetryStrategy(max_attempts=MAX_ATTEMPTS - 1, exponential_wait=4)
 # A worker that has not sent a heartbeat for this long is considered dead, and its jobs are retried.
 STALLED_AFTER_SECONDS = 60
 # A pending request older than this with no job waiting is queued again (requests made while no
@@ -38,7 +39,8 @@ FORGOTTEN_AFTER_SECONDS = 120
 
 
 def is_final_attempt(context: JobContext) -> bool:
-    return context.job.attempts + 1 >= MAX_ATTEMPTS
+    """Whether a failure now would not be retried (asked of the strategy the worker applies)."""
+    return RETRY.get_retry_decision(exception=RuntimeError(), job=context.job) is None
 
 
 @app.task(name="results.recalculate_timeseries", queue=RESULTS_QUEUE, retry=RETRY, pass_context=True)

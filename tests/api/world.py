@@ -370,6 +370,7 @@ TARGETS: dict[tuple[str, str], Callable[[World], Target]] = {
     ("experiment", "copy_to_project"): lambda w: Target(w.draft.id, {"target_team_id": w.sibling.id}),
     ("experiment", "create_exposure_cohort_for_experiment"): lambda w: Target(w.running.id, None),
     ("experiment", "recalculate_timeseries"): lambda w: Target(w.running.id, RECALCULATION),
+    ("experiment", "metrics_recalculation"): lambda w: Target(w.running.id, {"trigger": "manual"}),
     ("saved_metric", "create"): lambda w: Target(None, {"name": "Probe metric", "query": mean_metric()}),
     ("saved_metric", "update"): lambda w: Target(
         w.saved_metric.id, {"name": "Renamed metric", "query": mean_metric()}
