@@ -355,7 +355,7 @@ def metrics_recalculation_finish(
 
 
 def metrics_recalculation_body(
-    recalculation: MetricsRecalculation, *, is_existing: bool = False, with_results: bool = True
+    recalculation: MetricsRecalculation, *, is_existing: bool = True, with_results: bool = True
 ) -> dict[str, Any]:
     body = {
         "id": str(recalculation.id),
