@@ -15,6 +15,8 @@ COPY flags ./flags
 COPY holdouts ./holdouts
 COPY experiments ./experiments
 COPY approvals ./approvals
+COPY events ./events
+COPY results ./results
 COPY manage.py gunicorn.conf.py ./
 
 RUN pip install . \

@@ -1,5 +1,5 @@
-# Two commands: `make run` serves a demo on http://127.0.0.1:8000, `make test` runs lint and the
-# test suite against PostgreSQL. Both create .venv themselves; only Python 3.11 is needed.
+# Two commands: `make run` serves a demo on http://127.0.0.1:8000 with a results worker beside it,
+# `make test` runs lint and the test suite against PostgreSQL. Both create .venv themselves; only Python 3.11 is needed.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -22,10 +22,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed
 
 run: $(VENV)/.installed
-	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
-	$(BIN)/python manage.py demo_credentials --base-url http://$(HOST):$(PORT)
-	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+	WITH_POSTGRES_OPTIONAL=1 HOST=$(HOST) PORT=$(PORT) scripts/with_postgres.sh experiments_api scripts/run_demo.sh
 
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

@@ -365,6 +365,8 @@ def metrics_recalculation_body(
         "completed_metrics": recalculation.completed_metrics,
         "failed_metrics": recalculation.failed_metrics,
         "metric_errors": recalculation.metric_errors or {},
+        # Not in PostHog's body: why the last attempt failed (kept while it is retried).
+        "error_message": recalculation.error_message,
         "trigger": recalculation.trigger,
         "created_at": api_datetime(recalculation.created_at),
         "started_at": api_datetime(recalculation.started_at),
@@ -424,6 +426,7 @@ def metrics_recalculation_latest(*, experiment: Experiment) -> dict[str, Any]:
         "completed_metrics": len(newest_rows),
         "failed_metrics": 0,
         "metric_errors": {},
+        "error_message": None,
         "trigger": None,
         "created_at": None,
         "started_at": None,

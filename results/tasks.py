@@ -73,7 +73,7 @@ async def retry_stalled_jobs(context: JobContext, timestamp: int) -> None:
         await context.app.job_manager.retry_job(job)
 
 
-@app.periodic(cron="* * * * *")
+@app.periodic(cron="*/5 * * * *")
 @app.task(name="results.enqueue_forgotten", queue=RESULTS_QUEUE, queueing_lock="results.forgotten")
 def enqueue_forgotten(timestamp: int) -> None:
     enqueue_forgotten_recalculations()
