@@ -74,6 +74,7 @@ INSTALLED_APPS = [
     "experiments",
     "approvals",
     "events",
+    "results",
 ]
 
 MIDDLEWARE = [

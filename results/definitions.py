@@ -28,7 +28,14 @@ from results.engines.base import (
 DEFAULT_EXPOSURE_EVENT = "$feature_flag_called"
 DEFAULT_BASELINE_KEY = "control"
 MULTIPLE_VARIANT_HANDLINGS = ("exclude", "first_seen")
-WINDOW_UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800, "month": 2592000}
+WINDOW_UNIT_SECONDS = {
+    "second": 1,
+    "minute": 60,
+    "hour": 3600,
+    "day": 86400,
+    "week": 604800,
+    "month": 2592000,
+}
 MEAN_MATHS = ("total", "sum", "avg", "min", "max", "unique_session", "dau", "unique_group")
 PROPERTY_MATHS = ("sum", "avg", "min", "max")
 MAX_FUNNEL_STEPS = 20
@@ -56,7 +63,9 @@ class Analysis:
     matured_before: datetime | None
 
 
-def analysis_window(experiment: Experiment, as_of: datetime | None, now: datetime) -> tuple[datetime, datetime]:
+def analysis_window(
+    experiment: Experiment, as_of: datetime | None, now: datetime
+) -> tuple[datetime, datetime]:
     """`[start_date, min(as_of, end_date)]`; `as_of` defaults to the end date, else now."""
     if experiment.start_date is None:
         raise ValidationError(NOT_STARTED)
@@ -69,7 +78,9 @@ def analysis_window(experiment: Experiment, as_of: datetime | None, now: datetim
 def analysed_variants(experiment: Experiment) -> tuple[str, ...]:
     """The flag's variants in flag order minus `excluded_variants` (a holdout is never one)."""
     excluded = set(experiment.excluded_variants or [])
-    return tuple(key for key in experiment.feature_flag.variant_keys if isinstance(key, str) and key not in excluded)
+    return tuple(
+        key for key in experiment.feature_flag.variant_keys if isinstance(key, str) and key not in excluded
+    )
 
 
 def baseline_key(experiment: Experiment, variants: tuple[str, ...]) -> str:
@@ -80,9 +91,15 @@ def baseline_key(experiment: Experiment, variants: tuple[str, ...]) -> str:
 
 
 def group_type_of(project_id: int, group_type_index: Any) -> str | None:
-    if group_type_index is None or isinstance(group_type_index, bool) or not isinstance(group_type_index, int):
+    if (
+        group_type_index is None
+        or isinstance(group_type_index, bool)
+        or not isinstance(group_type_index, int)
+    ):
         return None
-    mapping = GroupTypeMapping.objects.filter(project_id=project_id, group_type_index=group_type_index).first()
+    mapping = GroupTypeMapping.objects.filter(
+        project_id=project_id, group_type_index=group_type_index
+    ).first()
     # A group-aggregated flag whose group type no event has announced yet has no exposures.
     return mapping.group_type if mapping else f"$unknown-group-type-{group_type_index}"
 
@@ -166,7 +183,9 @@ def exposure_definition(
         date_from=date_from,
         date_to=date_to,
         multiple_variant_handling=handling,
-        group_type=group_type_of(experiment.project_id, (flag.filters or {}).get("aggregation_group_type_index")),
+        group_type=group_type_of(
+            experiment.project_id, (flag.filters or {}).get("aggregation_group_type_index")
+        ),
     )
 
 
@@ -178,13 +197,17 @@ def percentile(value: Any, field: str) -> float | None:
     return float(value)
 
 
-def entity_value(node: Any, where: str, outliers: dict[str, Any], threshold: Any, project_id: int) -> EntityValue:
+def entity_value(
+    node: Any, where: str, outliers: dict[str, Any], threshold: Any, project_id: int
+) -> EntityValue:
     selector = event_selector(node, where)
     math = node.get("math") or "total"
     if math == "hogql":
         raise ValidationError(HOGQL_NOT_SUPPORTED)
     if math not in MEAN_MATHS:
-        raise ValidationError(f"{where}: math {str(math)[:40]!r} is not supported; supported: {', '.join(MEAN_MATHS)}.")
+        raise ValidationError(
+            f"{where}: math {str(math)[:40]!r} is not supported; supported: {', '.join(MEAN_MATHS)}."
+        )
     math_property = node.get("math_property")
     if math in PROPERTY_MATHS:
         if not isinstance(math_property, str) or not math_property:

@@ -32,9 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-UNABLE_TO_CALCULATE_MESSAGE = (
-    "Unable to calculate experiment statistics. Please ensure your experiment has sufficient data and try again."
-)
+UNABLE_TO_CALCULATE_MESSAGE = "Unable to calculate experiment statistics. Please ensure your experiment has sufficient data and try again."
 
 
 class ExperimentStatisticsError(ValueError):

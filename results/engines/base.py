@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Protocol
 
+from results.statistics import VariantStatistics
+
 MULTIPLE_VARIANTS_KEY = "$multiple"
 
 
@@ -101,20 +103,6 @@ class FunnelMetric:
 
 
 MetricDefinition = MeanMetric | RatioMetric | FunnelMetric
-
-
-@dataclass
-class VariantStatistics:
-    """Per-variant sufficient statistics, the only thing an engine returns for a metric."""
-
-    key: str
-    number_of_samples: int = 0
-    sum: float = 0.0
-    sum_squares: float = 0.0
-    step_counts: list[int] | None = None
-    denominator_sum: float | None = None
-    denominator_sum_squares: float | None = None
-    numerator_denominator_sum_product: float | None = None
 
 
 @dataclass(frozen=True)

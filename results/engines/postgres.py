@@ -5,9 +5,9 @@ computes one value per exposed entity from its metric events, and the final GROU
 per-variant sufficient statistics. Every value from a request reaches SQL as a bound parameter;
 only identifiers this module chooses are formatted into the text.
 
-Numbers are read from JSON with `results_number()` (created by the results migration): JSON
-numbers and numeric strings count, anything else (missing, text, |x| ≥ 1e100) is NULL, which the
-metric maths treat as 0 as PostHog does.
+Numbers are read from JSON by `number_expression`: JSON numbers and numeric strings count,
+anything else (missing, text, |x| ≥ 1e100, whose square could overflow) is NULL, which the metric
+maths treat as 0 as PostHog does.
 """
 
 from dataclasses import dataclass, field
@@ -26,13 +26,15 @@ from results.engines.base import (
     MetricDefinition,
     PropertyFilter,
     RatioMetric,
-    VariantStatistics,
 )
+from results.statistics import VariantStatistics
 
 EVENTS_TABLE = "events_event"
 # PostHog runs funnels without a conversion window with a three-year one.
 DEFAULT_FUNNEL_WINDOW = timedelta(days=3 * 365)
 EMPTY_SESSION_IDS = ("", "00000000-0000-0000-0000-000000000000")
+NUMERIC_STRING = r"^\s*[-+]?[0-9]{1,90}(\.[0-9]{1,90})?\s*$"
+MAX_ABS_NUMBER = 1e100
 
 
 @dataclass
@@ -71,7 +73,9 @@ def property_condition(sql: Sql, prop: PropertyFilter, alias: str) -> None:
         else:
             sql.add(f" AND {text} = ANY(%s)", prop.key, values)
     elif prop.operator == "is_not":
-        sql.add(f" AND ({text} IS NULL OR NOT ({text} = ANY(%s)))", prop.key, prop.key, as_text_values(prop.value))
+        sql.add(
+            f" AND ({text} IS NULL OR NOT ({text} = ANY(%s)))", prop.key, prop.key, as_text_values(prop.value)
+        )
     elif prop.operator == "is_set":
         sql.add(f" AND {text} IS NOT NULL", prop.key)
     elif prop.operator == "is_not_set":
@@ -82,7 +86,27 @@ def property_condition(sql: Sql, prop: PropertyFilter, alias: str) -> None:
         sql.add(f" AND coalesce({text}, '') NOT ILIKE %s", prop.key, like_pattern(str(prop.value)))
     else:
         comparison = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[prop.operator]
-        sql.add(f" AND results_number({alias}.properties -> %s) {comparison} %s", prop.key, float(prop.value))
+        sql.add(" AND ")
+        number_expression(sql, alias, prop.key)
+        sql.add(f" {comparison} %s", float(prop.value))
+
+
+def number_expression(sql: Sql, alias: str, key: str) -> None:
+    """A property as float8 or NULL. The nested CASE fixes the evaluation order, so a value is only
+    cast once its JSON type (and, for text, its shape) is known to allow it."""
+    value = f"{alias}.properties ->> %s"
+    sql.add(
+        f"CASE jsonb_typeof({alias}.properties -> %s)"
+        f" WHEN 'number' THEN CASE WHEN abs(({value})::numeric) < %s THEN ({value})::float8 END"
+        f" WHEN 'string' THEN CASE WHEN {value} ~ %s THEN ({value})::float8 END END",
+        key,
+        key,
+        MAX_ABS_NUMBER,
+        key,
+        key,
+        NUMERIC_STRING,
+        key,
+    )
 
 
 def entity_expression(sql: Sql, group_type: str | None, alias: str) -> None:
@@ -121,7 +145,9 @@ def exposure_ctes(sql: Sql, exposure: ExposureDefinition, matured_before: dateti
         sql.add("(array_agg(variant ORDER BY timestamp, id))[1]")
     else:
         sql.add("CASE WHEN min(variant) <> max(variant) THEN %s ELSE min(variant) END", MULTIPLE_VARIANTS_KEY)
-    sql.add(" AS variant, min(timestamp) AS first_at, max(timestamp) AS last_at FROM exposure_events GROUP BY entity")
+    sql.add(
+        " AS variant, min(timestamp) AS first_at, max(timestamp) AS last_at FROM exposure_events GROUP BY entity"
+    )
     if matured_before is not None:
         sql.add(" HAVING max(timestamp) <= %s", matured_before)
     sql.add(")")
@@ -129,7 +155,7 @@ def exposure_ctes(sql: Sql, exposure: ExposureDefinition, matured_before: dateti
 
 def per_event_value(sql: Sql, value: EntityValue) -> None:
     if value.math in ("sum", "avg", "min", "max"):
-        sql.add("results_number(m.properties -> %s)", value.math_property or "")
+        number_expression(sql, "m", value.math_property or "")
     elif value.math == "unique_session":
         sql.add("nullif(nullif(m.properties ->> '$session_id', %s), %s)", *EMPTY_SESSION_IDS)
     elif value.math == "unique_group":
@@ -251,7 +277,9 @@ def funnel_query(exposure: ExposureDefinition, metric: FunnelMetric, matured_bef
         entity_expression(sql, exposure.group_type, "m")
         sql.add(" AS entity, m.id, m.timestamp FROM events_event m WHERE ")
         selector_conditions(sql, exposure.project_id, step, "m")
-        sql.add(" AND m.timestamp >= %s AND m.timestamp <= %s)", exposure.date_from, exposure.date_to + window)
+        sql.add(
+            " AND m.timestamp >= %s AND m.timestamp <= %s)", exposure.date_from, exposure.date_to + window
+        )
     sql.add(
         ", paths AS (SELECT x.entity, x.variant, CASE"
         + "".join(f" WHEN s{index}.id IS NOT NULL THEN {index}" for index in range(step_count, 0, -1))
