@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
+from accounts.models import Project
 from experiments.models import Experiment
 from results.definitions import analysed_variants, analysis_window, exposure_definition, metric_analysis
 from results.engines.base import MULTIPLE_VARIANTS_KEY, FunnelMetric, RatioMetric, ResultsEngine
@@ -130,7 +131,7 @@ def experiment_exposure_result(*, experiment: Experiment, as_of: datetime | None
     date_from, date_to = analysis_window(experiment, as_of, now)
     variants = analysed_variants(experiment)
     exposure = exposure_definition(experiment, date_from, date_to, variants)
-    tz_name = project_timezone_name(experiment)
+    tz_name = project_timezone_name(experiment.project)
     rows = results_engine().daily_first_exposures(exposure=exposure, timezone=tz_name)
     tz = ZoneInfo(tz_name)
     first_day, last_day = date_from.astimezone(tz).date(), max(date_from, date_to).astimezone(tz).date()
@@ -183,8 +184,8 @@ def bias_risk(
     return {"multiple_variant_percentage": round(100 * multiple / everyone, 4)}
 
 
-def project_timezone_name(experiment: Experiment) -> str:
-    name = experiment.project.timezone or "UTC"
+def project_timezone_name(project: Project) -> str:
+    name = project.timezone or "UTC"
     try:
         ZoneInfo(name)
     except (KeyError, ValueError):

@@ -10,10 +10,14 @@ anything else (missing, text, |x| ≥ 1e100, whose square could overflow) is NUL
 maths treat as 0 as PostHog does.
 """
 
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db import connection
+from django.conf import settings
+from django.db import OperationalError, connection, transaction
+from psycopg.errors import QueryCanceled
+from rest_framework.exceptions import APIException
 
 from results.engines.base import (
     MULTIPLE_VARIANTS_KEY,
@@ -354,7 +358,30 @@ class PostgresResultsEngine:
         return [DailyExposures(day=row[0], variant=row[1], entities=row[2]) for row in run(sql)]
 
 
+class ResultsQueryTimeout(APIException):
+    status_code = 504
+    default_code = "query_timeout"
+    default_detail = (
+        "Computing this result took longer than the server allows (RESULTS_QUERY_TIMEOUT_SECONDS). "
+        "Ask for it with refresh 'async' to compute it in the background."
+    )
+
+
+# Background computations (async `/query/` runs) set this to 0: nobody waits on them.
+statement_timeout_seconds: ContextVar[int | None] = ContextVar("results_statement_timeout", default=None)
+
+
 def run(sql: Sql) -> list[tuple]:
-    with connection.cursor() as cursor:
-        cursor.execute(sql.text(), sql.params)
-        return cursor.fetchall()
+    timeout = statement_timeout_seconds.get()
+    if timeout is None:
+        timeout = settings.RESULTS_QUERY_TIMEOUT_SECONDS
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            if timeout > 0:
+                cursor.execute("SELECT set_config('statement_timeout', %s, true)", [f"{timeout * 1000}"])
+            cursor.execute(sql.text(), sql.params)
+            return cursor.fetchall()
+    except OperationalError as error:
+        if isinstance(error.__cause__, QueryCanceled):
+            raise ResultsQueryTimeout() from None
+        raise
