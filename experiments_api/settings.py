@@ -158,6 +158,8 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 # Event intake (`/batch/` and the other capture paths) takes SDK batches up to this size, compressed
 # or not; PostHog's SDKs send up to ~6 MiB per batch and PostHog's own capture accepts 20 MiB.
 MAX_EVENT_BODY_BYTES = env_int("MAX_EVENT_BODY_BYTES", 20 * 1024 * 1024)
+# Longest a results SQL statement may run (0: no limit); below gunicorn's timeout for web requests.
+RESULTS_QUERY_TIMEOUT_SECONDS = env_int("RESULTS_QUERY_TIMEOUT_SECONDS", 25)
 
 # With REDIS_URL the cache (throttle counters, flag definitions) is shared by every worker and
 # every machine; without it each process has its own, which is only right for a single process.

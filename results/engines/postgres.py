@@ -1,0 +1,387 @@
+"""The PostgreSQL results engine: PostHog's two-stage experiment SQL over the `events_event` table.
+
+Stage one builds `exposures` (one row per entity: variant, first and last exposure); stage two
+computes one value per exposed entity from its metric events, and the final GROUP BY returns
+per-variant sufficient statistics. Every value from a request reaches SQL as a bound parameter;
+only identifiers this module chooses are formatted into the text.
+
+Numbers are read from JSON by `number_expression`: JSON numbers and numeric strings count,
+anything else (missing, text, |x| ≥ 1e100, whose square could overflow) is NULL, which the metric
+maths treat as 0 as PostHog does.
+"""
+
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import OperationalError, connection, transaction
+from psycopg.errors import QueryCanceled
+from rest_framework.exceptions import APIException
+
+from results.engines.base import (
+    MULTIPLE_VARIANTS_KEY,
+    DailyExposures,
+    EntityValue,
+    EventSelector,
+    ExposureDefinition,
+    FunnelMetric,
+    MeanMetric,
+    MetricDefinition,
+    PropertyFilter,
+    RatioMetric,
+)
+from results.statistics import VariantStatistics
+
+EVENTS_TABLE = "events_event"
+# PostHog runs funnels without a conversion window with a three-year one.
+DEFAULT_FUNNEL_WINDOW = timedelta(days=3 * 365)
+EMPTY_SESSION_IDS = ("", "00000000-0000-0000-0000-000000000000")
+NUMERIC_STRING = r"^\s*[-+]?[0-9]{1,90}(\.[0-9]{1,90})?\s*$"
+MAX_ABS_NUMBER = 1e100
+
+
+@dataclass
+class Sql:
+    """SQL text with its positional parameters, built up in order."""
+
+    parts: list[str] = field(default_factory=list)
+    params: list[object] = field(default_factory=list)
+
+    def add(self, text: str, *params: object) -> "Sql":
+        self.parts.append(text)
+        self.params.extend(params)
+        return self
+
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+def like_pattern(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def as_text_values(value: object) -> list[str]:
+    values = value if isinstance(value, list) else [value]
+    return [str(item).lower() if isinstance(item, bool) else str(item) for item in values if item is not None]
+
+
+def property_condition(sql: Sql, prop: PropertyFilter, alias: str) -> None:
+    """Append ` AND <condition>` for one property filter on `alias.properties`."""
+    text = f"{alias}.properties ->> %s"
+    if prop.operator == "exact":
+        values = as_text_values(prop.value)
+        if len(values) == 1:
+            sql.add(f" AND {text} = %s", prop.key, values[0])
+        else:
+            sql.add(f" AND {text} = ANY(%s)", prop.key, values)
+    elif prop.operator == "is_not":
+        sql.add(
+            f" AND ({text} IS NULL OR NOT ({text} = ANY(%s)))", prop.key, prop.key, as_text_values(prop.value)
+        )
+    elif prop.operator == "is_set":
+        sql.add(f" AND {text} IS NOT NULL", prop.key)
+    elif prop.operator == "is_not_set":
+        sql.add(f" AND {text} IS NULL", prop.key)
+    elif prop.operator == "icontains":
+        sql.add(f" AND {text} ILIKE %s", prop.key, like_pattern(str(prop.value)))
+    elif prop.operator == "not_icontains":
+        sql.add(f" AND coalesce({text}, '') NOT ILIKE %s", prop.key, like_pattern(str(prop.value)))
+    else:
+        comparison = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[prop.operator]
+        sql.add(" AND ")
+        number_expression(sql, alias, prop.key)
+        sql.add(f" {comparison} %s", float(prop.value))
+
+
+def number_expression(sql: Sql, alias: str, key: str) -> None:
+    """A property as float8 or NULL. The nested CASE fixes the evaluation order, so a value is only
+    cast once its JSON type (and, for text, its shape) is known to allow it."""
+    value = f"{alias}.properties ->> %s"
+    sql.add(
+        f"CASE jsonb_typeof({alias}.properties -> %s)"
+        f" WHEN 'number' THEN CASE WHEN abs(({value})::numeric) < %s THEN ({value})::float8 END"
+        f" WHEN 'string' THEN CASE WHEN {value} ~ %s THEN ({value})::float8 END END",
+        key,
+        key,
+        MAX_ABS_NUMBER,
+        key,
+        key,
+        NUMERIC_STRING,
+        key,
+    )
+
+
+def entity_expression(sql: Sql, group_type: str | None, alias: str) -> None:
+    if group_type is None:
+        sql.add(f"{alias}.distinct_id")
+    else:
+        sql.add(f"nullif({alias}.properties -> '$groups' ->> %s, '')", group_type)
+
+
+def selector_conditions(sql: Sql, project_id: int, selector: EventSelector, alias: str) -> None:
+    sql.add(f"{alias}.project_id = %s", project_id)
+    if selector.event is not None:
+        sql.add(f" AND {alias}.event = %s", selector.event)
+    for prop in selector.properties:
+        property_condition(sql, prop, alias)
+
+
+def exposure_ctes(sql: Sql, exposure: ExposureDefinition, matured_before: datetime | None) -> None:
+    """`exposure_events` (every matching exposure) and `exposures` (one row per entity)."""
+    sql.add("exposure_events AS (SELECT ")
+    entity_expression(sql, exposure.group_type, "e")
+    sql.add(" AS entity, e.id, e.timestamp, e.properties ->> %s AS variant FROM events_event e WHERE ")
+    sql.params.append(exposure.variant_property)
+    selector_conditions(sql, exposure.project_id, exposure.selector, "e")
+    sql.add(
+        " AND e.timestamp >= %s AND e.timestamp <= %s AND e.properties ->> %s = ANY(%s)",
+        exposure.date_from,
+        exposure.date_to,
+        exposure.variant_property,
+        list(exposure.variants),
+    )
+    if exposure.group_type is not None:
+        sql.add(" AND nullif(e.properties -> '$groups' ->> %s, '') IS NOT NULL", exposure.group_type)
+    sql.add("), exposures AS (SELECT entity, ")
+    if exposure.multiple_variant_handling == "first_seen":
+        sql.add("(array_agg(variant ORDER BY timestamp, id))[1]")
+    else:
+        sql.add("CASE WHEN min(variant) <> max(variant) THEN %s ELSE min(variant) END", MULTIPLE_VARIANTS_KEY)
+    sql.add(
+        " AS variant, min(timestamp) AS first_at, max(timestamp) AS last_at FROM exposure_events GROUP BY entity"
+    )
+    if matured_before is not None:
+        sql.add(" HAVING max(timestamp) <= %s", matured_before)
+    sql.add(")")
+
+
+def per_event_value(sql: Sql, value: EntityValue) -> None:
+    if value.math in ("sum", "avg", "min", "max"):
+        number_expression(sql, "m", value.math_property or "")
+    elif value.math == "unique_session":
+        sql.add("nullif(nullif(m.properties ->> '$session_id', %s), %s)", *EMPTY_SESSION_IDS)
+    elif value.math == "unique_group":
+        sql.add("nullif(m.properties -> '$groups' ->> %s, '')", value.math_group_type or "")
+    else:
+        sql.add("NULL")
+
+
+ENTITY_AGGREGATES = {
+    "total": "count(m.timestamp)::float8",
+    "dau": "least(count(m.timestamp), 1)::float8",
+    "sum": "coalesce(sum(coalesce(m.value, 0)), 0)",
+    "avg": "coalesce(avg(coalesce(m.value, 0)), 0)",
+    "min": "coalesce(min(coalesce(m.value, 0)), 0)",
+    "max": "coalesce(max(coalesce(m.value, 0)), 0)",
+    "unique_session": "count(DISTINCT m.value)::float8",
+    "unique_group": "count(DISTINCT m.value)::float8",
+}
+
+
+def entity_value_cte(
+    sql: Sql,
+    name: str,
+    project_id: int,
+    value: EntityValue,
+    exposure: ExposureDefinition,
+    window: timedelta,
+) -> None:
+    """`<name>(entity, variant, value)`: one value per analysed entity, thresholded and winsorized."""
+    sql.add(f", {name}_events AS (SELECT ")
+    entity_expression(sql, exposure.group_type, "m")
+    sql.add(" AS entity, m.timestamp, ")
+    per_event_value(sql, value)
+    sql.add(" AS value FROM events_event m WHERE ")
+    selector_conditions(sql, project_id, value.selector, "m")
+    sql.add(" AND m.timestamp >= %s AND m.timestamp < %s)", exposure.date_from, exposure.date_to + window)
+    sql.add(f", {name}_raw AS (SELECT x.entity, x.variant, ")
+    aggregate = ENTITY_AGGREGATES[value.math]
+    if value.threshold is not None:
+        sql.add(f"CASE WHEN {aggregate} >= %s THEN 1.0 ELSE 0.0 END", value.threshold)
+    else:
+        sql.add(aggregate)
+    sql.add(
+        f" AS value FROM exposures x LEFT JOIN {name}_events m"
+        " ON m.entity = x.entity AND m.timestamp >= x.first_at"
+    )
+    if window:
+        sql.add(" AND m.timestamp < x.last_at + %s", window)
+    sql.add(" WHERE x.variant <> %s GROUP BY x.entity, x.variant)", MULTIPLE_VARIANTS_KEY)
+    if value.lower_bound_percentile is None and value.upper_bound_percentile is None:
+        sql.add(f", {name} AS (SELECT * FROM {name}_raw)")
+        return
+    # ClickHouse's quantileExact(level): the element at 0-based index floor(level * n) of the sorted
+    # values (the last one at level 1), pooled over every variant.
+    sql.add(f", {name}_bounds AS (SELECT ")
+    if value.lower_bound_percentile is None:
+        sql.add("NULL::float8")
+    else:
+        sql.add(
+            "(array_agg(value ORDER BY value))[least(floor(%s * count(*))::bigint, count(*) - 1) + 1]",
+            value.lower_bound_percentile,
+        )
+    sql.add(" AS lower_bound, ")
+    if value.upper_bound_percentile is None:
+        sql.add("NULL::float8")
+    else:
+        kept = "FILTER (WHERE value <> 0)" if value.ignore_zeros else ""
+        sql.add(
+            f"(array_agg(value ORDER BY value) {kept})"
+            f"[least(floor(%s * count(*) {kept})::bigint, count(*) {kept} - 1) + 1]",
+            value.upper_bound_percentile,
+        )
+    sql.add(
+        f" AS upper_bound FROM {name}_raw), {name} AS (SELECT r.entity, r.variant,"
+        f" least(greatest(r.value, b.lower_bound), b.upper_bound) AS value FROM {name}_raw r CROSS JOIN {name}_bounds b)"
+    )
+
+
+def window_of(seconds: int) -> timedelta:
+    return timedelta(seconds=seconds)
+
+
+def mean_query(exposure: ExposureDefinition, metric: MeanMetric, matured_before: datetime | None) -> Sql:
+    sql = Sql().add("WITH ")
+    exposure_ctes(sql, exposure, matured_before)
+    window = window_of(metric.conversion_window_seconds)
+    entity_value_cte(sql, "metric_values", exposure.project_id, metric.value, exposure, window)
+    sql.add(
+        " SELECT variant, count(*), coalesce(sum(value), 0), coalesce(sum(value * value), 0)"
+        " FROM metric_values GROUP BY variant"
+    )
+    return sql
+
+
+def ratio_query(exposure: ExposureDefinition, metric: RatioMetric, matured_before: datetime | None) -> Sql:
+    sql = Sql().add("WITH ")
+    exposure_ctes(sql, exposure, matured_before)
+    window = window_of(metric.conversion_window_seconds)
+    entity_value_cte(sql, "numerator_values", exposure.project_id, metric.numerator, exposure, window)
+    entity_value_cte(sql, "denominator_values", exposure.project_id, metric.denominator, exposure, window)
+    sql.add(
+        " SELECT n.variant, count(*), coalesce(sum(n.value), 0), coalesce(sum(n.value * n.value), 0),"
+        " coalesce(sum(d.value), 0), coalesce(sum(d.value * d.value), 0), coalesce(sum(n.value * d.value), 0)"
+        " FROM numerator_values n JOIN denominator_values d USING (entity) GROUP BY n.variant"
+    )
+    return sql
+
+
+def funnel_query(exposure: ExposureDefinition, metric: FunnelMetric, matured_before: datetime | None) -> Sql:
+    """Every exposure starts a path; each step is the earliest matching event (not the previous
+    step's own event) at or after the previous step and within the window of the path's start;
+    an entity's result is the furthest step any of its paths reached."""
+    window = window_of(metric.conversion_window_seconds) or DEFAULT_FUNNEL_WINDOW
+    step_count = len(metric.steps)
+    sql = Sql().add("WITH ")
+    exposure_ctes(sql, exposure, matured_before)
+    for index, step in enumerate(metric.steps, start=1):
+        sql.add(f", step_{index}_events AS (SELECT ")
+        entity_expression(sql, exposure.group_type, "m")
+        sql.add(" AS entity, m.id, m.timestamp FROM events_event m WHERE ")
+        selector_conditions(sql, exposure.project_id, step, "m")
+        sql.add(
+            " AND m.timestamp >= %s AND m.timestamp <= %s)", exposure.date_from, exposure.date_to + window
+        )
+    sql.add(
+        ", paths AS (SELECT x.entity, x.variant, CASE"
+        + "".join(f" WHEN s{index}.id IS NOT NULL THEN {index}" for index in range(step_count, 0, -1))
+        + " ELSE 0 END AS reached FROM exposures x JOIN exposure_events s0 ON s0.entity = x.entity"
+    )
+    for index in range(1, step_count + 1):
+        previous = f"s{index - 1}"
+        sql.add(
+            f" LEFT JOIN LATERAL (SELECT m.id, m.timestamp FROM step_{index}_events m"
+            f" WHERE m.entity = x.entity AND m.timestamp >= {previous}.timestamp AND m.id <> {previous}.id"
+            " AND m.timestamp <= s0.timestamp + %s ORDER BY m.timestamp, m.id LIMIT 1)"
+            f" s{index} ON true",
+            window,
+        )
+    sql.add(
+        " WHERE x.variant <> %s), entity_steps AS (SELECT entity, variant, max(reached) AS reached"
+        " FROM paths GROUP BY entity, variant) SELECT variant, count(*)",
+        MULTIPLE_VARIANTS_KEY,
+    )
+    for index in range(1, step_count + 1):
+        sql.add(f", count(*) FILTER (WHERE reached >= {index})")
+    sql.add(" FROM entity_steps GROUP BY variant")
+    return sql
+
+
+class PostgresResultsEngine:
+    """Computes sufficient statistics with one SQL statement per metric, on the events table."""
+
+    def metric_statistics(
+        self, *, exposure: ExposureDefinition, metric: MetricDefinition, matured_before: datetime | None
+    ) -> list[VariantStatistics]:
+        if isinstance(metric, MeanMetric):
+            rows = run(mean_query(exposure, metric, matured_before))
+            return [
+                VariantStatistics(key=row[0], number_of_samples=row[1], sum=row[2], sum_squares=row[3])
+                for row in rows
+            ]
+        if isinstance(metric, RatioMetric):
+            rows = run(ratio_query(exposure, metric, matured_before))
+            return [
+                VariantStatistics(
+                    key=row[0],
+                    number_of_samples=row[1],
+                    sum=row[2],
+                    sum_squares=row[3],
+                    denominator_sum=row[4],
+                    denominator_sum_squares=row[5],
+                    numerator_denominator_sum_product=row[6],
+                )
+                for row in rows
+            ]
+        rows = run(funnel_query(exposure, metric, matured_before))
+        return [
+            VariantStatistics(
+                key=row[0],
+                number_of_samples=row[1],
+                sum=float(row[-1]),
+                sum_squares=float(row[-1]),
+                step_counts=list(row[2:]),
+            )
+            for row in rows
+        ]
+
+    def daily_first_exposures(self, *, exposure: ExposureDefinition, timezone: str) -> list[DailyExposures]:
+        sql = Sql().add("WITH ")
+        exposure_ctes(sql, exposure, None)
+        sql.add(
+            " SELECT (first_at AT TIME ZONE %s)::date AS day, variant, count(*) FROM exposures"
+            " GROUP BY 1, 2 ORDER BY 1, 2",
+            timezone,
+        )
+        return [DailyExposures(day=row[0], variant=row[1], entities=row[2]) for row in run(sql)]
+
+
+class ResultsQueryTimeout(APIException):
+    status_code = 504
+    default_code = "query_timeout"
+    default_detail = (
+        "Computing this result took longer than the server allows (RESULTS_QUERY_TIMEOUT_SECONDS). "
+        "Ask for it with refresh 'async' to compute it in the background."
+    )
+
+
+# Background computations (async `/query/` runs) set this to 0: nobody waits on them.
+statement_timeout_seconds: ContextVar[int | None] = ContextVar("results_statement_timeout", default=None)
+
+
+def run(sql: Sql) -> list[tuple]:
+    timeout = statement_timeout_seconds.get()
+    if timeout is None:
+        timeout = settings.RESULTS_QUERY_TIMEOUT_SECONDS
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            if timeout > 0:
+                cursor.execute("SELECT set_config('statement_timeout', %s, true)", [f"{timeout * 1000}"])
+            cursor.execute(sql.text(), sql.params)
+            return cursor.fetchall()
+    except OperationalError as error:
+        if isinstance(error.__cause__, QueryCanceled):
+            raise ResultsQueryTimeout() from None
+        raise
