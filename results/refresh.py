@@ -1,7 +1,8 @@
 """The metrics recalculation job, and which experiments the periodic refresh recalculates.
 
-A metrics recalculation computes every metric of an experiment as of one cutoff (`query_to`), so all
-the numbers a reader sees belong together. Metrics already stored for that cutoff are skipped, so a
+A metrics recalculation computes every metric of an experiment, and its exposures (per-variant
+counts per day, the sample-ratio check), as of one cutoff (`query_to`), so all the numbers a reader
+sees belong together. Metrics already stored for that cutoff are skipped, so a
 retried job only computes what is missing.
 """
 
@@ -58,12 +59,18 @@ def metrics_recalculation_run(*, recalculation_id: str, final_attempt: bool) -> 
                 )
                 continue
             metrics_recalculation_store_metric(recalculation=recalculation, metric=metric, result=result)
+        try:
+            exposures = services.experiment_exposure_result(
+                experiment=experiment, as_of=recalculation.query_to
+            )
+        except ValidationError:
+            exposures = None
     except Exception as error:
         metrics_recalculation_finish(
             recalculation_id=recalculation_id, error_message=failure_message(error), final=final_attempt
         )
         raise
-    metrics_recalculation_finish(recalculation_id=recalculation_id)
+    metrics_recalculation_finish(recalculation_id=recalculation_id, exposures=exposures)
 
 
 def experiments_due_for_refresh(now: datetime) -> QuerySet[Experiment]:
