@@ -5,10 +5,13 @@ transactional database (`django_db(transaction=True)`): what the test writes is 
 worker sees it."""
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection
 from procrastinate.contrib.django import app
+
+from tests.factories import ExperimentFactory, FeatureFlagFactory, multivariate_filters
 
 QUEUE_TABLES = (
     "procrastinate_events",
@@ -47,3 +50,23 @@ def run_worker(monkeypatch, settings) -> Callable[[], None]:
     yield run
     with connection.cursor() as cursor:
         cursor.execute(f"TRUNCATE {', '.join(QUEUE_TABLES)} CASCADE")
+
+
+CONVERSION = {
+    "kind": "ExperimentMetric",
+    "metric_type": "mean",
+    "uuid": "7d0c4c7e-3b7a-4c55-9a51-6f1d1b2f0a11",
+    "fingerprint": "e2e-conversion",
+    "source": {"kind": "EventsNode", "event": "purchase", "math": "sum", "math_property": "amount"},
+}
+
+
+@pytest.fixture
+def recent_experiment(project):
+    """A 50/50 experiment started at midnight UTC two days ago (three days in its timeseries, today
+    included), measuring the sum of `purchase.amount`."""
+    start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=2)
+    flag = FeatureFlagFactory(
+        project=project, key="checkout-e2e", filters=multivariate_filters([("control", 50), ("test", 50)])
+    )
+    return ExperimentFactory(project=project, feature_flag=flag, start_date=start, metrics=[CONVERSION])

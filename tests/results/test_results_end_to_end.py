@@ -1,33 +1,15 @@
 """Events sent through `/batch/`, the real engine and the real worker: the timeseries fills in day
 by day with cumulative results, and a metrics recalculation agrees with `/query/`."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
 from experiments.models import ExperimentMetricsRecalculation
-from tests.factories import ExperimentFactory, FeatureFlagFactory, multivariate_filters
+from tests.results.conftest import CONVERSION
 from tests.results.events import event, exposure, send
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-CONVERSION = {
-    "kind": "ExperimentMetric",
-    "metric_type": "mean",
-    "uuid": "7d0c4c7e-3b7a-4c55-9a51-6f1d1b2f0a11",
-    "fingerprint": "e2e-conversion",
-    "source": {"kind": "EventsNode", "event": "purchase", "math": "sum", "math_property": "amount"},
-}
-
-
-@pytest.fixture
-def experiment(project):
-    """Started at midnight UTC two days ago: three days in its timeseries (today included)."""
-    start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=2)
-    flag = FeatureFlagFactory(
-        project=project, key="checkout-e2e", filters=multivariate_filters([("control", 50), ("test", 50)])
-    )
-    return ExperimentFactory(project=project, feature_flag=flag, start_date=start, metrics=[CONVERSION])
 
 
 def send_two_days_of_traffic(project, experiment) -> None:
@@ -43,7 +25,8 @@ def send_two_days_of_traffic(project, experiment) -> None:
     send(project, events)
 
 
-def test_the_timeseries_fills_with_one_cumulative_result_per_day(api, project, experiment, run_worker):
+def test_the_timeseries_fills_with_one_cumulative_result_per_day(api, project, recent_experiment, run_worker):
+    experiment = recent_experiment
     send_two_days_of_traffic(project, experiment)
     requested = api.post(
         api.url(f"experiments/{experiment.id}/recalculate_timeseries/"),
@@ -70,8 +53,9 @@ def test_the_timeseries_fills_with_one_cumulative_result_per_day(api, project, e
 
 
 def test_a_metrics_recalculation_agrees_with_the_query_api_and_keeps_the_exposures(
-    api, project, experiment, run_worker
+    api, project, recent_experiment, run_worker
 ):
+    experiment = recent_experiment
     send_two_days_of_traffic(project, experiment)
     created = api.post(api.url(f"experiments/{experiment.id}/metrics_recalculation/"), {}, format="json")
     assert created.status_code == 201
