@@ -21,6 +21,7 @@ from procrastinate.contrib.django import app
 from procrastinate.exceptions import AlreadyEnqueued
 
 from experiments.models import ExperimentMetricsRecalculation, ExperimentTimeseriesRecalculation
+from results.engines.postgres import statement_timeout_seconds
 from results.refresh import metrics_recalculation_run, refresh_running_experiments
 from results.timeseries import timeseries_recalculation_run
 
@@ -45,11 +46,14 @@ def is_final_attempt(context: JobContext) -> bool:
 
 @app.task(name="results.recalculate_timeseries", queue=RESULTS_QUEUE, retry=RETRY, pass_context=True)
 def recalculate_timeseries(context: JobContext, recalculation_id: str) -> None:
+    # Nobody waits on a job: the web requests' statement timeout does not apply.
+    statement_timeout_seconds.set(0)
     timeseries_recalculation_run(recalculation_id=recalculation_id, final_attempt=is_final_attempt(context))
 
 
 @app.task(name="results.recalculate_metrics", queue=RESULTS_QUEUE, retry=RETRY, pass_context=True)
 def recalculate_metrics(context: JobContext, recalculation_id: str) -> None:
+    statement_timeout_seconds.set(0)
     metrics_recalculation_run(recalculation_id=recalculation_id, final_attempt=is_final_attempt(context))
 
 

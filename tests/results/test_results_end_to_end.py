@@ -75,3 +75,17 @@ def test_a_metrics_recalculation_agrees_with_the_query_api_and_keeps_the_exposur
     exposures = ExperimentMetricsRecalculation.objects.get().exposures
     assert exposures["total_exposures"] == {"control": 120, "test": 120}
     assert exposures["sample_ratio_mismatch"]["p_value"] == pytest.approx(1.0)
+
+
+def test_jobs_run_without_the_web_requests_statement_timeout(
+    api, project, recent_experiment, run_worker, settings
+):
+    experiment = recent_experiment
+    send_two_days_of_traffic(project, experiment)
+    # A timeout no real statement can meet: web computations would answer 504.
+    settings.RESULTS_QUERY_TIMEOUT_SECONDS = 0.001
+    api.post(api.url(f"experiments/{experiment.id}/metrics_recalculation/"), {}, format="json")
+
+    run_worker()
+
+    assert ExperimentMetricsRecalculation.objects.get().status == "completed"
