@@ -37,17 +37,14 @@ NO_COMPLETED_RECALCULATION = "No completed recalculation found"
 RECALCULATION_NOT_FOUND = "Recalculation not found"
 EXPERIMENT_METRIC_KIND = "ExperimentMetric"
 
-TimeseriesRecalculation = ExperimentTimeseriesRecalculation
-MetricsRecalculation = ExperimentMetricsRecalculation
-
 
 class RecalculationQueue(Protocol):
     """Where recalculation requests are handed to workers. `enqueue_*` runs inside the transaction
     that creates the request, so either both are committed or neither."""
 
-    def enqueue_timeseries(self, recalculation: TimeseriesRecalculation) -> None: ...
+    def enqueue_timeseries(self, recalculation: ExperimentTimeseriesRecalculation) -> None: ...
 
-    def enqueue_metrics(self, recalculation: MetricsRecalculation) -> None: ...
+    def enqueue_metrics(self, recalculation: ExperimentMetricsRecalculation) -> None: ...
 
 
 _queue: RecalculationQueue | None = None
@@ -107,19 +104,19 @@ def experiment_metric_definitions(experiment: Experiment) -> list[dict[str, Any]
 # --- timeseries recalculations (the request side lives in experiments/results.py) ---
 
 
-def timeseries_recalculation_start(*, recalculation_id: str) -> TimeseriesRecalculation | None:
+def timeseries_recalculation_start(*, recalculation_id: str) -> ExperimentTimeseriesRecalculation | None:
     """Mark a timeseries recalculation in progress for one more attempt. Returns None when it is
     gone or already finished (a job delivered twice, or for a superseded request)."""
     with transaction.atomic():
         recalculation = (
-            TimeseriesRecalculation.objects.select_for_update()
+            ExperimentTimeseriesRecalculation.objects.select_for_update()
             .select_related("experiment__project")
-            .filter(pk=recalculation_id, status__in=TimeseriesRecalculation.ACTIVE_STATUSES)
+            .filter(pk=recalculation_id, status__in=ExperimentTimeseriesRecalculation.ACTIVE_STATUSES)
             .first()
         )
         if recalculation is None:
             return None
-        recalculation.status = TimeseriesRecalculation.Status.IN_PROGRESS
+        recalculation.status = ExperimentTimeseriesRecalculation.Status.IN_PROGRESS
         recalculation.attempts += 1
         recalculation.started_at = recalculation.started_at or timezone.now()
         recalculation.save(update_fields=["status", "attempts", "started_at"])
@@ -128,7 +125,7 @@ def timeseries_recalculation_start(*, recalculation_id: str) -> TimeseriesRecalc
 
 def timeseries_day_store(
     *,
-    recalculation: TimeseriesRecalculation,
+    recalculation: ExperimentTimeseriesRecalculation,
     day,
     query_to: datetime,
     result: dict[str, Any] | None,
@@ -156,7 +153,7 @@ def timeseries_day_store(
                 "query_id": str(recalculation.id),
             },
         )
-        TimeseriesRecalculation.objects.filter(pk=recalculation.pk).update(last_successful_date=day)
+        ExperimentTimeseriesRecalculation.objects.filter(pk=recalculation.pk).update(last_successful_date=day)
     recalculation.last_successful_date = day
 
 
@@ -167,30 +164,35 @@ def timeseries_recalculation_finish(
     otherwise it stays in progress for the retry."""
     with transaction.atomic():
         recalculation = (
-            TimeseriesRecalculation.objects.select_for_update().filter(pk=recalculation_id).first()
+            ExperimentTimeseriesRecalculation.objects.select_for_update().filter(pk=recalculation_id).first()
         )
-        if recalculation is None or recalculation.status not in TimeseriesRecalculation.ACTIVE_STATUSES:
+        if (
+            recalculation is None
+            or recalculation.status not in ExperimentTimeseriesRecalculation.ACTIVE_STATUSES
+        ):
             return
         recalculation.error_message = error_message
         if error_message is None:
-            recalculation.status = TimeseriesRecalculation.Status.COMPLETED
+            recalculation.status = ExperimentTimeseriesRecalculation.Status.COMPLETED
             recalculation.completed_at = timezone.now()
         elif final:
-            recalculation.status = TimeseriesRecalculation.Status.FAILED
+            recalculation.status = ExperimentTimeseriesRecalculation.Status.FAILED
             recalculation.completed_at = timezone.now()
         recalculation.save(update_fields=["status", "error_message", "completed_at"])
 
 
 def timeseries_refresh_request(
     *, experiment: Experiment, metric: dict[str, Any]
-) -> TimeseriesRecalculation | None:
+) -> ExperimentTimeseriesRecalculation | None:
     """Extend a metric's timeseries with the days since its last run (the daily refresh): a new
     request resuming after the newest completed one, keeping the stored days. None when one is
     already active, or when the metric has never been recalculated (nobody asked for its series)."""
     fingerprint = metric.get("fingerprint") or ""
     previous = (
-        TimeseriesRecalculation.objects.filter(
-            experiment=experiment, fingerprint=fingerprint, status=TimeseriesRecalculation.Status.COMPLETED
+        ExperimentTimeseriesRecalculation.objects.filter(
+            experiment=experiment,
+            fingerprint=fingerprint,
+            status=ExperimentTimeseriesRecalculation.Status.COMPLETED,
         )
         .order_by("-created_at")
         .first()
@@ -203,7 +205,7 @@ def timeseries_refresh_request(
     )
     try:
         with transaction.atomic():
-            recalculation = TimeseriesRecalculation.objects.create(
+            recalculation = ExperimentTimeseriesRecalculation.objects.create(
                 project=experiment.project,
                 experiment=experiment,
                 metric=metric,
@@ -216,7 +218,7 @@ def timeseries_refresh_request(
     return recalculation
 
 
-def enqueue_timeseries(recalculation: TimeseriesRecalculation) -> None:
+def enqueue_timeseries(recalculation: ExperimentTimeseriesRecalculation) -> None:
     if _queue is not None:
         _queue.enqueue_timeseries(recalculation)
 
@@ -227,17 +229,17 @@ def enqueue_timeseries(recalculation: TimeseriesRecalculation) -> None:
 def metrics_recalculation_request(
     *,
     experiment: Experiment,
-    trigger: str = MetricsRecalculation.Trigger.MANUAL,
+    trigger: str = ExperimentMetricsRecalculation.Trigger.MANUAL,
     user: User | None = None,
     query_to: datetime | None = None,
-) -> tuple[MetricsRecalculation, bool]:
+) -> tuple[ExperimentMetricsRecalculation, bool]:
     """Ask for every metric of a started experiment to be computed as of `query_to` (default: now,
     or the end date of an ended experiment). Returns (recalculation, created): an active one is
     returned instead of creating another."""
     if experiment.start_date is None:
         raise ValidationError(CANNOT_RECALCULATE_DRAFT_METRICS)
-    existing = MetricsRecalculation.objects.filter(
-        experiment=experiment, status__in=MetricsRecalculation.ACTIVE_STATUSES
+    existing = ExperimentMetricsRecalculation.objects.filter(
+        experiment=experiment, status__in=ExperimentMetricsRecalculation.ACTIVE_STATUSES
     ).first()
     if existing is not None:
         return existing, False
@@ -247,7 +249,7 @@ def metrics_recalculation_request(
         cutoff = min(cutoff, experiment.end_date)
     try:
         with transaction.atomic():
-            recalculation = MetricsRecalculation.objects.create(
+            recalculation = ExperimentMetricsRecalculation.objects.create(
                 project=experiment.project,
                 experiment=experiment,
                 trigger=trigger,
@@ -262,26 +264,26 @@ def metrics_recalculation_request(
     except IntegrityError:
         # A concurrent request took the one active slot: answer with its row.
         return (
-            MetricsRecalculation.objects.get(
-                experiment=experiment, status__in=MetricsRecalculation.ACTIVE_STATUSES
+            ExperimentMetricsRecalculation.objects.get(
+                experiment=experiment, status__in=ExperimentMetricsRecalculation.ACTIVE_STATUSES
             ),
             False,
         )
     return recalculation, True
 
 
-def metrics_recalculation_start(*, recalculation_id: str) -> MetricsRecalculation | None:
+def metrics_recalculation_start(*, recalculation_id: str) -> ExperimentMetricsRecalculation | None:
     """Mark a metrics recalculation in progress for one more attempt; None when it is finished."""
     with transaction.atomic():
         recalculation = (
-            MetricsRecalculation.objects.select_for_update()
+            ExperimentMetricsRecalculation.objects.select_for_update()
             .select_related("experiment__project")
-            .filter(pk=recalculation_id, status__in=MetricsRecalculation.ACTIVE_STATUSES)
+            .filter(pk=recalculation_id, status__in=ExperimentMetricsRecalculation.ACTIVE_STATUSES)
             .first()
         )
         if recalculation is None:
             return None
-        recalculation.status = MetricsRecalculation.Status.IN_PROGRESS
+        recalculation.status = ExperimentMetricsRecalculation.Status.IN_PROGRESS
         recalculation.attempts += 1
         recalculation.started_at = recalculation.started_at or timezone.now()
         recalculation.save(update_fields=["status", "attempts", "started_at"])
@@ -290,7 +292,7 @@ def metrics_recalculation_start(*, recalculation_id: str) -> MetricsRecalculatio
 
 def metrics_recalculation_store_metric(
     *,
-    recalculation: MetricsRecalculation,
+    recalculation: ExperimentMetricsRecalculation,
     metric: dict[str, Any],
     result: dict[str, Any] | None,
     error_message: str | None = None,
@@ -327,8 +329,13 @@ def metrics_recalculation_finish(
     """Close a run: counts completed and failed metrics from the stored results. An error without
     `final` keeps it in progress for the retry; with `final` it fails."""
     with transaction.atomic():
-        recalculation = MetricsRecalculation.objects.select_for_update().filter(pk=recalculation_id).first()
-        if recalculation is None or recalculation.status not in MetricsRecalculation.ACTIVE_STATUSES:
+        recalculation = (
+            ExperimentMetricsRecalculation.objects.select_for_update().filter(pk=recalculation_id).first()
+        )
+        if (
+            recalculation is None
+            or recalculation.status not in ExperimentMetricsRecalculation.ACTIVE_STATUSES
+        ):
             return
         recalculation.error_message = error_message
         if error_message is not None and not final:
@@ -346,16 +353,16 @@ def metrics_recalculation_finish(
         recalculation.exposures = exposures
         recalculation.completed_at = timezone.now()
         recalculation.status = (
-            MetricsRecalculation.Status.FAILED
+            ExperimentMetricsRecalculation.Status.FAILED
             if error_message is not None
             or (recalculation.total_metrics and not recalculation.completed_metrics)
-            else MetricsRecalculation.Status.COMPLETED
+            else ExperimentMetricsRecalculation.Status.COMPLETED
         )
         recalculation.save()
 
 
 def metrics_recalculation_body(
-    recalculation: MetricsRecalculation, *, is_existing: bool = True, with_results: bool = True
+    recalculation: ExperimentMetricsRecalculation, *, is_existing: bool = True, with_results: bool = True
 ) -> dict[str, Any]:
     body = {
         "id": str(recalculation.id),
@@ -399,10 +406,12 @@ def metric_result_entry(metric_uuid: str, row: ExperimentMetricResult | None) ->
     }
 
 
-def metrics_recalculation_get(*, experiment: Experiment, recalculation_id: str) -> MetricsRecalculation:
+def metrics_recalculation_get(
+    *, experiment: Experiment, recalculation_id: str
+) -> ExperimentMetricsRecalculation:
     try:
-        return MetricsRecalculation.objects.get(experiment=experiment, pk=recalculation_id)
-    except (MetricsRecalculation.DoesNotExist, ValueError, ValidationError) as error:
+        return ExperimentMetricsRecalculation.objects.get(experiment=experiment, pk=recalculation_id)
+    except (ExperimentMetricsRecalculation.DoesNotExist, ValueError, ValidationError) as error:
         raise NotFound(RECALCULATION_NOT_FOUND) from error
 
 
@@ -410,7 +419,9 @@ def metrics_recalculation_latest(*, experiment: Experiment) -> dict[str, Any]:
     """The newest metrics recalculation (with whatever results it has so far); without one, the
     newest stored daily results of the current metrics (`result_source: timeseries_fallback`).
     Raises NotFound when there is neither."""
-    newest = MetricsRecalculation.objects.filter(experiment=experiment).order_by("-created_at").first()
+    newest = (
+        ExperimentMetricsRecalculation.objects.filter(experiment=experiment).order_by("-created_at").first()
+    )
     if newest is not None:
         return metrics_recalculation_body(newest, is_existing=True)
     metrics = experiment_metric_definitions(experiment)
@@ -421,7 +432,7 @@ def metrics_recalculation_latest(*, experiment: Experiment) -> dict[str, Any]:
     return {
         "id": None,
         "experiment_id": experiment.id,
-        "status": MetricsRecalculation.Status.COMPLETED,
+        "status": ExperimentMetricsRecalculation.Status.COMPLETED,
         "total_metrics": len(metrics),
         "completed_metrics": len(newest_rows),
         "failed_metrics": 0,

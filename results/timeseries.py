@@ -18,7 +18,7 @@ from experiments.recalculations import (
     timeseries_recalculation_finish,
     timeseries_recalculation_start,
 )
-from experiments.results import experiment_days
+from experiments.results import NOT_STARTED, experiment_days
 from results import services
 
 EVERY_DAY_FAILED = "No day could be calculated: {reason}"
@@ -48,6 +48,10 @@ def timeseries_recalculation_run(
     if recalculation is None:
         return
     experiment = recalculation.experiment
+    if experiment.start_date is None:
+        # Reset to draft since the request: there are no days to compute.
+        timeseries_recalculation_finish(recalculation_id=recalculation_id, error_message=NOT_STARTED)
+        return
     tz = project_timezone_of(experiment)
     now = now or timezone.now()
     refused: list[str] = []

@@ -4,7 +4,7 @@ The worker runs jobs in threads with their own database connections, so tests th
 transactional database (`django_db(transaction=True)`): what the test writes is committed and the
 worker sees it."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -28,13 +28,13 @@ def queue_rows(sql: str, *params) -> list[tuple]:
 
 
 @pytest.fixture
-def run_worker(monkeypatch, settings) -> Callable[[], None]:
+def run_worker(monkeypatch, settings) -> Iterator[Callable[[], None]]:
     """Run a worker until the queue has nothing left to do now (jobs waiting for a retry stay)."""
     # Periodic tasks fire on the wall clock; a test asks for them explicitly instead.
     monkeypatch.setattr(app.periodic_registry, "periodic_tasks", {})
     # Worker threads close their connections after each job, so none outlives the test database.
     for database in settings.DATABASES.values():
-        database["CONN_MAX_AGE"] = 0
+        monkeypatch.setitem(database, "CONN_MAX_AGE", 0)
 
     def run() -> None:
         # As `manage.py procrastinate worker` does: the worker gets its own psycopg connections.

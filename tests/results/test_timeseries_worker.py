@@ -12,6 +12,7 @@ from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
 from experiments.models import ExperimentMetricResult, ExperimentTimeseriesRecalculation
+from experiments.results import NOT_STARTED
 from results import services
 from results.tasks import MAX_ATTEMPTS, recalculate_timeseries, retry_stalled_jobs
 from results.timeseries import EVERY_DAY_FAILED
@@ -260,3 +261,20 @@ def test_a_job_delivered_for_a_finished_recalculation_changes_nothing(api, engin
 
     assert list(ExperimentMetricResult.objects.values_list("id", "updated_at")) == stored
     assert len(engine.calls) == 1
+
+
+def test_an_experiment_reset_to_draft_before_its_job_runs_fails_the_request_once(api, engine, run_worker):
+    experiment = started_days_ago(api, 1)
+    requested = request_recalculation(api, experiment)
+    type(experiment).objects.filter(pk=experiment.pk).update(start_date=None)
+
+    run_worker()
+
+    recalculation = ExperimentTimeseriesRecalculation.objects.get(pk=requested["id"])
+    assert (recalculation.status, recalculation.error_message, recalculation.attempts) == (
+        "failed",
+        NOT_STARTED,
+        1,
+    )
+    assert engine.calls == []
+    assert queue_rows("SELECT count(*) FROM procrastinate_jobs") == [(0,)]
