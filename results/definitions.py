@@ -24,6 +24,7 @@ from results.engines.base import (
     PropertyFilter,
     RatioMetric,
 )
+from results.statistics import resolve_stats_config
 
 DEFAULT_EXPOSURE_EVENT = "$feature_flag_called"
 DEFAULT_BASELINE_KEY = "control"
@@ -253,15 +254,22 @@ def outlier_settings(value: Any, field: str) -> dict[str, Any]:
     return value
 
 
-def metric_definition(metric: dict[str, Any], project_id: int) -> MetricDefinition:
-    """The engine's definition of a validated `ExperimentMetric`."""
+def metric_definition(
+    metric: dict[str, Any], project_id: int, cuped_lookback_days: int | None
+) -> MetricDefinition:
+    """The engine's definition of a validated `ExperimentMetric`; `cuped_lookback_days` (None:
+    CUPED off) is passed on to the metrics PostHog applies CUPED to."""
     if metric.get("breakdownFilter") and (metric["breakdownFilter"] or {}).get("breakdowns"):
         raise ValidationError(BREAKDOWNS_NOT_SUPPORTED)
     window = conversion_window_seconds(metric)
     metric_type = metric["metric_type"]
     if metric_type == "mean":
         value = entity_value(metric["source"], "source", metric, metric.get("threshold"), project_id)
-        return MeanMetric(value=value, conversion_window_seconds=window)
+        return MeanMetric(
+            value=value,
+            conversion_window_seconds=window,
+            cuped_lookback_days=cuped_lookback_days if value.threshold is None else None,
+        )
     if metric_type == "ratio":
         return RatioMetric(
             numerator=entity_value(
@@ -286,7 +294,9 @@ def metric_definition(metric: dict[str, Any], project_id: int) -> MetricDefiniti
         if len(metric["series"]) > MAX_FUNNEL_STEPS:
             raise ValidationError(f"A funnel metric can have at most {MAX_FUNNEL_STEPS} steps.")
         steps = tuple(event_selector(step, f"series[{index}]") for index, step in enumerate(metric["series"]))
-        return FunnelMetric(steps=steps, conversion_window_seconds=window)
+        return FunnelMetric(
+            steps=steps, conversion_window_seconds=window, cuped_lookback_days=cuped_lookback_days
+        )
     raise ValidationError(RETENTION_NOT_SUPPORTED)
 
 
@@ -298,7 +308,10 @@ def metric_analysis(
     date_from, date_to = analysis_window(experiment, as_of, now)
     variants = analysed_variants(experiment)
     baseline = baseline_key(experiment, variants)
-    definition = metric_definition(metric, experiment.project_id)
+    stats = resolve_stats_config(experiment.stats_config)
+    definition = metric_definition(
+        metric, experiment.project_id, stats.cuped_lookback_days if stats.cuped_enabled else None
+    )
     matured_before = None
     if experiment.only_count_matured_users and definition.conversion_window_seconds:
         matured_before = now - timedelta(seconds=definition.conversion_window_seconds)

@@ -83,8 +83,12 @@ class EntityValue:
 
 @dataclass(frozen=True)
 class MeanMetric:
+    """`cuped_lookback_days` (None: off) asks for the CUPED covariate: the same value computed over
+    the entity's events in the days before its first exposure."""
+
     value: EntityValue
     conversion_window_seconds: int = 0
+    cuped_lookback_days: int | None = None
 
 
 @dataclass(frozen=True)
@@ -96,10 +100,12 @@ class RatioMetric:
 
 @dataclass(frozen=True)
 class FunnelMetric:
-    """An ordered funnel whose step 0 is the exposure itself; `steps` are steps 1..N."""
+    """An ordered funnel whose step 0 is the exposure itself; `steps` are steps 1..N. Its CUPED
+    covariate is whether the entity did the last step in the days before its first exposure."""
 
     steps: tuple[EventSelector, ...]
     conversion_window_seconds: int = 0
+    cuped_lookback_days: int | None = None
 
 
 MetricDefinition = MeanMetric | RatioMetric | FunnelMetric

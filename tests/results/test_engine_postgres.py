@@ -534,3 +534,83 @@ def test_draft_has_no_results(project):
     experiment.start_date = None
     with pytest.raises(ValidationError, match="not been started"):
         statistics(experiment, mean_metric())
+
+
+def covariates(row) -> tuple:
+    return (row.sum, row.covariate_sum, row.covariate_sum_squares, row.covariate_sum_product)
+
+
+def test_cuped_mean_covariates_b16(project):
+    experiment = running_experiment(project, stats_config={"cuped": {"enabled": True, "lookback_days": 7}})
+    events = []
+    for user, variant, pre, post in (
+        ("c1", "control", 3, 10),
+        ("c2", "control", 4, 20),
+        ("t1", "test", 5, 30),
+        ("t2", "test", 6, 40),
+    ):
+        events.append(exposure(experiment, user, variant, at(1)))
+        events.append(
+            event("purchase", user, at(-3), amount=pre)
+        )  # before the experiment started: still counts
+        events.append(event("purchase", user, at(-9), amount=1000))  # outside the 7-day lookback
+        events.append(event("purchase", user, at(2), amount=post))
+    send(project, events)
+    result = statistics(experiment, mean_metric(math="sum", math_property="amount"))
+    assert covariates(result["control"]) == (30, 7, 25, 110)
+    assert covariates(result["test"]) == (70, 11, 61, 390)
+
+
+def test_cuped_window_is_anchored_on_the_first_exposure_b17(project):
+    experiment = running_experiment(project, stats_config={"cuped": {"enabled": True, "lookback_days": 2}})
+    send(
+        project,
+        [
+            exposure(experiment, "c1", "control", at(5)),
+            event("purchase", "c1", at(4), amount=5),
+            event("purchase", "c1", at(2), amount=100),  # 3 days before exposure
+            event("purchase", "c1", at(6), amount=7),
+            exposure(experiment, "t1", "test", at(5)),
+            exposure(experiment, "t1", "test", at(9)),
+            event("purchase", "t1", at(4), amount=6),
+            event("purchase", "t1", at(8), amount=8),  # before the second exposure: still post-exposure
+        ],
+    )
+    result = statistics(experiment, mean_metric(math="sum", math_property="amount"))
+    assert covariates(result["control"]) == (7, 5, 25, 35)
+    assert covariates(result["test"]) == (8, 6, 36, 48)
+
+
+def test_cuped_funnel_covariate_is_the_last_step_before_exposure_b18(project):
+    experiment = running_experiment(project, stats_config={"cuped": {"enabled": True}})
+    events = []
+    for user, variant, did_before, converts in (
+        ("c1", "control", True, True),
+        ("c2", "control", False, True),
+        ("c3", "control", False, False),
+        ("t1", "test", True, True),
+        ("t2", "test", True, False),
+    ):
+        events.append(exposure(experiment, user, variant, at(20)))
+        if did_before:
+            events.append(event("purchase", user, at(10)))  # 10 days before: inside the default 14
+        if converts:
+            events.append(event("purchase", user, at(21)))
+    send(project, events)
+    metric = {
+        "kind": "ExperimentMetric",
+        "metric_type": "funnel",
+        "series": [{"kind": "EventsNode", "event": "purchase"}],
+    }
+    result = statistics(experiment, metric)
+    assert covariates(result["control"]) == (2, 1, 1, 1)
+    assert covariates(result["test"]) == (1, 2, 2, 1)
+
+
+def test_no_covariates_without_cuped_or_with_a_threshold(project):
+    experiment = running_experiment(project)
+    send(project, [exposure(experiment, "u1", "control", at(1)), event("purchase", "u1", at(0), amount=4)])
+    assert statistics(experiment, mean_metric())["control"].covariate_sum is None
+    experiment.stats_config = {"cuped": {"enabled": True}}
+    assert statistics(experiment, mean_metric(threshold=1))["control"].covariate_sum is None
+    assert statistics(experiment, mean_metric())["control"].covariate_sum == 1
