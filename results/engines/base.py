@@ -108,7 +108,25 @@ class FunnelMetric:
     cuped_lookback_days: int | None = None
 
 
-MetricDefinition = MeanMetric | RatioMetric | FunnelMetric
+@dataclass(frozen=True)
+class RetentionMetric:
+    """Of the exposed entities that did `start` (after their first exposure), how many did
+    `completion` between `window_start` and `window_end` units later (both inclusive; day and hour
+    units compare calendar days / hours in `timezone`). `start_handling` picks the first or last
+    start. With `matured_at`, only entities whose start is a whole retention window before it count."""
+
+    start: EventSelector
+    completion: EventSelector
+    window_start: int
+    window_end: int
+    unit: str
+    start_handling: str = "first_seen"
+    conversion_window_seconds: int = 0
+    timezone: str = "UTC"
+    matured_at: datetime | None = None
+
+
+MetricDefinition = MeanMetric | RatioMetric | FunnelMetric | RetentionMetric
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from results.engines.base import (
     MetricDefinition,
     PropertyFilter,
     RatioMetric,
+    RetentionMetric,
 )
 from results.statistics import VariantStatistics
 
@@ -352,6 +353,79 @@ def covariate_fields(sums: tuple) -> dict[str, float]:
     return {"covariate_sum": sums[0], "covariate_sum_squares": sums[1], "covariate_sum_product": sums[2]}
 
 
+RETENTION_UNIT_INTERVALS = {
+    "hour": "interval '1 hour'",
+    "day": "interval '1 day'",
+    "week": "interval '7 days'",
+    "month": "interval '1 month'",
+}
+RETENTION_UNIT_SECONDS = {"hour": 3600, "day": 86400, "week": 604800, "month": 2592000}
+# PostHog lets a completion run this far past the window's end before truncation decides.
+RETENTION_BUFFERS = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
+
+
+def retention_query(
+    exposure: ExposureDefinition, metric: RetentionMetric, matured_before: datetime | None
+) -> Sql:
+    """Starters (first or last start event at or after the first exposure) and whether each
+    returned inside the retention window; a start event never completes itself."""
+    window = window_of(metric.conversion_window_seconds)
+    unit = RETENTION_UNIT_INTERVALS[metric.unit]
+    end_span = timedelta(seconds=metric.window_end * RETENTION_UNIT_SECONDS[metric.unit])
+    sql = Sql().add("WITH ")
+    exposure_ctes(sql, exposure, matured_before)
+    sql.add(", start_events AS (SELECT ")
+    entity_expression(sql, exposure.group_type, "m")
+    sql.add(" AS entity, m.id, m.timestamp FROM events_event m WHERE ")
+    selector_conditions(sql, exposure.project_id, metric.start, "m")
+    sql.add(" AND m.timestamp >= %s AND m.timestamp < %s)", exposure.date_from, exposure.date_to + window)
+    order = "DESC" if metric.start_handling == "last_seen" else "ASC"
+    sql.add(
+        ", starts AS (SELECT DISTINCT ON (x.entity) x.entity, x.variant, s.id AS start_id,"
+        " s.timestamp AS start_at FROM exposures x JOIN start_events s ON s.entity = x.entity"
+        " AND s.timestamp >= x.first_at"
+    )
+    if window:
+        sql.add(" AND s.timestamp <= x.first_at + %s", window)
+    sql.add(
+        f" WHERE x.variant <> %s ORDER BY x.entity, s.timestamp {order}, s.id {order})", MULTIPLE_VARIANTS_KEY
+    )
+    sql.add(", completion_events AS (SELECT ")
+    entity_expression(sql, exposure.group_type, "m")
+    sql.add(" AS entity, m.id, m.timestamp FROM events_event m WHERE ")
+    selector_conditions(sql, exposure.project_id, metric.completion, "m")
+    sql.add(
+        " AND m.timestamp >= %s AND m.timestamp < %s)",
+        exposure.date_from,
+        exposure.date_to + window + end_span,
+    )
+    if metric.unit in ("day", "hour"):
+        completed, started = (
+            f"date_trunc('{metric.unit}', {column} AT TIME ZONE %s)"
+            for column in ("c.timestamp", "st.start_at")
+        )
+        tz_params: tuple = (metric.timezone,)
+    else:
+        completed, started, tz_params = "c.timestamp", "st.start_at", ()
+    sql.add(
+        ", retained AS (SELECT st.variant, EXISTS (SELECT 1 FROM completion_events c WHERE c.entity = st.entity"
+        " AND c.id <> st.start_id AND c.timestamp >= st.start_at AND c.timestamp <= st.start_at + %s"
+        f" AND {completed} >= {started} + %s * {unit} AND {completed} <= {started} + %s * {unit}) AS retained"
+        " FROM starts st",
+        end_span + RETENTION_BUFFERS.get(metric.unit, timedelta(0)),
+        *tz_params,
+        *tz_params,
+        metric.window_start,
+        *tz_params,
+        *tz_params,
+        metric.window_end,
+    )
+    if metric.matured_at is not None:
+        sql.add(" WHERE st.start_at + %s <= %s", end_span, metric.matured_at)
+    sql.add(") SELECT variant, count(*), count(*) FILTER (WHERE retained) FROM retained GROUP BY variant")
+    return sql
+
+
 class PostgresResultsEngine:
     """Computes sufficient statistics with one SQL statement per metric, on the events table."""
 
@@ -381,6 +455,20 @@ class PostgresResultsEngine:
                     denominator_sum=row[4],
                     denominator_sum_squares=row[5],
                     numerator_denominator_sum_product=row[6],
+                )
+                for row in rows
+            ]
+        if isinstance(metric, RetentionMetric):
+            rows = run(retention_query(exposure, metric, matured_before))
+            return [
+                VariantStatistics(
+                    key=row[0],
+                    number_of_samples=row[1],
+                    sum=float(row[2]),
+                    sum_squares=float(row[2]),
+                    denominator_sum=float(row[1]),
+                    denominator_sum_squares=float(row[1]),
+                    numerator_denominator_sum_product=float(row[2]),
                 )
                 for row in rows
             ]
