@@ -516,6 +516,13 @@ def run(sql: Sql) -> list[tuple]:
         timeout = settings.RESULTS_QUERY_TIMEOUT_SECONDS
     try:
         with transaction.atomic(), connection.cursor() as cursor:
+            # Row estimates for JSON property filters are guesses (typically "1 row"), which makes
+            # the planner nest loops over CTEs that really hold thousands of entities: quadratic.
+            # Hash and merge joins scale with the events the query reads whatever the estimate;
+            # the per-entity LATERAL lookups of funnels remain nested loops, as they must.
+            # The disabled nested loops make plan costs look enormous, which would switch JIT on:
+            # compiling costs more than these queries take.
+            cursor.execute("SELECT set_config('enable_nestloop', 'off', true), set_config('jit', 'off', true)")
             if timeout > 0:
                 cursor.execute("SELECT set_config('statement_timeout', %s, true)", [f"{timeout * 1000}"])
             cursor.execute(sql.text(), sql.params)
