@@ -171,10 +171,13 @@ def synthetic_events(project_id: int, total: int, start: datetime, seed: int):
 def load_events(url: str, project_id: int, total: int, start: datetime, seed: int) -> float:
     began = time.perf_counter()
     with psycopg.connect(url) as connection:
-        with connection.cursor() as cursor, cursor.copy(
-            "COPY events_event (uuid, project_id, event, distinct_id, timestamp, properties, received_at)"
-            " FROM STDIN"
-        ) as copy:
+        with (
+            connection.cursor() as cursor,
+            cursor.copy(
+                "COPY events_event (uuid, project_id, event, distinct_id, timestamp, properties, received_at)"
+                " FROM STDIN"
+            ) as copy,
+        ):
             for values in synthetic_events(project_id, total, start, seed):
                 copy.write_row(values)
         connection.commit()

@@ -522,7 +522,9 @@ def run(sql: Sql) -> list[tuple]:
             # the per-entity LATERAL lookups of funnels remain nested loops, as they must.
             # The disabled nested loops make plan costs look enormous, which would switch JIT on:
             # compiling costs more than these queries take.
-            cursor.execute("SELECT set_config('enable_nestloop', 'off', true), set_config('jit', 'off', true)")
+            cursor.execute(
+                "SELECT set_config('enable_nestloop', 'off', true), set_config('jit', 'off', true)"
+            )
             if timeout > 0:
                 cursor.execute("SELECT set_config('statement_timeout', %s, true)", [f"{timeout * 1000}"])
             cursor.execute(sql.text(), sql.params)
