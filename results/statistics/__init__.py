@@ -16,6 +16,7 @@ Public interface:
   unusable configuration (PostHog's 400 "Unable to calculate experiment statistics...").
 - ``sample_ratio_mismatch(*, observed_counts, rollout_percentages, ...) -> dict | None``: the SRM
   chi-square check of the exposures query (flag it when ``p_value < SRM_P_VALUE_THRESHOLD``).
+- ``combine_variant_statistics(key, parts)``: a variant's sums over breakdown buckets (§3.6).
 - The running-time calculator (§7): ``recommended_sample_size`` and its helpers.
 
 Modules: ``config`` (enums, ``StatsConfig``), ``groups`` (statistic objects, CUPED), ``methods`` (the
@@ -51,7 +52,7 @@ from results.statistics.config import (
     ValidationFailure,
     resolve_stats_config,
 )
-from results.statistics.groups import StatisticsError, VariantStatistics
+from results.statistics.groups import StatisticsError, VariantStatistics, combine_variant_statistics
 from results.statistics.sample_size import (
     CalculatorMetricType,
     baseline_value_from_stats,
@@ -80,6 +81,7 @@ __all__ = [
     "ValidationFailure",
     "VariantStatistics",
     "baseline_value_from_stats",
+    "combine_variant_statistics",
     "compare_variants",
     "ratio_variance_from_stats",
     "recommended_running_time_days",
