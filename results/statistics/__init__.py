@@ -23,17 +23,23 @@ Modules: ``config`` (enums, ``StatsConfig``), ``groups`` (statistic objects, CUP
 Bayesian, Welch and sequential tests), ``comparison`` (validation and the response), ``srm``,
 ``sample_size``, ``distributions`` (normal, t and chi-square functions written here, no scipy).
 
-What PostHog does and this module therefore does too, though it may surprise: a Bayesian funnel
-needs at least 5 successes and 5 failures per group; a relative Bayesian effect needs a positive
-baseline mean while the frequentist one accepts a negative baseline; the Welch p-value underflows to
-exactly 0.0 for |t| beyond about 8.3; ``difference_type`` selects absolute only when spelled
-``"ABSOLUTE"``; a clear loser is "significant" in the Bayesian method too.
-
 Methods: Bayesian (flat Gaussian prior on the effect: chance to win = Φ(Δ/√V), credible interval),
 frequentist (Welch t-test, two-sided p-value computed as 2·(1 − F_t(|t|)) like PostHog, confidence
 interval), frequentist sequential (always-valid mixture test), CUPED variance reduction for mean and
 funnel metrics, the delta method for ratio and retention metrics. Effects and intervals are fractions
 (0.1 means +10%), relative to the baseline unless the config asks for absolute differences.
+
+Left to the caller (the engine), as in PostHog's runner: drop the ``$multiple`` row, zero-fill
+analysed variants with no exposures, pick the baseline (``stats_config.baseline_variant_key``, else
+``control``), order treatments by flag order, collect covariates only for metrics that support CUPED
+(``StatsConfig.cuped_enabled`` and ``cuped_lookback_days`` say whether and how far back), and call
+``compare_variants`` once per breakdown bucket plus once on ``combine_variant_statistics`` totals.
+
+What PostHog does and this module therefore does too, though it may surprise: a Bayesian funnel
+needs at least 5 successes and 5 failures per group; a relative Bayesian effect needs a positive
+baseline mean while the frequentist one accepts a negative baseline; the Welch p-value underflows to
+exactly 0.0 for |t| beyond about 8.3; ``difference_type`` selects absolute only when spelled
+``"ABSOLUTE"``; a clear loser is "significant" in the Bayesian method too.
 """
 
 from results.statistics.comparison import (
