@@ -51,7 +51,8 @@ class VariantStatistics:
         )
 
 
-_SUMMABLE_OPTIONAL_FIELDS = (
+# Sums only some metric types carry; absent (None) otherwise.
+OPTIONAL_SUM_FIELDS = (
     "denominator_sum",
     "denominator_sum_squares",
     "numerator_denominator_sum_product",
@@ -81,7 +82,7 @@ def combine_variant_statistics(key: str, parts: Sequence[VariantStatistics]) -> 
             for i in range(width)
         ]
     optional = {}
-    for field in _SUMMABLE_OPTIONAL_FIELDS:
+    for field in OPTIONAL_SUM_FIELDS:
         values = [getattr(part, field) for part in parts]
         if any(value is not None for value in values):
             optional[field] = sum(value for value in values if value is not None)
