@@ -7,7 +7,14 @@ import pytest
 
 from results.statistics import StatsConfig, StatsMethod, VariantStatistics, compare_variants
 from results.statistics.config import DifferenceType
-from results.statistics.groups import cuped_adjust, cuped_theta, proportion_group, ratio_group
+from results.statistics.groups import (
+    CUPED_MINIMUM_VARIANCE,
+    cuped_adjust,
+    cuped_theta,
+    proportion_group,
+    ratio_group,
+    sample_mean_group,
+)
 from results.statistics.methods import sequential_half_width, sequential_p_value, sequential_rho, welch_t_test
 
 BAYESIAN = StatsConfig(method=StatsMethod.BAYESIAN)
@@ -310,6 +317,11 @@ CORRELATED_TEST = mean(
 def test_c13_fully_explained_metric_floors_the_variance_and_still_tests():
     theta = cuped_theta(CORRELATED_TEST, CORRELATED_CONTROL)
     assert close(theta, 1.0)
+    for variant, adjusted_mean in ((CORRELATED_TEST, 1.0), (CORRELATED_CONTROL, 0.0)):
+        post = sample_mean_group(variant.number_of_samples, variant.sum, variant.sum_squares)
+        adjusted = cuped_adjust(post, variant, theta)
+        assert math.isclose(adjusted.mean, adjusted_mean, abs_tol=1e-9)
+        assert adjusted.variance == CUPED_MINIMUM_VARIANCE
     bayesian = first_result(CORRELATED_CONTROL, CORRELATED_TEST, "mean", StatsConfig(cuped_enabled=True))
     assert bayesian["chance_to_win"] == 1.0
     assert_interval(bayesian["credible_interval"], (0.0327868022, 0.0327869683))
