@@ -1,8 +1,10 @@
 """`POST /api/projects/{id}/query/` with PostHog's experiment query kinds, over HTTP with a real key."""
 
 import time
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from results.models import QueryRun
 from tests.factories import ExperimentFactory
@@ -406,3 +408,23 @@ def test_query_runs_of_other_projects_are_not_found(api, other_project):
     assert api.delete(api.url(f"query/{foreign.id}/")).status_code == 404
     assert api.get(api.url("query/not-a-uuid/")).status_code == 404
     assert QueryRun.objects.get(id=foreign.id).status == QueryRun.Status.QUEUED
+
+
+def test_an_abandoned_async_run_is_failed_and_replaced(api, project, django_capture_on_commit_callbacks):
+    experiment = running_experiment(project)
+    with django_capture_on_commit_callbacks(execute=False):
+        first = api.post(
+            api.url("query/"), experiment_query(experiment, refresh="async"), format="json"
+        ).json()
+    QueryRun.objects.filter(id=first["query_status"]["id"]).update(
+        created_at=timezone.now() - timedelta(hours=2)
+    )
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        second = api.post(
+            api.url("query/"), experiment_query(experiment, refresh="async"), format="json"
+        ).json()
+    assert second["query_status"]["id"] != first["query_status"]["id"]
+    assert len(callbacks) == 1
+    abandoned = api.get(api.url(f"query/{first['query_status']['id']}/")).json()["query_status"]
+    assert (abandoned["complete"], abandoned["error"]) == (True, True)
+    assert "did not finish" in abandoned["error_message"]
