@@ -6,6 +6,7 @@ values; what this server cannot compute yet is a 400 that says so.
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from math import isfinite as math_isfinite
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -234,8 +235,10 @@ def entity_value(
         math_group_type = group_type_of(project_id, node.get("math_group_type_index"))
         if math_group_type is None:
             raise ValidationError(f"{where}: math unique_group needs a math_group_type_index.")
-    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, int | float)):
-        raise ValidationError("threshold must be a number.")
+    if threshold is not None and (
+        isinstance(threshold, bool) or not isinstance(threshold, int | float) or not math_isfinite(threshold)
+    ):
+        raise ValidationError("threshold must be a finite number.")
     return EntityValue(
         selector=selector,
         math=math,
