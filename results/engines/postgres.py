@@ -507,6 +507,16 @@ def statistics_query(rows: Sql, metric: MetricDefinition, matured_before: dateti
     return sql
 
 
+def metric_selectors(metric: MetricDefinition) -> list[EventSelector]:
+    if isinstance(metric, MeanMetric):
+        return [metric.value.selector]
+    if isinstance(metric, RatioMetric):
+        return [metric.numerator.selector, metric.denominator.selector]
+    if isinstance(metric, FunnelMetric):
+        return list(metric.steps)
+    return [metric.start, metric.completion]
+
+
 def variant_statistics(metric: MetricDefinition, rows: list[tuple]) -> list[VariantStatistics]:
     """The statistics query's rows as `VariantStatistics`."""
     if isinstance(metric, MeanMetric):
@@ -576,6 +586,84 @@ class PostgresResultsEngine:
         sql = statistics_query(entity_rows_query(exposure, metric), metric, matured_before)
         return variant_statistics(metric, run(sql))
 
+    def latest_event_id(self, *, project_id: int, after: int, received_before: datetime) -> int:
+        """The highest event id of the project received before `received_before` (else `after`)."""
+        rows = run(
+            Sql().add(
+                "SELECT id FROM events_event WHERE project_id = %s AND id > %s AND received_at < %s"
+                " ORDER BY id DESC LIMIT 1",
+                project_id,
+                after,
+                received_before,
+            )
+        )
+        return rows[0][0] if rows else after
+
+    def dirty_entities(
+        self,
+        *,
+        exposure: ExposureDefinition,
+        metric: MetricDefinition,
+        after_event_id: int,
+        covered_until: datetime,
+    ) -> list[str]:
+        """Entities whose rows may have changed since a refresh: those with a relevant event stored
+        after `after_event_id`, and those with one timed after `covered_until` (the window end then),
+        which the moving window end may have let in."""
+        selectors = metric_selectors(metric) + [exposure.selector]
+        names = (
+            None if any(selector.event is None for selector in selectors) else [s.event for s in selectors]
+        )
+        sql = Sql().add("SELECT DISTINCT entity FROM (")
+        for index, (column, bound) in enumerate((("id", after_event_id), ("timestamp", covered_until))):
+            sql.add(" UNION ALL " if index else "")
+            sql.add("SELECT ")
+            entity_expression(sql, exposure.group_type, "e")
+            sql.add(
+                f" AS entity FROM events_event e WHERE e.project_id = %s AND e.{column} > %s",
+                exposure.project_id,
+                bound,
+            )
+            if names is not None:
+                sql.add(" AND e.event = ANY(%s)", names)
+        sql.add(") changed WHERE entity IS NOT NULL")
+        return [row[0] for row in run(sql)]
+
+    def rollup_store(
+        self,
+        *,
+        rollup_id: int,
+        exposure: ExposureDefinition,
+        metric: MetricDefinition,
+        entities: list[str] | None,
+    ) -> None:
+        """Replace the rollup's rows of `entities` (all of them when None) with freshly computed ones."""
+        scope = None if entities is None else EntityScope(entities=entities, group_type=exposure.group_type)
+        delete = Sql().add("DELETE FROM results_rollupentityrow WHERE rollup_id = %s", rollup_id)
+        if entities is not None:
+            delete.add(" AND entity = ANY(%s)", entities)
+        execute(delete)
+        rows = entity_rows_query(exposure, metric, scope)
+        insert = Sql().add(
+            "INSERT INTO results_rollupentityrow (rollup_id, "
+            + ", ".join(ENTITY_ROW_COLUMNS)
+            + ") SELECT %s, r.* FROM (",
+            rollup_id,
+        )
+        insert.parts.extend(rows.parts)
+        insert.params.extend(rows.params)
+        insert.add(") r")
+        execute(insert)
+
+    def rollup_statistics(
+        self, *, rollup_id: int, metric: MetricDefinition, matured_before: datetime | None
+    ) -> list[VariantStatistics]:
+        rows = Sql().add(
+            "SELECT " + ", ".join(ENTITY_ROW_COLUMNS) + " FROM results_rollupentityrow WHERE rollup_id = %s",
+            rollup_id,
+        )
+        return variant_statistics(metric, run(statistics_query(rows, metric, matured_before)))
+
     def daily_first_exposures(self, *, exposure: ExposureDefinition, timezone: str) -> list[DailyExposures]:
         sql = Sql().add("WITH ")
         exposure_ctes(sql, exposure)
@@ -601,6 +689,10 @@ statement_timeout_seconds: ContextVar[int | None] = ContextVar("results_statemen
 
 
 def run(sql: Sql) -> list[tuple]:
+    return execute(sql, fetch=True)
+
+
+def execute(sql: Sql, *, fetch: bool = False) -> list[tuple]:
     timeout = statement_timeout_seconds.get()
     if timeout is None:
         timeout = settings.RESULTS_QUERY_TIMEOUT_SECONDS
@@ -618,7 +710,7 @@ def run(sql: Sql) -> list[tuple]:
             if timeout > 0:
                 cursor.execute("SELECT set_config('statement_timeout', %s, true)", [f"{timeout * 1000}"])
             cursor.execute(sql.text(), sql.params)
-            return cursor.fetchall()
+            return cursor.fetchall() if fetch else []
     except OperationalError as error:
         if isinstance(error.__cause__, QueryCanceled):
             raise ResultsQueryTimeout() from None
