@@ -24,6 +24,7 @@ from results.models import MetricRollup
 from results.statistics import VariantStatistics
 
 COMMIT_LAG = timedelta(minutes=1)
+UNUSED_FOR = timedelta(days=7)
 # A definition's window end is left out of its key: it is what a refresh moves forward.
 WINDOW_END_PLACEHOLDER = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -64,6 +65,10 @@ def metric_rollup_statistics(
             project_id=exposure.project_id, after=rollup.event_watermark, received_before=started - COMMIT_LAG
         )
         if created:
+            # Rollups of definitions nobody has read for a while (the experiment or metric changed).
+            MetricRollup.objects.filter(
+                experiment_id=experiment_id, refreshed_at__lt=started - UNUSED_FOR
+            ).exclude(id=rollup.id).delete()
             engine.rollup_store(rollup_id=rollup.id, exposure=exposure, metric=metric, entities=None)
         else:
             dirty = engine.dirty_entities(

@@ -169,6 +169,16 @@ def test_a_changed_definition_gets_its_own_rollup(project):
     assert MetricRollup.objects.filter(experiment=experiment).count() == 2
 
 
+def test_rollups_unread_for_a_week_are_dropped_when_a_new_one_is_built(project):
+    experiment = running_experiment(project)
+    send(project, [exposure(experiment, "a", "control", at(1))])
+    experiment_metric_statistics(experiment=experiment, metric=METRICS["mean winsorized sum"])
+    MetricRollup.objects.update(refreshed_at=timezone.now() - timedelta(days=8))
+    experiment_metric_statistics(experiment=experiment, metric=METRICS["ratio"])
+    assert MetricRollup.objects.filter(experiment=experiment).count() == 1
+    assert RollupEntityRow.objects.filter(rollup__experiment=experiment).count() == 1
+
+
 def test_events_timed_after_the_previous_window_end_come_in_when_it_moves(project):
     """An event stored early but timed after the window end (a clock ahead, or a late window) is
     picked up when the window end passes it, though the watermark went by it long ago."""
