@@ -1,9 +1,11 @@
 """The PostgreSQL results engine: PostHog's two-stage experiment SQL over the `events_event` table.
 
 Stage one builds `exposures` (one row per entity: variant, first and last exposure); stage two
-computes one value per exposed entity from its metric events, and the final GROUP BY returns
-per-variant sufficient statistics. Every value from a request reaches SQL as a bound parameter;
-only identifiers this module chooses are formatted into the text.
+computes one row per exposed entity from its metric events (`entity_rows_query`), and
+`statistics_query` applies maturity, threshold and winsorization and sums per variant. The same
+statistics query reads the stored entity rows of a rollup (`results.rollups`), which this engine
+refreshes for a given set of entities. Every value from a request reaches SQL as a bound
+parameter; only identifiers this module chooses are formatted into the text.
 
 Numbers are read from JSON by `number_expression`: JSON numbers and numeric strings count,
 anything else (missing, text, |x| ≥ 1e100, whose square could overflow) is NULL, which the metric
