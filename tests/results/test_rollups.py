@@ -38,6 +38,12 @@ METRICS = {
         "conversion_window": 2,
         "conversion_window_unit": "day",
     },
+    "strict funnel": {
+        "kind": "ExperimentMetric",
+        "metric_type": "funnel",
+        "series": [{"kind": "EventsNode", "event": "$pageview"}, {"kind": "EventsNode", "event": "purchase"}],
+        "funnel_order_type": "strict",
+    },
     "ratio": {
         "kind": "ExperimentMetric",
         "metric_type": "ratio",
