@@ -46,6 +46,7 @@ clean:
 bench: $(VENV)/.installed-dev
 	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = "0" ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; } || { echo "make bench needs wrk (apt-get install wrk)"; exit 2; }
 	scripts/with_postgres.sh experiments_api_bench $(BIN)/python bench/run.py $(BENCH_ARGS)
+	scripts/with_postgres.sh experiments_api_bench_results $(BIN)/python bench/results.py $(RESULTS_BENCH_ARGS)
 
 fuzz: $(VENV)/.installed-dev
 	scripts/with_postgres.sh experiments_api_fuzz $(BIN)/python scripts/fuzz.py $(FUZZ_ARGS)

@@ -1,7 +1,8 @@
 """Experiment results: one metric's result, and an experiment's exposures, as PostHog's `/query/` returns them.
 
 These are the entry points the `/query/` API and the timeseries worker call. They read events and
-experiments and write nothing. The engine returns per-variant sufficient statistics; everything
+experiments; the only thing they write is the metric's rollup (`results.rollups`), a cache of
+per-entity values. The engine returns per-variant sufficient statistics; everything
 PostHog does after its SQL (drop `$multiple`, zero-fill, order by the flag, statistics) is here.
 """
 
@@ -12,11 +13,23 @@ from zoneinfo import ZoneInfo
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
-from accounts.models import Project
 from experiments.models import Experiment
-from results.definitions import analysed_variants, analysis_window, exposure_definition, metric_analysis
-from results.engines.base import MULTIPLE_VARIANTS_KEY, FunnelMetric, RatioMetric, ResultsEngine
+from results.definitions import (
+    analysed_variants,
+    analysis_window,
+    exposure_definition,
+    metric_analysis,
+    project_timezone_name,
+)
+from results.engines.base import (
+    MULTIPLE_VARIANTS_KEY,
+    FunnelMetric,
+    RatioMetric,
+    ResultsEngine,
+    RetentionMetric,
+)
 from results.engines.postgres import PostgresResultsEngine
+from results.rollups import metric_rollup_statistics
 from results.statistics import (
     UNABLE_TO_CALCULATE_MESSAGE,
     ExperimentStatisticsError,
@@ -51,7 +64,7 @@ def empty_statistics(key: str, metric: Any) -> VariantStatistics:
         return VariantStatistics(
             key=key, number_of_samples=0, sum=0, sum_squares=0, step_counts=[0] * len(metric.steps)
         )
-    if isinstance(metric, RatioMetric):
+    if isinstance(metric, RatioMetric | RetentionMetric):
         return VariantStatistics(
             key=key,
             number_of_samples=0,
@@ -68,11 +81,22 @@ def experiment_metric_statistics(
     *, experiment: Experiment, metric: dict[str, Any], as_of: datetime | None = None
 ) -> tuple[list[VariantStatistics], str, str]:
     """Per-variant sufficient statistics of one metric in flag order (zero-filled), with the
-    baseline key and metric type. Raises ValidationError for what cannot be analysed."""
+    baseline key and metric type. The current result (no `as_of`) is read from the metric's
+    incremental rollup; a result as of a given time is computed in full from the events. Raises
+    ValidationError for what cannot be analysed."""
     analysis = metric_analysis(experiment=experiment, metric=metric, as_of=as_of, now=timezone.now())
-    rows = results_engine().metric_statistics(
-        exposure=analysis.exposure, metric=analysis.metric, matured_before=analysis.matured_before
-    )
+    rows = None
+    if as_of is None:
+        rows = metric_rollup_statistics(
+            experiment_id=experiment.id,
+            exposure=analysis.exposure,
+            metric=analysis.metric,
+            matured_before=analysis.matured_before,
+        )
+    if rows is None:
+        rows = results_engine().metric_statistics(
+            exposure=analysis.exposure, metric=analysis.metric, matured_before=analysis.matured_before
+        )
     by_key = {row.key: row for row in rows}
     ordered = [by_key.get(key) or empty_statistics(key, analysis.metric) for key in analysis.variants]
     return ordered, analysis.baseline_key, analysis.metric_type
@@ -182,12 +206,3 @@ def bias_risk(
     if multiple / everyone <= BIAS_RISK_MULTIPLE_SHARE:
         return None
     return {"multiple_variant_percentage": round(100 * multiple / everyone, 4)}
-
-
-def project_timezone_name(project: Project) -> str:
-    name = project.timezone or "UTC"
-    try:
-        ZoneInfo(name)
-    except (KeyError, ValueError):
-        return "UTC"
-    return name
