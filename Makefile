@@ -1,5 +1,5 @@
-# Two commands: `make run` serves a demo on http://127.0.0.1:8000, `make test` runs lint and the
-# test suite against PostgreSQL. Both create .venv themselves; only Python 3.11 is needed.
+# Two commands: `make run` serves a demo on http://127.0.0.1:8000 with a results worker beside it,
+# `make test` runs lint and the test suite against PostgreSQL. Both create .venv themselves; only Python 3.11 is needed.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -37,10 +37,7 @@ lock: | $(BIN)/python
 run: export DEBUG ?= true
 run: export SECURE_SSL_REDIRECT ?= false
 run: $(VENV)/.installed
-	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
-	$(BIN)/python manage.py demo_credentials --base-url http://$(HOST):$(PORT)
-	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+	WITH_POSTGRES_OPTIONAL=1 HOST=$(HOST) PORT=$(PORT) scripts/with_postgres.sh experiments_api scripts/run_demo.sh
 
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
@@ -65,6 +62,7 @@ clean:
 bench: $(VENV)/.installed-dev
 	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = "0" ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; } || { echo "make bench needs wrk (apt-get install wrk)"; exit 2; }
 	scripts/with_postgres.sh experiments_api_bench $(BIN)/python bench/run.py $(BENCH_ARGS)
+	scripts/with_postgres.sh experiments_api_bench_results $(BIN)/python bench/results.py $(RESULTS_BENCH_ARGS)
 
 fuzz: $(VENV)/.installed-dev
 	scripts/with_postgres.sh experiments_api_fuzz $(BIN)/python scripts/fuzz.py $(FUZZ_ARGS)

@@ -7,7 +7,8 @@ results will be computed from, so nothing edits or deletes single rows.
 import uuid
 
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
+from django.db.models.fields.json import KT
 from django.utils.timezone import now
 
 MAX_GROUP_TYPES_PER_PROJECT = 5
@@ -29,7 +30,21 @@ class Event(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["project", "uuid"], name="unique_event_uuid_per_project"),
         ]
-        indexes = [models.Index(fields=["project", "event", "timestamp"], name="event_project_name_time")]
+        indexes = [
+            models.Index(fields=["project", "event", "timestamp"], name="event_project_name_time"),
+            # Results: one experiment's exposures are a range of this partial index, and each exposed
+            # entity's metric events a range of the next one.
+            models.Index(
+                F("project"),
+                KT("properties__$feature_flag"),
+                F("timestamp"),
+                name="event_flag_exposure",
+                condition=Q(event="$feature_flag_called"),
+            ),
+            models.Index(
+                fields=["project", "event", "distinct_id", "timestamp"], name="event_project_entity_time"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.event} by {self.distinct_id} at {self.timestamp:%Y-%m-%d %H:%M:%S}"

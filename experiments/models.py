@@ -165,8 +165,9 @@ class ExperimentToSavedMetric(models.Model):
 
 
 class ExperimentMetricResult(models.Model):
-    """A computed result of one metric for one day window (`query_to`). Written by a results engine;
-    this server has none yet, so rows only exist where something else stored them."""
+    """A computed result of one metric, cumulative from the experiment's start up to `query_to`.
+    Written by the results worker: one row per day of a timeseries (`query_to` = the end of that day
+    in the project's timezone), and one per metrics recalculation (`query_to` = its cutoff)."""
 
     class Status(models.TextChoices):
         PENDING = "pending"
@@ -221,7 +222,12 @@ class ExperimentTimeseriesRecalculation(models.Model):
     fingerprint = models.CharField(max_length=64)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     last_successful_date = models.DateField(null=True, blank=True)
+    # Why the last attempt failed; kept while it is retried, final once the status is failed.
+    error_message = models.TextField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(default=now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -234,3 +240,62 @@ class ExperimentTimeseriesRecalculation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.fingerprint[:12]}: {self.status}"
+
+
+class ExperimentMetricsRecalculation(models.Model):
+    """One run computing every metric of an experiment as of `query_to` (PostHog's newest results
+    surface). At most one is active (pending or in progress) per experiment, which the database
+    guarantees; each metric's outcome is an `ExperimentMetricResult` row with the same `query_to`."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        IN_PROGRESS = "in_progress"
+        COMPLETED = "completed"
+        FAILED = "failed"
+
+    class Trigger(models.TextChoices):
+        MANUAL = "manual"
+        COLD_RUN = "cold_run"
+        STALE_REFRESH = "stale_refresh"
+        AUTO_REFRESH = "auto_refresh"
+        CONFIG_CHANGE = "config_change"
+
+    ACTIVE_STATUSES = (Status.PENDING, Status.IN_PROGRESS)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    project = models.ForeignKey("accounts.Project", on_delete=models.CASCADE, related_name="+")
+    experiment = models.ForeignKey(
+        Experiment, on_delete=models.CASCADE, related_name="metrics_recalculations"
+    )
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    trigger = models.CharField(max_length=20, choices=Trigger.choices, default=Trigger.MANUAL)
+    # The metrics (with their fingerprints) as they were when the run was requested.
+    metrics = models.JSONField(default=list)
+    metric_uuids = models.JSONField(default=list)
+    total_metrics = models.PositiveIntegerField(default=0)
+    completed_metrics = models.PositiveIntegerField(default=0)
+    failed_metrics = models.PositiveIntegerField(default=0)
+    metric_errors = models.JSONField(default=dict)
+    # The exposures (per-variant totals, cumulative counts per day, sample-ratio check) as of query_to.
+    exposures = models.JSONField(null=True, blank=True)
+    error_message = models.TextField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    query_to = models.DateTimeField()
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    created_at = models.DateTimeField(default=now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["experiment"],
+                condition=Q(status__in=["pending", "in_progress"]),
+                name="one_active_metrics_recalculation",
+            )
+        ]
+        indexes = [models.Index(fields=["experiment", "-created_at"], name="metrics_recalc_latest")]
+
+    def __str__(self) -> str:
+        return f"{self.experiment_id} to {self.query_to:%Y-%m-%d %H:%M}: {self.status}"

@@ -1,8 +1,8 @@
 """Experiment results bookkeeping: timeseries reads, recalculation requests and velocity stats.
 
-No results engine exists in this server yet: timeseries are read from `ExperimentMetricResult`
-rows (none unless something else writes them), and a recalculation request is recorded with
-PostHog's idempotency rules but not processed.
+Timeseries are read from `ExperimentMetricResult` rows, which the results worker writes; a
+recalculation request is recorded with PostHog's idempotency rules and handed to that worker in
+the same transaction (see `experiments/recalculations.py`).
 """
 
 from datetime import date, datetime, timedelta
@@ -14,6 +14,7 @@ from rest_framework.exceptions import ValidationError
 
 from accounts.models import Project
 from experiments.models import Experiment, ExperimentMetricResult, ExperimentTimeseriesRecalculation
+from experiments.recalculations import enqueue_timeseries
 
 NOT_STARTED = "Experiment has not been started yet"
 CANNOT_RECALCULATE_DRAFT = "Cannot recalculate timeseries for experiment that hasn't started"
@@ -138,8 +139,8 @@ def recalculation_body(recalculation: ExperimentTimeseriesRecalculation) -> dict
 def experiment_request_timeseries_recalculation(
     *, experiment: Experiment, metric: dict[str, Any], fingerprint: str
 ) -> tuple[dict[str, Any], bool]:
-    """Record a recalculation request. Returns (body, created): an active request for the same
-    experiment and fingerprint is returned instead of creating another."""
+    """Record a recalculation request and queue its job. Returns (body, created): an active request
+    for the same experiment and fingerprint is returned instead of creating another."""
     if experiment.start_date is None:
         raise ValidationError(CANNOT_RECALCULATE_DRAFT)
     active_filter = {
@@ -159,6 +160,7 @@ def experiment_request_timeseries_recalculation(
             created = ExperimentTimeseriesRecalculation.objects.create(
                 project=experiment.project, experiment=experiment, metric=metric, fingerprint=fingerprint
             )
+            enqueue_timeseries(created)
     except IntegrityError:
         # A concurrent request won the race for the one active slot: answer with its row.
         return recalculation_body(ExperimentTimeseriesRecalculation.objects.get(**active_filter)), False

@@ -7,7 +7,12 @@ from rest_framework import serializers
 
 from accounts.serializers import UserBasicSerializer
 from experiments.lifecycle import ExperimentStatus
-from experiments.models import Experiment, ExperimentSavedMetric, ExperimentToSavedMetric
+from experiments.models import (
+    Experiment,
+    ExperimentMetricsRecalculation,
+    ExperimentSavedMetric,
+    ExperimentToSavedMetric,
+)
 from experiments.representations import experiment_basic, experiment_full, saved_metric_link
 from experiments.validation import (
     split_parameters,
@@ -375,6 +380,15 @@ class RecalculateTimeseriesSerializer(ActionBodySerializer):
         if not attrs.get("fingerprint"):
             raise serializers.ValidationError("fingerprint is required")
         return attrs
+
+
+class MetricsRecalculationSerializer(ActionBodySerializer):
+    trigger = serializers.ChoiceField(
+        choices=ExperimentMetricsRecalculation.Trigger.choices,
+        required=False,
+        default=ExperimentMetricsRecalculation.Trigger.MANUAL,
+        help_text="Why the recalculation is asked for; PostHog's UI sends `manual`.",
+    )
 
 
 class ExperimentSavedMetricSerializer(StrictFieldsMixin, serializers.ModelSerializer):

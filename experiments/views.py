@@ -18,6 +18,12 @@ from experiments.cloning import experiment_copy_to_project, experiment_duplicate
 from experiments.exposure import experiment_create_exposure_cohort
 from experiments.lifecycle import EXPERIMENT_ACTIVITY_SCOPE
 from experiments.models import Experiment, ExperimentSavedMetric
+from experiments.recalculations import (
+    metrics_recalculation_body,
+    metrics_recalculation_get,
+    metrics_recalculation_latest,
+    metrics_recalculation_request,
+)
 from experiments.results import (
     experiment_request_timeseries_recalculation,
     experiment_velocity_stats,
@@ -32,6 +38,7 @@ from experiments.serializers import (
     ExperimentBasicSerializer,
     ExperimentSavedMetricSerializer,
     ExperimentSerializer,
+    MetricsRecalculationSerializer,
     RecalculateTimeseriesSerializer,
     ShipVariantSerializer,
 )
@@ -287,7 +294,7 @@ class ExperimentViewSet(
     )
     @action(detail=True, methods=["get"], required_scopes=["experiment:read"])
     def timeseries_results(self, request: Request, *args, **kwargs) -> Response:
-        """Per-day results of one metric, read from stored results (none are computed here yet)."""
+        """Per-day cumulative results of one metric, as stored by the results worker."""
         experiment = self.get_object()
         metric_uuid = request.query_params.get("metric_uuid")
         fingerprint = request.query_params.get("fingerprint")
@@ -298,6 +305,50 @@ class ExperimentViewSet(
         return Response(
             timeseries_results(experiment=experiment, metric_uuid=metric_uuid, fingerprint=fingerprint)
         )
+
+    @extend_schema(
+        request=MetricsRecalculationSerializer,
+        responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT},
+    )
+    @action(detail=True, methods=["post"], required_scopes=WRITE)
+    def metrics_recalculation(self, request: Request, *args, **kwargs) -> Response:
+        """Compute every metric of the experiment in the background; an active run is returned instead."""
+        experiment = self.get_object()
+        values = validated_body(request, MetricsRecalculationSerializer)
+        recalculation, created = metrics_recalculation_request(
+            experiment=experiment, trigger=values["trigger"], user=request.user
+        )
+        return Response(
+            metrics_recalculation_body(recalculation, is_existing=not created, with_results=False),
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @action(
+        detail=True,
+        methods=["get"],
+        required_scopes=["experiment:read"],
+        url_path="metrics_recalculation/latest",
+        url_name="metrics-recalculation-latest",
+    )
+    def metrics_recalculation_latest(self, request: Request, *args, **kwargs) -> Response:
+        """The newest metrics recalculation with its results (or the newest daily results)."""
+        return Response(metrics_recalculation_latest(experiment=self.get_object()))
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @action(
+        detail=True,
+        methods=["get"],
+        required_scopes=["experiment:read"],
+        url_path=r"metrics_recalculation/(?P<recalculation_id>[0-9a-fA-F-]{32,36})",
+        url_name="metrics-recalculation-detail",
+    )
+    def metrics_recalculation_detail(self, request: Request, *args, **kwargs) -> Response:
+        """One metrics recalculation with the results it has so far."""
+        recalculation = metrics_recalculation_get(
+            experiment=self.get_object(), recalculation_id=kwargs["recalculation_id"]
+        )
+        return Response(metrics_recalculation_body(recalculation))
 
     @extend_schema(
         responses=OpenApiTypes.OBJECT,

@@ -82,6 +82,7 @@ INSTALLED_APPS = [
     "experiments",
     "approvals",
     "events",
+    "results",
 ]
 
 MIDDLEWARE = [
@@ -129,7 +130,8 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+DATABASE_IS_POSTGRESQL = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+if DATABASE_IS_POSTGRESQL:
     # The same backend with a health check that looks at the socket instead of sending `SELECT 1`.
     DATABASES["default"]["ENGINE"] = "experiments_api.postgresql"
     # Prepared statements: values are sent apart from the SQL (server-side binding) and a statement
@@ -141,6 +143,17 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         DATABASES["default"].setdefault("OPTIONS", {}).update(
             server_side_binding=True, prepare_threshold=env_int("DATABASE_PREPARE_THRESHOLD", 2)
         )
+
+# The results worker's queue lives in PostgreSQL (procrastinate: SKIP LOCKED fetching, periodic
+# tasks, queueing locks), so it exists only there; on SQLite recalculations are recorded, not run.
+TASK_QUEUE_ENABLED = DATABASE_IS_POSTGRESQL
+if TASK_QUEUE_ENABLED:
+    INSTALLED_APPS.insert(INSTALLED_APPS.index("results"), "procrastinate.contrib.django")
+# Succeeded jobs are removed; failed ones stay, visible in the admin's queue pages.
+PROCRASTINATE_WORKER_DEFAULTS = {
+    "concurrency": env_int("RESULTS_WORKER_CONCURRENCY", 2),
+    "delete_jobs": "successful",
+}
 
 AUTH_USER_MODEL = "accounts.User"
 AUTH_PASSWORD_VALIDATORS = [
@@ -172,6 +185,8 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 MAX_EVENT_BODY_BYTES = env_int("MAX_EVENT_BODY_BYTES", 8 * 1024 * 1024)
 # Intake requests per client address (empty: unlimited). See NUM_PROXIES behind a proxy.
 EVENT_INTAKE_RATE = os.environ.get("EVENT_INTAKE_RATE", "1200/minute")
+# Longest a results SQL statement may run (0: no limit); below gunicorn's timeout for web requests.
+RESULTS_QUERY_TIMEOUT_SECONDS = env_int("RESULTS_QUERY_TIMEOUT_SECONDS", 25)
 
 # With REDIS_URL the cache (throttle counters, the flag definitions body) is shared by every worker
 # and every machine; without it each process has its own, which is only right for a single process.
@@ -292,6 +307,9 @@ LOGGING = {
     "loggers": {
         "django.request": {"level": "ERROR"},
         "django.server": {"level": "INFO"},
+        # Task registration is announced on every start of every process; only problems matter.
+        "procrastinate.blueprints": {"level": "WARNING"},
+        "procrastinate.periodic": {"level": "WARNING"},
     },
 }
 

@@ -13,6 +13,7 @@ from experiments_api.routing import ApiRouter
 from flags.delivery import decide_view, definitions_view, flags_view
 from flags.views import CohortViewSet, FeatureFlagViewSet
 from holdouts.views import ExperimentHoldoutViewSet
+from results.views import QueryViewSet
 
 router = ApiRouter()
 router.register("projects", ProjectViewSet, basename="project")
@@ -30,6 +31,7 @@ router.register_project_resource("cohorts", CohortViewSet, basename="cohort")
 router.register_project_resource("activity_log", ActivityLogViewSet, basename="activity_log")
 router.register_project_resource("change_requests", ChangeRequestViewSet, basename="change_request")
 router.register_project_resource("approval_policies", ApprovalPolicyViewSet, basename="approval_policy")
+router.register_project_resource("query", QueryViewSet, basename="query")
 
 # What PostHog's SDKs call: remote evaluation, local-evaluation definitions and event capture.
 sdk_urlpatterns = [

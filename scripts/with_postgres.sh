@@ -3,6 +3,7 @@
 #   1. DATABASE_URL, if set;
 #   2. a server on 127.0.0.1:5432 accepting user postgres;
 #   3. a throwaway cluster made with the installed PostgreSQL server binaries, removed afterwards.
+# With WITH_POSTGRES_OPTIONAL=1 and none of these, the command runs without DATABASE_URL (SQLite).
 # Usage: scripts/with_postgres.sh <database name> <command...>
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -65,6 +66,8 @@ elif can_connect "host=127.0.0.1 port=5432 user=postgres dbname=postgres"; then
   export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB_NAME"
 elif bin_dir=$(find_server_bin_dir); then
   start_throwaway_cluster "$bin_dir"
+elif [ "${WITH_POSTGRES_OPTIONAL:-}" = 1 ]; then
+  echo "No PostgreSQL found: running on SQLite." >&2
 else
   echo "This needs PostgreSQL: set DATABASE_URL, run a server on 127.0.0.1:5432 for user postgres, or install one (Debian/Ubuntu: apt-get install postgresql; macOS: brew install postgresql)." >&2
   exit 2

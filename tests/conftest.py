@@ -4,6 +4,8 @@ from dataclasses import dataclass
 
 import pytest
 from django.core.cache import cache
+from django.db import connection
+from procrastinate.schema import SchemaManager
 from rest_framework.test import APIClient
 
 from accounts.models import OrganizationMembership, PersonalAPIKey, Project, User
@@ -47,6 +49,14 @@ def keyed_client(
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {issued.secret}")
     return KeyedClient(client=client, key=issued.key, secret=issued.secret, user=user, project=project)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """The test database plus the task queue's tables: procrastinate's migrations are SQL, which
+    `--no-migrations` skips, so its schema is applied as its migrations would."""
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(SchemaManager.get_schema())
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,16 @@
+from django.apps import AppConfig
+from django.conf import settings
+
+
+class ResultsConfig(AppConfig):
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "results"
+    verbose_name = "Experiment results"
+
+    def ready(self) -> None:
+        # Without a task queue (SQLite) recalculation requests are recorded and wait.
+        if getattr(settings, "TASK_QUEUE_ENABLED", False):
+            from experiments.recalculations import register_recalculation_queue
+            from results.tasks import ProcrastinateRecalculationQueue
+
+            register_recalculation_queue(ProcrastinateRecalculationQueue())
