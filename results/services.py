@@ -16,7 +16,7 @@ from accounts.models import Project
 from experiments.models import Experiment
 from results.definitions import analysed_variants, analysis_window, exposure_definition, metric_analysis
 from results.engines.base import MULTIPLE_VARIANTS_KEY, FunnelMetric, RatioMetric, ResultsEngine
-from results.engines.postgres import PostgresResultsEngine
+from results.engines.factory import configured_results_engine
 from results.statistics import (
     UNABLE_TO_CALCULATE_MESSAGE,
     ExperimentStatisticsError,
@@ -42,7 +42,7 @@ LEGACY_RESPONSE_FIELDS = (
 
 
 def results_engine() -> ResultsEngine:
-    return PostgresResultsEngine()
+    return configured_results_engine()
 
 
 def empty_statistics(key: str, metric: Any) -> VariantStatistics:
