@@ -206,29 +206,38 @@ class ChdbClient:
 
 
 class ServerClient:
-    """A ClickHouse server over HTTP(S) through clickhouse-connect."""
+    """A ClickHouse server over HTTP(S) through clickhouse-connect. It connects on first use, so a
+    server that is down when this process starts is reached once it is back."""
 
     def __init__(self, url: str) -> None:
+        self._url = urlsplit(url)
+        self._client = None
+        self._lock = threading.Lock()
+
+    def _connected(self):
         import clickhouse_connect
 
-        parts = urlsplit(url)
-        self._client = clickhouse_connect.get_client(
-            host=parts.hostname or "localhost",
-            port=parts.port or (8443 if parts.scheme == "https" else 8123),
-            username=unquote(parts.username or "default"),
-            password=unquote(parts.password or ""),
-            database=parts.path.strip("/") or "default",
-            secure=parts.scheme == "https",
-            connect_timeout=5,
-            send_receive_timeout=max(settings.RESULTS_QUERY_TIMEOUT_SECONDS, 30) + 30,
-            autogenerate_session_id=False,
-        )
+        with self._lock:
+            if self._client is None:
+                parts = self._url
+                self._client = clickhouse_connect.get_client(
+                    host=parts.hostname or "localhost",
+                    port=parts.port or (8443 if parts.scheme == "https" else 8123),
+                    username=unquote(parts.username or "default"),
+                    password=unquote(parts.password or ""),
+                    database=parts.path.strip("/") or "default",
+                    secure=parts.scheme == "https",
+                    connect_timeout=5,
+                    send_receive_timeout=max(settings.RESULTS_QUERY_TIMEOUT_SECONDS, 30) + 30,
+                    autogenerate_session_id=False,
+                )
+            return self._client
 
-    def _guarded(self, call, *args, **kwargs):
+    def _guarded(self, method: str, *args, **kwargs):
         from clickhouse_connect.driver.exceptions import ClickHouseError
 
         try:
-            return call(*args, **kwargs)
+            return getattr(self._connected(), method)(*args, **kwargs)
         except ClickHouseError as error:
             message = str(error)
             if any(code in message for code in TIMEOUT_ERROR_CODES):
@@ -236,11 +245,11 @@ class ServerClient:
             raise ClickHouseUnavailable(message) from error
 
     def query(self, sql: str, params: dict[str, Any], settings: dict[str, Any] | None = None) -> list[tuple]:
-        result = self._guarded(self._client.query, sql, parameters=params, settings=settings or None)
+        result = self._guarded("query", sql, parameters=params, settings=settings or None)
         return [tuple(row) for row in result.result_rows]
 
     def command(self, sql: str, params: dict[str, Any] | None = None) -> None:
-        self._guarded(self._client.command, sql, parameters=params or None)
+        self._guarded("command", sql, parameters=params or None)
 
     def insert_events(self, rows: Sequence[EventRow], deduplication_token: str) -> None:
         if not rows:
@@ -250,7 +259,7 @@ class ServerClient:
             for row in rows
         ]
         self._guarded(
-            self._client.insert,
+            "insert",
             EVENTS_TABLE,
             data,
             column_names=list(EVENT_COLUMNS),

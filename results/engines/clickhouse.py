@@ -17,8 +17,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from rest_framework.exceptions import APIException
 
-from events.clickhouse import EVENTS_TABLE, ClickHouseClient, ClickHouseTimeout, instant_text
+from events.clickhouse import (
+    EVENTS_TABLE,
+    ClickHouseClient,
+    ClickHouseTimeout,
+    ClickHouseUnavailable,
+    instant_text,
+)
 from results.engines.base import (
     MULTIPLE_VARIANTS_KEY,
     DailyExposures,
@@ -397,3 +404,11 @@ class ClickHouseResultsEngine:
             return self.client.query(sql.text(), sql.params, query_settings)
         except ClickHouseTimeout:
             raise ResultsQueryTimeout() from None
+        except ClickHouseUnavailable:
+            raise ResultsStoreUnavailable() from None
+
+
+class ResultsStoreUnavailable(APIException):
+    status_code = 503
+    default_code = "events_store_unavailable"
+    default_detail = "The ClickHouse event store cannot be reached right now; ask again shortly."
