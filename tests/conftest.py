@@ -121,3 +121,18 @@ def clickhouse_backend(settings, clickhouse_store):
     settings.EVENTS_BACKEND = "clickhouse"
     settings.CLICKHOUSE_URL = url
     return client
+
+
+def pytest_generate_tests(metafunc):
+    """The results tests run on both event stores: PostgreSQL, and ClickHouse (chDB, or the server
+    at CLICKHOUSE_URL) fed through the outbox and its drain."""
+    if metafunc.definition.path.parent.name == "results" and "events_backend" in metafunc.fixturenames:
+        metafunc.parametrize("events_backend", ["postgres", "clickhouse"], indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def events_backend(request) -> str:
+    backend = getattr(request, "param", "postgres")
+    if backend == "clickhouse":
+        request.getfixturevalue("clickhouse_backend")
+    return backend
