@@ -7,9 +7,11 @@ values; what this server cannot compute yet is a 400 that says so.
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from rest_framework.exceptions import ValidationError
 
+from accounts.models import Project
 from events.models import GroupTypeMapping
 from experiments.models import Experiment
 from experiments.validation import validate_metrics
@@ -23,7 +25,9 @@ from results.engines.base import (
     MetricDefinition,
     PropertyFilter,
     RatioMetric,
+    RetentionMetric,
 )
+from results.statistics import resolve_stats_config
 
 DEFAULT_EXPOSURE_EVENT = "$feature_flag_called"
 DEFAULT_BASELINE_KEY = "control"
@@ -39,12 +43,13 @@ WINDOW_UNIT_SECONDS = {
 MEAN_MATHS = ("total", "sum", "avg", "min", "max", "unique_session", "dau", "unique_group")
 PROPERTY_MATHS = ("sum", "avg", "min", "max")
 MAX_FUNNEL_STEPS = 20
+MAX_RETENTION_WINDOW = 1000
+RETENTION_START_HANDLINGS = ("first_seen", "last_seen")
 
 NOT_STARTED = "Experiment has not been started yet"
 NO_BASELINE = "No control variant found"
 ACTIONS_NOT_SUPPORTED = "Actions are not supported by this server's results engine: use an EventsNode."
 WAREHOUSE_NOT_SUPPORTED = "Data warehouse sources are not supported by this server's results engine."
-RETENTION_NOT_SUPPORTED = "Retention metrics are not computed by this server yet."
 FUNNEL_ORDER_NOT_SUPPORTED = "Only ordered funnels are computed by this server (funnel_order_type 'ordered')."
 HOGQL_NOT_SUPPORTED = "HogQL math is not supported by this server's results engine."
 SESSION_PROPERTY_NOT_SUPPORTED = "Session-property math is not supported by this server's results engine."
@@ -61,6 +66,16 @@ class Analysis:
     variants: tuple[str, ...]
     baseline_key: str
     matured_before: datetime | None
+
+
+def project_timezone_name(project: Project) -> str:
+    """The project's timezone if Python knows it, else UTC."""
+    name = project.timezone or "UTC"
+    try:
+        ZoneInfo(name)
+    except (KeyError, ValueError):
+        return "UTC"
+    return name
 
 
 def analysis_window(
@@ -253,15 +268,28 @@ def outlier_settings(value: Any, field: str) -> dict[str, Any]:
     return value
 
 
-def metric_definition(metric: dict[str, Any], project_id: int) -> MetricDefinition:
-    """The engine's definition of a validated `ExperimentMetric`."""
+def metric_definition(
+    metric: dict[str, Any],
+    project_id: int,
+    *,
+    cuped_lookback_days: int | None = None,
+    timezone: str = "UTC",
+    matured_at: datetime | None = None,
+) -> MetricDefinition:
+    """The engine's definition of a validated `ExperimentMetric`. `cuped_lookback_days` (None:
+    CUPED off) is passed on to the metrics PostHog applies CUPED to; retention truncates days and
+    hours in `timezone` and, with `matured_at`, keeps only starters whose window has passed."""
     if metric.get("breakdownFilter") and (metric["breakdownFilter"] or {}).get("breakdowns"):
         raise ValidationError(BREAKDOWNS_NOT_SUPPORTED)
     window = conversion_window_seconds(metric)
     metric_type = metric["metric_type"]
     if metric_type == "mean":
         value = entity_value(metric["source"], "source", metric, metric.get("threshold"), project_id)
-        return MeanMetric(value=value, conversion_window_seconds=window)
+        return MeanMetric(
+            value=value,
+            conversion_window_seconds=window,
+            cuped_lookback_days=cuped_lookback_days if value.threshold is None else None,
+        )
     if metric_type == "ratio":
         return RatioMetric(
             numerator=entity_value(
@@ -286,8 +314,34 @@ def metric_definition(metric: dict[str, Any], project_id: int) -> MetricDefiniti
         if len(metric["series"]) > MAX_FUNNEL_STEPS:
             raise ValidationError(f"A funnel metric can have at most {MAX_FUNNEL_STEPS} steps.")
         steps = tuple(event_selector(step, f"series[{index}]") for index, step in enumerate(metric["series"]))
-        return FunnelMetric(steps=steps, conversion_window_seconds=window)
-    raise ValidationError(RETENTION_NOT_SUPPORTED)
+        return FunnelMetric(
+            steps=steps, conversion_window_seconds=window, cuped_lookback_days=cuped_lookback_days
+        )
+    return retention_metric(metric, window, timezone, matured_at)
+
+
+def retention_metric(
+    metric: dict[str, Any], window: int, timezone: str, matured_at: datetime | None
+) -> RetentionMetric:
+    window_start, window_end = metric["retention_window_start"], metric["retention_window_end"]
+    if not 0 <= window_start <= window_end <= MAX_RETENTION_WINDOW:
+        raise ValidationError(
+            f"retention_window_start and retention_window_end must satisfy 0 <= start <= end <= {MAX_RETENTION_WINDOW}."
+        )
+    start_handling = metric["start_handling"]
+    if start_handling not in RETENTION_START_HANDLINGS:
+        raise ValidationError(f"start_handling must be one of {', '.join(RETENTION_START_HANDLINGS)}.")
+    return RetentionMetric(
+        start=event_selector(metric["start_event"], "start_event"),
+        completion=event_selector(metric["completion_event"], "completion_event"),
+        window_start=window_start,
+        window_end=window_end,
+        unit=metric["retention_window_unit"],
+        start_handling=start_handling,
+        conversion_window_seconds=window,
+        timezone=timezone,
+        matured_at=matured_at,
+    )
 
 
 def metric_analysis(
@@ -298,9 +352,21 @@ def metric_analysis(
     date_from, date_to = analysis_window(experiment, as_of, now)
     variants = analysed_variants(experiment)
     baseline = baseline_key(experiment, variants)
-    definition = metric_definition(metric, experiment.project_id)
+    stats = resolve_stats_config(experiment.stats_config)
+    definition = metric_definition(
+        metric,
+        experiment.project_id,
+        cuped_lookback_days=stats.cuped_lookback_days if stats.cuped_enabled else None,
+        timezone=project_timezone_name(experiment.project),
+        # Retention matures on the start event rather than on the last exposure.
+        matured_at=now if experiment.only_count_matured_users else None,
+    )
     matured_before = None
-    if experiment.only_count_matured_users and definition.conversion_window_seconds:
+    if (
+        experiment.only_count_matured_users
+        and definition.conversion_window_seconds
+        and not isinstance(definition, RetentionMetric)
+    ):
         matured_before = now - timedelta(seconds=definition.conversion_window_seconds)
     return Analysis(
         exposure=exposure_definition(experiment, date_from, date_to, variants),

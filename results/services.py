@@ -12,10 +12,21 @@ from zoneinfo import ZoneInfo
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
-from accounts.models import Project
 from experiments.models import Experiment
-from results.definitions import analysed_variants, analysis_window, exposure_definition, metric_analysis
-from results.engines.base import MULTIPLE_VARIANTS_KEY, FunnelMetric, RatioMetric, ResultsEngine
+from results.definitions import (
+    analysed_variants,
+    analysis_window,
+    exposure_definition,
+    metric_analysis,
+    project_timezone_name,
+)
+from results.engines.base import (
+    MULTIPLE_VARIANTS_KEY,
+    FunnelMetric,
+    RatioMetric,
+    ResultsEngine,
+    RetentionMetric,
+)
 from results.engines.factory import configured_results_engine
 from results.statistics import (
     UNABLE_TO_CALCULATE_MESSAGE,
@@ -51,7 +62,7 @@ def empty_statistics(key: str, metric: Any) -> VariantStatistics:
         return VariantStatistics(
             key=key, number_of_samples=0, sum=0, sum_squares=0, step_counts=[0] * len(metric.steps)
         )
-    if isinstance(metric, RatioMetric):
+    if isinstance(metric, RatioMetric | RetentionMetric):
         return VariantStatistics(
             key=key,
             number_of_samples=0,
@@ -182,12 +193,3 @@ def bias_risk(
     if multiple / everyone <= BIAS_RISK_MULTIPLE_SHARE:
         return None
     return {"multiple_variant_percentage": round(100 * multiple / everyone, 4)}
-
-
-def project_timezone_name(project: Project) -> str:
-    name = project.timezone or "UTC"
-    try:
-        ZoneInfo(name)
-    except (KeyError, ValueError):
-        return "UTC"
-    return name

@@ -5,12 +5,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.scoping import ProjectScopedGenericViewSet
+from experiments_api.mixins import BodylessActionsMixin
 from results.models import QueryRun
 from results.queries import query_respond, query_run_cancel, query_status
 from results.serializers import QueryRequestSerializer
 
 
-class QueryViewSet(mixins.RetrieveModelMixin, mixins.DestroyModelMixin, ProjectScopedGenericViewSet):
+class QueryViewSet(
+    BodylessActionsMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, ProjectScopedGenericViewSet
+):
     """PostHog's `/query/` for experiment results: `ExperimentQuery` (one metric) and
     `ExperimentExposureQuery` (exposures and sample ratio mismatch). Asynchronous runs are polled
     with `GET /query/{id}/` and cancelled with `DELETE /query/{id}/`."""
@@ -26,11 +29,10 @@ class QueryViewSet(mixins.RetrieveModelMixin, mixins.DestroyModelMixin, ProjectS
     def create(self, request: Request, *args, **kwargs) -> Response:
         serializer = QueryRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        body = query_respond(
-            project=self.project,
-            query=serializer.validated_data["query"],
-            refresh=serializer.validated_data.get("refresh"),
-        )
+        refresh = serializer.validated_data.get("refresh")
+        if refresh is None and serializer.validated_data.get("async"):
+            refresh = "async"
+        body = query_respond(project=self.project, query=serializer.validated_data["query"], refresh=refresh)
         return Response(body)
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT})

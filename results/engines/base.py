@@ -83,8 +83,12 @@ class EntityValue:
 
 @dataclass(frozen=True)
 class MeanMetric:
+    """`cuped_lookback_days` (None: off) asks for the CUPED covariate: the same value computed over
+    the entity's events in the days before its first exposure."""
+
     value: EntityValue
     conversion_window_seconds: int = 0
+    cuped_lookback_days: int | None = None
 
 
 @dataclass(frozen=True)
@@ -96,13 +100,33 @@ class RatioMetric:
 
 @dataclass(frozen=True)
 class FunnelMetric:
-    """An ordered funnel whose step 0 is the exposure itself; `steps` are steps 1..N."""
+    """An ordered funnel whose step 0 is the exposure itself; `steps` are steps 1..N. Its CUPED
+    covariate is whether the entity did the last step in the days before its first exposure."""
 
     steps: tuple[EventSelector, ...]
     conversion_window_seconds: int = 0
+    cuped_lookback_days: int | None = None
 
 
-MetricDefinition = MeanMetric | RatioMetric | FunnelMetric
+@dataclass(frozen=True)
+class RetentionMetric:
+    """Of the exposed entities that did `start` (after their first exposure), how many did
+    `completion` between `window_start` and `window_end` units later (both inclusive; day and hour
+    units compare calendar days / hours in `timezone`). `start_handling` picks the first or last
+    start. With `matured_at`, only entities whose start is a whole retention window before it count."""
+
+    start: EventSelector
+    completion: EventSelector
+    window_start: int
+    window_end: int
+    unit: str
+    start_handling: str = "first_seen"
+    conversion_window_seconds: int = 0
+    timezone: str = "UTC"
+    matured_at: datetime | None = None
+
+
+MetricDefinition = MeanMetric | RatioMetric | FunnelMetric | RetentionMetric
 
 
 @dataclass(frozen=True)

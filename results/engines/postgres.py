@@ -30,6 +30,7 @@ from results.engines.base import (
     MetricDefinition,
     PropertyFilter,
     RatioMetric,
+    RetentionMetric,
 )
 from results.statistics import VariantStatistics
 
@@ -168,16 +169,20 @@ def per_event_value(sql: Sql, value: EntityValue) -> None:
         sql.add("NULL")
 
 
+# Per-entity aggregates of the joined metric events `m`; `{only}` is empty or a FILTER clause that
+# splits the events into the post-exposure value and the pre-exposure CUPED covariate.
 ENTITY_AGGREGATES = {
-    "total": "count(m.timestamp)::float8",
-    "dau": "least(count(m.timestamp), 1)::float8",
-    "sum": "coalesce(sum(coalesce(m.value, 0)), 0)",
-    "avg": "coalesce(avg(coalesce(m.value, 0)), 0)",
-    "min": "coalesce(min(coalesce(m.value, 0)), 0)",
-    "max": "coalesce(max(coalesce(m.value, 0)), 0)",
-    "unique_session": "count(DISTINCT m.value)::float8",
-    "unique_group": "count(DISTINCT m.value)::float8",
+    "total": "count(m.timestamp) {only}::float8",
+    "dau": "least(count(m.timestamp) {only}, 1)::float8",
+    "sum": "coalesce(sum(coalesce(m.value, 0)) {only}, 0)",
+    "avg": "coalesce(avg(coalesce(m.value, 0)) {only}, 0)",
+    "min": "coalesce(min(coalesce(m.value, 0)) {only}, 0)",
+    "max": "coalesce(max(coalesce(m.value, 0)) {only}, 0)",
+    "unique_session": "count(DISTINCT m.value) {only}::float8",
+    "unique_group": "count(DISTINCT m.value) {only}::float8",
 }
+AFTER_FIRST_EXPOSURE = "FILTER (WHERE m.timestamp >= x.first_at)"
+BEFORE_FIRST_EXPOSURE = "FILTER (WHERE m.timestamp < x.first_at)"
 
 
 def entity_value_cte(
@@ -187,27 +192,38 @@ def entity_value_cte(
     value: EntityValue,
     exposure: ExposureDefinition,
     window: timedelta,
+    lookback: timedelta | None = None,
 ) -> None:
-    """`<name>(entity, variant, value)`: one value per analysed entity, thresholded and winsorized."""
+    """`<name>(entity, variant, value, covariate)`: one value per analysed entity, thresholded and
+    winsorized, and with a `lookback` its CUPED covariate (else NULL)."""
     sql.add(f", {name}_events AS (SELECT ")
     entity_expression(sql, exposure.group_type, "m")
     sql.add(" AS entity, m.timestamp, ")
     per_event_value(sql, value)
     sql.add(" AS value FROM events_event m WHERE ")
     selector_conditions(sql, project_id, value.selector, "m")
-    sql.add(" AND m.timestamp >= %s AND m.timestamp < %s)", exposure.date_from, exposure.date_to + window)
+    sql.add(
+        " AND m.timestamp >= %s AND m.timestamp < %s)",
+        exposure.date_from - (lookback or timedelta(0)),
+        exposure.date_to + window,
+    )
     sql.add(f", {name}_raw AS (SELECT x.entity, x.variant, ")
-    aggregate = ENTITY_AGGREGATES[value.math]
+    aggregate = ENTITY_AGGREGATES[value.math].format(only=AFTER_FIRST_EXPOSURE if lookback else "")
     if value.threshold is not None:
         sql.add(f"CASE WHEN {aggregate} >= %s THEN 1.0 ELSE 0.0 END", value.threshold)
     else:
         sql.add(aggregate)
-    sql.add(
-        f" AS value FROM exposures x LEFT JOIN {name}_events m"
-        " ON m.entity = x.entity AND m.timestamp >= x.first_at"
-    )
+    sql.add(" AS value, ")
+    sql.add(ENTITY_AGGREGATES[value.math].format(only=BEFORE_FIRST_EXPOSURE) if lookback else "NULL::float8")
+    sql.add(f" AS covariate FROM exposures x LEFT JOIN {name}_events m ON m.entity = x.entity")
+    if lookback:
+        sql.add(" AND m.timestamp >= x.first_at - %s", lookback)
+        post_window = "m.timestamp < x.first_at OR m.timestamp < x.last_at + %s" if window else "true"
+    else:
+        sql.add(" AND m.timestamp >= x.first_at")
+        post_window = "m.timestamp < x.last_at + %s" if window else "true"
     if window:
-        sql.add(" AND m.timestamp < x.last_at + %s", window)
+        sql.add(f" AND ({post_window})", window)
     sql.add(" WHERE x.variant <> %s GROUP BY x.entity, x.variant)", MULTIPLE_VARIANTS_KEY)
     if value.lower_bound_percentile is None and value.upper_bound_percentile is None:
         sql.add(f", {name} AS (SELECT * FROM {name}_raw)")
@@ -234,8 +250,13 @@ def entity_value_cte(
         )
     sql.add(
         f" AS upper_bound FROM {name}_raw), {name} AS (SELECT r.entity, r.variant,"
-        f" least(greatest(r.value, b.lower_bound), b.upper_bound) AS value FROM {name}_raw r CROSS JOIN {name}_bounds b)"
+        f" least(greatest(r.value, b.lower_bound), b.upper_bound) AS value, r.covariate"
+        f" FROM {name}_raw r CROSS JOIN {name}_bounds b)"
     )
+
+
+# NULL when no covariate was collected, so the statistics know CUPED has nothing to work with.
+COVARIATE_SUMS = "sum({covariate}), sum({covariate} * {covariate}), sum({value} * {covariate})"
 
 
 def window_of(seconds: int) -> timedelta:
@@ -246,10 +267,11 @@ def mean_query(exposure: ExposureDefinition, metric: MeanMetric, matured_before:
     sql = Sql().add("WITH ")
     exposure_ctes(sql, exposure, matured_before)
     window = window_of(metric.conversion_window_seconds)
-    entity_value_cte(sql, "metric_values", exposure.project_id, metric.value, exposure, window)
+    lookback = timedelta(days=metric.cuped_lookback_days) if metric.cuped_lookback_days else None
+    entity_value_cte(sql, "metric_values", exposure.project_id, metric.value, exposure, window, lookback)
     sql.add(
-        " SELECT variant, count(*), coalesce(sum(value), 0), coalesce(sum(value * value), 0)"
-        " FROM metric_values GROUP BY variant"
+        " SELECT variant, count(*), coalesce(sum(value), 0), coalesce(sum(value * value), 0),"
+        f" {COVARIATE_SUMS.format(value='value', covariate='covariate')} FROM metric_values GROUP BY variant"
     )
     return sql
 
@@ -287,7 +309,7 @@ def funnel_query(exposure: ExposureDefinition, metric: FunnelMetric, matured_bef
     sql.add(
         ", paths AS (SELECT x.entity, x.variant, CASE"
         + "".join(f" WHEN s{index}.id IS NOT NULL THEN {index}" for index in range(step_count, 0, -1))
-        + " ELSE 0 END AS reached FROM exposures x JOIN exposure_events s0 ON s0.entity = x.entity"
+        + " ELSE 0 END AS reached, x.first_at FROM exposures x JOIN exposure_events s0 ON s0.entity = x.entity"
     )
     for index in range(1, step_count + 1):
         previous = f"s{index - 1}"
@@ -299,13 +321,108 @@ def funnel_query(exposure: ExposureDefinition, metric: FunnelMetric, matured_bef
             window,
         )
     sql.add(
-        " WHERE x.variant <> %s), entity_steps AS (SELECT entity, variant, max(reached) AS reached"
-        " FROM paths GROUP BY entity, variant) SELECT variant, count(*)",
+        " WHERE x.variant <> %s), entity_steps AS (SELECT entity, variant, first_at, max(reached) AS reached"
+        " FROM paths GROUP BY entity, variant, first_at), funnel_values AS (SELECT entity, variant, reached,"
+        f" CASE WHEN reached >= {step_count} THEN 1.0 ELSE 0.0 END AS value, ",
         MULTIPLE_VARIANTS_KEY,
     )
+    if metric.cuped_lookback_days:
+        sql.add("CASE WHEN EXISTS (SELECT 1 FROM events_event m WHERE ")
+        selector_conditions(sql, exposure.project_id, metric.steps[-1], "m")
+        sql.add(" AND ")
+        entity_expression(sql, exposure.group_type, "m")
+        sql.add(
+            " = e.entity AND m.timestamp >= e.first_at - %s AND m.timestamp < e.first_at) THEN 1.0 ELSE 0.0 END",
+            timedelta(days=metric.cuped_lookback_days),
+        )
+    else:
+        sql.add("NULL::float8")
+    sql.add(" AS covariate FROM entity_steps e) SELECT variant, count(*)")
     for index in range(1, step_count + 1):
         sql.add(f", count(*) FILTER (WHERE reached >= {index})")
-    sql.add(" FROM entity_steps GROUP BY variant")
+    sql.add(
+        f", {COVARIATE_SUMS.format(value='value', covariate='covariate')} FROM funnel_values GROUP BY variant"
+    )
+    return sql
+
+
+def covariate_fields(sums: tuple) -> dict[str, float]:
+    """The CUPED sums of a result row, or nothing when no covariate was collected."""
+    if sums[0] is None:
+        return {}
+    return {"covariate_sum": sums[0], "covariate_sum_squares": sums[1], "covariate_sum_product": sums[2]}
+
+
+RETENTION_UNIT_INTERVALS = {
+    "hour": "interval '1 hour'",
+    "day": "interval '1 day'",
+    "week": "interval '7 days'",
+    "month": "interval '1 month'",
+}
+RETENTION_UNIT_SECONDS = {"hour": 3600, "day": 86400, "week": 604800, "month": 2592000}
+# PostHog lets a completion run this far past the window's end before truncation decides.
+RETENTION_BUFFERS = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
+
+
+def retention_query(
+    exposure: ExposureDefinition, metric: RetentionMetric, matured_before: datetime | None
+) -> Sql:
+    """Starters (first or last start event at or after the first exposure) and whether each
+    returned inside the retention window; a start event never completes itself."""
+    window = window_of(metric.conversion_window_seconds)
+    unit = RETENTION_UNIT_INTERVALS[metric.unit]
+    end_span = timedelta(seconds=metric.window_end * RETENTION_UNIT_SECONDS[metric.unit])
+    sql = Sql().add("WITH ")
+    exposure_ctes(sql, exposure, matured_before)
+    sql.add(", start_events AS (SELECT ")
+    entity_expression(sql, exposure.group_type, "m")
+    sql.add(" AS entity, m.id, m.timestamp FROM events_event m WHERE ")
+    selector_conditions(sql, exposure.project_id, metric.start, "m")
+    sql.add(" AND m.timestamp >= %s AND m.timestamp < %s)", exposure.date_from, exposure.date_to + window)
+    order = "DESC" if metric.start_handling == "last_seen" else "ASC"
+    sql.add(
+        ", starts AS (SELECT DISTINCT ON (x.entity) x.entity, x.variant, s.id AS start_id,"
+        " s.timestamp AS start_at FROM exposures x JOIN start_events s ON s.entity = x.entity"
+        " AND s.timestamp >= x.first_at"
+    )
+    if window:
+        sql.add(" AND s.timestamp <= x.first_at + %s", window)
+    sql.add(
+        f" WHERE x.variant <> %s ORDER BY x.entity, s.timestamp {order}, s.id {order})", MULTIPLE_VARIANTS_KEY
+    )
+    sql.add(", completion_events AS (SELECT ")
+    entity_expression(sql, exposure.group_type, "m")
+    sql.add(" AS entity, m.id, m.timestamp FROM events_event m WHERE ")
+    selector_conditions(sql, exposure.project_id, metric.completion, "m")
+    sql.add(
+        " AND m.timestamp >= %s AND m.timestamp < %s)",
+        exposure.date_from,
+        exposure.date_to + window + end_span,
+    )
+    if metric.unit in ("day", "hour"):
+        completed, started = (
+            f"date_trunc('{metric.unit}', {column} AT TIME ZONE %s)"
+            for column in ("c.timestamp", "st.start_at")
+        )
+        tz_params: tuple = (metric.timezone,)
+    else:
+        completed, started, tz_params = "c.timestamp", "st.start_at", ()
+    sql.add(
+        ", retained AS (SELECT st.variant, EXISTS (SELECT 1 FROM completion_events c WHERE c.entity = st.entity"
+        " AND c.id <> st.start_id AND c.timestamp >= st.start_at AND c.timestamp <= st.start_at + %s"
+        f" AND {completed} >= {started} + %s * {unit} AND {completed} <= {started} + %s * {unit}) AS retained"
+        " FROM starts st",
+        end_span + RETENTION_BUFFERS.get(metric.unit, timedelta(0)),
+        *tz_params,
+        *tz_params,
+        metric.window_start,
+        *tz_params,
+        *tz_params,
+        metric.window_end,
+    )
+    if metric.matured_at is not None:
+        sql.add(" WHERE st.start_at + %s <= %s", end_span, metric.matured_at)
+    sql.add(") SELECT variant, count(*), count(*) FILTER (WHERE retained) FROM retained GROUP BY variant")
     return sql
 
 
@@ -318,7 +435,13 @@ class PostgresResultsEngine:
         if isinstance(metric, MeanMetric):
             rows = run(mean_query(exposure, metric, matured_before))
             return [
-                VariantStatistics(key=row[0], number_of_samples=row[1], sum=row[2], sum_squares=row[3])
+                VariantStatistics(
+                    key=row[0],
+                    number_of_samples=row[1],
+                    sum=row[2],
+                    sum_squares=row[3],
+                    **covariate_fields(row[4:7]),
+                )
                 for row in rows
             ]
         if isinstance(metric, RatioMetric):
@@ -335,14 +458,30 @@ class PostgresResultsEngine:
                 )
                 for row in rows
             ]
+        if isinstance(metric, RetentionMetric):
+            rows = run(retention_query(exposure, metric, matured_before))
+            return [
+                VariantStatistics(
+                    key=row[0],
+                    number_of_samples=row[1],
+                    sum=float(row[2]),
+                    sum_squares=float(row[2]),
+                    denominator_sum=float(row[1]),
+                    denominator_sum_squares=float(row[1]),
+                    numerator_denominator_sum_product=float(row[2]),
+                )
+                for row in rows
+            ]
         rows = run(funnel_query(exposure, metric, matured_before))
+        steps = len(metric.steps)
         return [
             VariantStatistics(
                 key=row[0],
                 number_of_samples=row[1],
-                sum=float(row[-1]),
-                sum_squares=float(row[-1]),
-                step_counts=list(row[2:]),
+                sum=float(row[1 + steps]),
+                sum_squares=float(row[1 + steps]),
+                step_counts=list(row[2 : 2 + steps]),
+                **covariate_fields(row[2 + steps : 5 + steps]),
             )
             for row in rows
         ]
@@ -377,6 +516,15 @@ def run(sql: Sql) -> list[tuple]:
         timeout = settings.RESULTS_QUERY_TIMEOUT_SECONDS
     try:
         with transaction.atomic(), connection.cursor() as cursor:
+            # Row estimates for JSON property filters are guesses (typically "1 row"), which makes
+            # the planner nest loops over CTEs that really hold thousands of entities: quadratic.
+            # Hash and merge joins scale with the events the query reads whatever the estimate;
+            # the per-entity LATERAL lookups of funnels remain nested loops, as they must.
+            # The disabled nested loops make plan costs look enormous, which would switch JIT on:
+            # compiling costs more than these queries take.
+            cursor.execute(
+                "SELECT set_config('enable_nestloop', 'off', true), set_config('jit', 'off', true)"
+            )
             if timeout > 0:
                 cursor.execute("SELECT set_config('statement_timeout', %s, true)", [f"{timeout * 1000}"])
             cursor.execute(sql.text(), sql.params)

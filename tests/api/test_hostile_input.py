@@ -369,6 +369,7 @@ ROUTES_WITHOUT_A_BODY = {
     "DELETE experiment_holdout.destroy",
     "DELETE feature_flag.destroy",
     "DELETE approval_policy.destroy",
+    "DELETE query.destroy",
 }
 
 

@@ -152,6 +152,7 @@ READ_OBJECTS: dict[str, Callable[[World], Any]] = {
     "cohort": lambda w: w.cohort.id,
     "change_request": lambda w: w.change_request.id,
     "approval_policy": lambda w: w.policy.id,
+    "query": lambda w: w.query_run.id,
 }
 QUERY = {"timeseries_results": "?metric_uuid=00000000-0000-4000-8000-000000000001&fingerprint=f"}
 

@@ -33,6 +33,7 @@ from experiments_api.routing import PROJECT_PREFIX
 from experiments_api.urls import router
 from flags.models import Cohort, FeatureFlag
 from holdouts.models import ExperimentHoldout
+from results.models import QueryRun
 from tests.conftest import KeyedClient, keyed_client
 from tests.experiments.helpers import mean_metric
 from tests.factories import (
@@ -47,7 +48,7 @@ from tests.factories import (
 )
 
 # The apps whose tables hold what the API reads and writes.
-DOMAIN_APPS = ("accounts", "flags", "experiments", "holdouts", "approvals", "activity", "events")
+DOMAIN_APPS = ("accounts", "flags", "experiments", "holdouts", "approvals", "activity", "events", "results")
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 
 
@@ -154,6 +155,8 @@ JSON_FIELD_SHAPES: dict[tuple[str, str], tuple[type, ...]] = {
     ("RecalculateTimeseriesSerializer", "metric"): (dict,),
     # Policy conditions are one condition object or a list of them (all must match).
     ("ApprovalPolicySerializer", "conditions"): (dict, list),
+    ("QueryRequestSerializer", "query"): (dict,),
+    ("QueryRequestSerializer", "refresh"): (bool, str),
 }
 
 
@@ -245,6 +248,7 @@ class World:
     cohort: Cohort
     policy: ApprovalPolicy
     change_request: ChangeRequest
+    query_run: QueryRun
     marker: str
 
     def experiments(self) -> list[Experiment]:
@@ -300,6 +304,12 @@ def populate(project: Project, owner: User, api: KeyedClient, *, marker: str) ->
     policy.refresh_from_db()
 
     sibling = ProjectFactory(organization=project.organization, name=f"{marker} sibling project")
+    query_run = QueryRun.objects.create(
+        project=project,
+        cache_key=f"{marker}-query".ljust(64, "0")[:64],
+        query={"kind": "ExperimentExposureQuery", "experiment_id": running.id},
+        query_async=True,
+    )
     return World(
         project=project,
         sibling=sibling,
@@ -316,6 +326,7 @@ def populate(project: Project, owner: User, api: KeyedClient, *, marker: str) ->
         cohort=cohort,
         policy=policy,
         change_request=change_request,
+        query_run=query_run,
         marker=marker,
     )
 
@@ -395,6 +406,11 @@ TARGETS: dict[tuple[str, str], Callable[[World], Target]] = {
     ("change_request", "approve"): lambda w: Target(w.change_request.id, {"reason": "looks good"}),
     ("change_request", "reject"): lambda w: Target(w.change_request.id, {"reason": "not now"}),
     ("change_request", "cancel"): lambda w: Target(w.change_request.id, {"reason": "withdrawn"}),
+    ("query", "create"): lambda w: Target(
+        None,
+        {"query": {"kind": "ExperimentExposureQuery", "experiment_id": w.running.id}, "refresh": "blocking"},
+    ),
+    ("query", "destroy"): lambda w: Target(w.query_run.id, None),
 }
 
 

@@ -534,3 +534,187 @@ def test_draft_has_no_results(project):
     experiment.start_date = None
     with pytest.raises(ValidationError, match="not been started"):
         statistics(experiment, mean_metric())
+
+
+def covariates(row) -> tuple:
+    return (row.sum, row.covariate_sum, row.covariate_sum_squares, row.covariate_sum_product)
+
+
+def test_cuped_mean_covariates_b16(project):
+    experiment = running_experiment(project, stats_config={"cuped": {"enabled": True, "lookback_days": 7}})
+    events = []
+    for user, variant, pre, post in (
+        ("c1", "control", 3, 10),
+        ("c2", "control", 4, 20),
+        ("t1", "test", 5, 30),
+        ("t2", "test", 6, 40),
+    ):
+        events.append(exposure(experiment, user, variant, at(1)))
+        events.append(
+            event("purchase", user, at(-3), amount=pre)
+        )  # before the experiment started: still counts
+        events.append(event("purchase", user, at(-9), amount=1000))  # outside the 7-day lookback
+        events.append(event("purchase", user, at(2), amount=post))
+    send(project, events)
+    result = statistics(experiment, mean_metric(math="sum", math_property="amount"))
+    assert covariates(result["control"]) == (30, 7, 25, 110)
+    assert covariates(result["test"]) == (70, 11, 61, 390)
+
+
+def test_cuped_window_is_anchored_on_the_first_exposure_b17(project):
+    experiment = running_experiment(project, stats_config={"cuped": {"enabled": True, "lookback_days": 2}})
+    send(
+        project,
+        [
+            exposure(experiment, "c1", "control", at(5)),
+            event("purchase", "c1", at(4), amount=5),
+            event("purchase", "c1", at(2), amount=100),  # 3 days before exposure
+            event("purchase", "c1", at(6), amount=7),
+            exposure(experiment, "t1", "test", at(5)),
+            exposure(experiment, "t1", "test", at(9)),
+            event("purchase", "t1", at(4), amount=6),
+            event("purchase", "t1", at(8), amount=8),  # before the second exposure: still post-exposure
+        ],
+    )
+    result = statistics(experiment, mean_metric(math="sum", math_property="amount"))
+    assert covariates(result["control"]) == (7, 5, 25, 35)
+    assert covariates(result["test"]) == (8, 6, 36, 48)
+
+
+def test_cuped_funnel_covariate_is_the_last_step_before_exposure_b18(project):
+    experiment = running_experiment(project, stats_config={"cuped": {"enabled": True}})
+    events = []
+    for user, variant, did_before, converts in (
+        ("c1", "control", True, True),
+        ("c2", "control", False, True),
+        ("c3", "control", False, False),
+        ("t1", "test", True, True),
+        ("t2", "test", True, False),
+    ):
+        events.append(exposure(experiment, user, variant, at(20)))
+        if did_before:
+            events.append(event("purchase", user, at(10)))  # 10 days before: inside the default 14
+        if converts:
+            events.append(event("purchase", user, at(21)))
+    send(project, events)
+    metric = {
+        "kind": "ExperimentMetric",
+        "metric_type": "funnel",
+        "series": [{"kind": "EventsNode", "event": "purchase"}],
+    }
+    result = statistics(experiment, metric)
+    assert covariates(result["control"]) == (2, 1, 1, 1)
+    assert covariates(result["test"]) == (1, 2, 2, 1)
+
+
+def test_no_covariates_without_cuped_or_with_a_threshold(project):
+    experiment = running_experiment(project)
+    send(project, [exposure(experiment, "u1", "control", at(1)), event("purchase", "u1", at(0), amount=4)])
+    assert statistics(experiment, mean_metric())["control"].covariate_sum is None
+    experiment.stats_config = {"cuped": {"enabled": True}}
+    assert statistics(experiment, mean_metric(threshold=1))["control"].covariate_sum is None
+    assert statistics(experiment, mean_metric())["control"].covariate_sum == 1
+
+
+def retention_metric(
+    start: int, end: int, unit: str = "day", handling: str = "first_seen", same_event=False
+) -> dict:
+    return {
+        "kind": "ExperimentMetric",
+        "metric_type": "retention",
+        "start_event": {"kind": "EventsNode", "event": "signup"},
+        "completion_event": {"kind": "EventsNode", "event": "signup" if same_event else "return"},
+        "retention_window_start": start,
+        "retention_window_end": end,
+        "retention_window_unit": unit,
+        "start_handling": handling,
+    }
+
+
+def test_retention_counts_starters_and_returns_b14(project):
+    experiment = running_experiment(project)
+    events = []
+    for variant, exposed, started, returned in (("control", 10, 6, 4), ("test", 10, 8, 6)):
+        for index in range(exposed):
+            user = f"{variant}{index}"
+            events.append(exposure(experiment, user, variant, at(1)))
+            if index < started:
+                events.append(event("signup", user, at(1, hours=2)))
+            if index < returned:
+                events.append(event("return", user, at(4)))
+    send(project, events)
+    result = statistics(experiment, retention_metric(1, 7))
+    control, test = result["control"], result["test"]
+    assert (control.number_of_samples, control.sum, control.sum_squares) == (6, 4, 4)
+    assert (
+        control.denominator_sum,
+        control.denominator_sum_squares,
+        control.numerator_denominator_sum_product,
+    ) == (6, 6, 4)
+    assert (test.number_of_samples, test.sum, test.denominator_sum) == (8, 6, 8)
+
+
+def test_retention_window_is_inclusive_in_calendar_days_b15(project):
+    experiment = running_experiment(project)
+    events = []
+    for variant, days in (("control", [5, 7, 10, 13, 14, 20, None]), ("test", [6, 7, 9, 12, 13, 14, None])):
+        for index, day in enumerate(days):
+            user = f"{variant}{index}"
+            events.append(exposure(experiment, user, variant, at(1)))
+            events.append(event("signup", user, at(1, hours=20)))
+            if day is not None:
+                events.append(
+                    event("return", user, at(1 + day, hours=1))
+                )  # earlier in the day than the start
+    send(project, events)
+    result = statistics(experiment, retention_metric(7, 14))
+    assert (result["control"].number_of_samples, result["control"].sum) == (7, 4)
+    assert (result["test"].number_of_samples, result["test"].sum) == (7, 5)
+
+
+def test_retention_start_handling_and_a_start_never_completes_itself(project):
+    experiment = running_experiment(project)
+    send(
+        project,
+        [
+            exposure(experiment, "once", "control", at(1)),
+            event("signup", "once", at(2)),
+            exposure(experiment, "twice", "control", at(1)),
+            event("signup", "twice", at(0)),  # before exposure: not a start
+            event("signup", "twice", at(2)),
+            event("signup", "twice", at(3)),
+        ],
+    )
+    first = statistics(experiment, retention_metric(1, 1, same_event=True))["control"]
+    assert (first.number_of_samples, first.sum) == (2, 1)
+    last = statistics(experiment, retention_metric(1, 1, handling="last_seen", same_event=True))["control"]
+    assert (last.number_of_samples, last.sum) == (2, 0)
+    same_day = statistics(experiment, retention_metric(0, 0, same_event=True))["control"]
+    assert same_day.sum == 0
+
+
+def test_retention_hours_and_weeks(project):
+    experiment = running_experiment(project)
+    send(
+        project,
+        [
+            exposure(experiment, "u1", "control", at(1)),
+            event("signup", "u1", at(1, hours=1)),
+            event("return", "u1", at(1, hours=3)),
+            exposure(experiment, "u2", "test", at(1)),
+            event("signup", "u2", at(1, hours=1)),
+            event("return", "u2", at(14, hours=2)),  # 13 days 1 hour later: weeks are not truncated
+        ],
+    )
+    hours = statistics(experiment, retention_metric(2, 2, unit="hour"))
+    assert (hours["control"].sum, hours["test"].sum) == (1, 0)
+    weeks = statistics(experiment, retention_metric(1, 2, unit="week"))
+    assert (weeks["control"].sum, weeks["test"].sum) == (0, 1)
+
+
+def test_retention_window_bounds_are_validated(project):
+    experiment = running_experiment(project)
+    with pytest.raises(ValidationError, match="retention_window_start"):
+        statistics(experiment, retention_metric(5, 2))
+    with pytest.raises(ValidationError, match="start_handling"):
+        statistics(experiment, retention_metric(1, 2, handling="middle"))
