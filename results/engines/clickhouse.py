@@ -37,14 +37,18 @@ from results.engines.base import (
     MetricDefinition,
     PropertyFilter,
     RatioMetric,
+    RetentionMetric,
 )
 from results.engines.postgres import (
     DEFAULT_FUNNEL_WINDOW,
     EMPTY_SESSION_IDS,
     MAX_ABS_NUMBER,
     NUMERIC_STRING,
+    RETENTION_BUFFERS,
+    RETENTION_UNIT_SECONDS,
     ResultsQueryTimeout,
     as_text_values,
+    covariate_fields,
     statement_timeout_seconds,
 )
 from results.statistics import VariantStatistics
@@ -190,50 +194,67 @@ def per_event_value(sql: ChSql, value: EntityValue) -> str:
     return "CAST(NULL, 'Nullable(Float64)')"
 
 
-# Over an entity's matched metric events; an entity with none gets 0 (the LEFT JOIN's coalesce).
+# Over an entity's matched metric events `m` that satisfy `{only}`; an entity with none gets 0.
 ENTITY_AGGREGATES = {
-    "total": "toFloat64(count())",
-    "dau": "toFloat64(least(count(), 1))",
-    "sum": "sum(coalesce(m.value, 0))",
-    "avg": "avg(coalesce(m.value, 0))",
-    "min": "min(coalesce(m.value, 0))",
-    "max": "max(coalesce(m.value, 0))",
-    "unique_session": "toFloat64(uniqExact(m.value))",
-    "unique_group": "toFloat64(uniqExact(m.value))",
+    "total": "toFloat64(countIf({only}))",
+    "dau": "toFloat64(least(countIf({only}), 1))",
+    "sum": "sumIf(coalesce(m.value, 0), {only})",
+    "avg": "if(countIf({only}) = 0, 0, avgIf(coalesce(m.value, 0), {only}))",
+    "min": "if(countIf({only}) = 0, 0, minIf(coalesce(m.value, 0), {only}))",
+    "max": "if(countIf({only}) = 0, 0, maxIf(coalesce(m.value, 0), {only}))",
+    "unique_session": "toFloat64(uniqExactIf(m.value, {only}))",
+    "unique_group": "toFloat64(uniqExactIf(m.value, {only}))",
 }
+NO_COVARIATE = "CAST(NULL, 'Nullable(Float64)')"
 
 
 def entity_value_cte(
-    sql: ChSql, name: str, value: EntityValue, exposure: ExposureDefinition, window: timedelta
+    sql: ChSql,
+    name: str,
+    value: EntityValue,
+    exposure: ExposureDefinition,
+    window: timedelta,
+    lookback: timedelta | None = None,
 ) -> None:
-    """`<name>(entity, variant, value)`: one value per analysed entity, thresholded and winsorized."""
+    """`<name>(entity, variant, value, covariate)`: one value per analysed entity, thresholded and
+    winsorized, and with a `lookback` its CUPED covariate (the same aggregate over the entity's
+    events in the `lookback` before its first exposure; else NULL)."""
     entity = entity_of(sql, exposure.group_type, "m")
     per_event = per_event_value(sql, value)
+    date_from = exposure.date_from - (lookback or timedelta(0))
     date_to = exposure.date_to + window
     sql.add(
         f", {name}_events AS (SELECT {entity} AS entity, m.timestamp AS timestamp, {per_event} AS value"
         f" FROM {EVENTS_TABLE} AS m FINAL WHERE m.project_id = {sql.param(exposure.project_id, 'Int64')}"
         f" AND {selector_condition(sql, value.selector, 'm')}"
-        f" AND m.timestamp >= {sql.instant(exposure.date_from)} AND m.timestamp < {sql.instant(date_to)})"
+        f" AND m.timestamp >= {sql.instant(date_from)} AND m.timestamp < {sql.instant(date_to)})"
     )
+    in_window = f"m.timestamp < x.last_at + {sql.seconds(window)}" if window else "1"
+    if lookback:
+        joined = f"m.timestamp >= x.first_at - {sql.seconds(lookback)} AND (m.timestamp < x.first_at OR {in_window})"
+        after, before = "m.timestamp >= x.first_at", "m.timestamp < x.first_at"
+        covariate = ENTITY_AGGREGATES[value.math].format(only=before)
+    else:
+        joined = f"m.timestamp >= x.first_at AND {in_window}"
+        after, covariate = "1", NO_COVARIATE
     sql.add(
-        f", {name}_matched AS (SELECT x.entity AS entity, {ENTITY_AGGREGATES[value.math]} AS value"
+        f", {name}_matched AS (SELECT x.entity AS entity,"
+        f" {ENTITY_AGGREGATES[value.math].format(only=after)} AS value, {covariate} AS covariate"
         f" FROM exposures AS x INNER JOIN {name}_events AS m ON m.entity = x.entity"
-        f" WHERE x.variant != {sql.string(MULTIPLE_VARIANTS_KEY)} AND m.timestamp >= x.first_at"
+        f" WHERE x.variant != {sql.string(MULTIPLE_VARIANTS_KEY)} AND {joined} GROUP BY x.entity)"
     )
-    if window:
-        sql.add(f" AND m.timestamp < x.last_at + {sql.seconds(window)}")
-    sql.add(" GROUP BY x.entity)")
     entity_value = "coalesce(v.value, 0)"
     if value.threshold is not None:
         entity_value = f"if({entity_value} >= {sql.param(float(value.threshold), 'Float64')}, 1.0, 0.0)"
+    entity_covariate = "toNullable(toFloat64(coalesce(v.covariate, 0)))" if lookback else NO_COVARIATE
     sql.add(
-        f", {name}_raw AS (SELECT x.entity AS entity, x.variant AS variant, toFloat64({entity_value}) AS value"
+        f", {name}_raw AS (SELECT x.entity AS entity, x.variant AS variant, toFloat64({entity_value}) AS value,"
+        f" {entity_covariate} AS covariate"
         f" FROM exposures AS x LEFT JOIN {name}_matched AS v ON v.entity = x.entity"
         f" WHERE x.variant != {sql.string(MULTIPLE_VARIANTS_KEY)})"
     )
     if value.lower_bound_percentile is None and value.upper_bound_percentile is None:
-        sql.add(f", {name} AS (SELECT entity, variant, value FROM {name}_raw)")
+        sql.add(f", {name} AS (SELECT entity, variant, value, covariate FROM {name}_raw)")
         return
     # quantileExact(level) is the element at 0-based index floor(level * n) of the sorted values,
     # pooled over every variant; a bound with no values to take it from is no bound.
@@ -253,19 +274,23 @@ def entity_value_cte(
     sql.add(
         f", {name}_bounds AS (SELECT {lower} AS lower_bound, {upper} AS upper_bound FROM {name}_raw)"
         f", {name} AS (SELECT r.entity AS entity, r.variant AS variant,"
-        f" least(greatest(r.value, b.lower_bound), b.upper_bound) AS value"
+        f" least(greatest(r.value, b.lower_bound), b.upper_bound) AS value, r.covariate AS covariate"
         f" FROM {name}_raw AS r CROSS JOIN {name}_bounds AS b)"
     )
+
+
+# NULL when no covariate was collected, so the statistics know CUPED has nothing to work with.
+COVARIATE_SUMS = "sum(covariate), sum(covariate * covariate), sum(value * covariate)"
 
 
 def mean_query(exposure: ExposureDefinition, metric: MeanMetric, matured_before: datetime | None) -> ChSql:
     sql = ChSql().add("WITH ")
     exposure_ctes(sql, exposure, matured_before)
-    entity_value_cte(
-        sql, "metric_values", metric.value, exposure, timedelta(seconds=metric.conversion_window_seconds)
-    )
+    lookback = timedelta(days=metric.cuped_lookback_days) if metric.cuped_lookback_days else None
+    window = timedelta(seconds=metric.conversion_window_seconds)
+    entity_value_cte(sql, "metric_values", metric.value, exposure, window, lookback)
     sql.add(
-        " SELECT variant, count(), sum(value), sum(value * value) FROM metric_values"
+        f" SELECT variant, count(), sum(value), sum(value * value), {COVARIATE_SUMS} FROM metric_values"
         " GROUP BY variant ORDER BY variant"
     )
     return sql
@@ -335,11 +360,111 @@ def funnel_query(
         + ", ".join(f"step_{index} > 0, {index}" for index in range(step_count, 0, -1))
         + ", 0) AS reached FROM paths)"
         ", entity_steps AS (SELECT entity, variant, max(reached) AS reached FROM path_steps"
-        " GROUP BY entity, variant) SELECT variant, count()"
+        " GROUP BY entity, variant)"
     )
+    if metric.cuped_lookback_days:
+        # The covariate: did the entity do the last step in the lookback before its first exposure.
+        lookback = timedelta(days=metric.cuped_lookback_days)
+        covariate_entity = entity_of(sql, exposure.group_type, "m")
+        sql.add(
+            f", covariate_events AS (SELECT {covariate_entity} AS entity, m.timestamp AS timestamp"
+            f" FROM {EVENTS_TABLE} AS m FINAL WHERE m.project_id = {sql.param(exposure.project_id, 'Int64')}"
+            f" AND {selector_condition(sql, metric.steps[-1], 'm')}"
+            f" AND m.timestamp >= {sql.instant(exposure.date_from - lookback)}"
+            f" AND m.timestamp < {sql.instant(exposure.date_to)})"
+            ", covariates AS (SELECT x.entity AS entity, 1.0 AS covariate FROM exposures AS x"
+            " INNER JOIN covariate_events AS c ON c.entity = x.entity"
+            f" WHERE c.timestamp >= x.first_at - {sql.seconds(lookback)} AND c.timestamp < x.first_at"
+            " GROUP BY x.entity)"
+            ", funnel_values AS (SELECT e.entity AS entity, e.variant AS variant, e.reached AS reached,"
+            f" if(e.reached >= {step_count}, 1.0, 0.0) AS value,"
+            " toNullable(toFloat64(coalesce(c.covariate, 0))) AS covariate"
+            " FROM entity_steps AS e LEFT JOIN covariates AS c ON c.entity = e.entity)"
+        )
+    else:
+        sql.add(
+            ", funnel_values AS (SELECT entity, variant, reached,"
+            f" if(reached >= {step_count}, 1.0, 0.0) AS value, {NO_COVARIATE} AS covariate FROM entity_steps)"
+        )
+    sql.add(" SELECT variant, count()")
     for index in range(1, step_count + 1):
         sql.add(f", countIf(reached >= {index})")
-    sql.add(" FROM entity_steps GROUP BY variant ORDER BY variant")
+    sql.add(f", {COVARIATE_SUMS} FROM funnel_values GROUP BY variant ORDER BY variant")
+    return sql
+
+
+def local_wall_clock(sql: ChSql, column: str, timezone: str) -> str:
+    """`column` as the wall-clock time in `timezone`, labelled UTC: naive local time, so adding
+    hours or days to it is calendar arithmetic as on PostgreSQL's `timestamp AT TIME ZONE`."""
+    return f"({column} + toIntervalSecond(timeZoneOffset(toTimeZone({column}, {sql.string(timezone)}))))"
+
+
+RETENTION_INTERVALS = {
+    "hour": "toIntervalHour",
+    "day": "toIntervalDay",
+    "week": "toIntervalWeek",
+    "month": "toIntervalMonth",
+}
+
+
+def retention_query(
+    exposure: ExposureDefinition, metric: RetentionMetric, matured_before: datetime | None
+) -> ChSql:
+    """Starters (first or last start event at or after the first exposure) and whether each
+    returned inside the retention window; a start event never completes itself."""
+    window = timedelta(seconds=metric.conversion_window_seconds)
+    end_span = timedelta(seconds=metric.window_end * RETENTION_UNIT_SECONDS[metric.unit])
+    sql = ChSql().add("WITH ")
+    exposure_ctes(sql, exposure, matured_before)
+    project = sql.param(exposure.project_id, "Int64")
+    start_entity = entity_of(sql, exposure.group_type, "m")
+    sql.add(
+        f", start_events AS (SELECT {start_entity} AS entity, m.uuid AS uuid, m.seq AS seq, m.timestamp AS timestamp"
+        f" FROM {EVENTS_TABLE} AS m FINAL WHERE m.project_id = {project}"
+        f" AND {selector_condition(sql, metric.start, 'm')}"
+        f" AND m.timestamp >= {sql.instant(exposure.date_from)}"
+        f" AND m.timestamp < {sql.instant(exposure.date_to + window)})"
+    )
+    pick = "argMax" if metric.start_handling == "last_seen" else "argMin"
+    sql.add(
+        f", starts AS (SELECT x.entity AS entity, any(x.variant) AS variant,"
+        f" {pick}((s.timestamp, s.uuid), (s.timestamp, s.seq)) AS start"
+        " FROM exposures AS x INNER JOIN start_events AS s ON s.entity = x.entity"
+        f" WHERE x.variant != {sql.string(MULTIPLE_VARIANTS_KEY)} AND s.timestamp >= x.first_at"
+    )
+    if window:
+        sql.add(f" AND s.timestamp <= x.first_at + {sql.seconds(window)}")
+    sql.add(" GROUP BY x.entity")
+    if metric.matured_at is not None:
+        sql.add(f" HAVING start.1 + {sql.seconds(end_span)} <= {sql.instant(metric.matured_at)}")
+    sql.add(")")
+    completion_entity = entity_of(sql, exposure.group_type, "m")
+    sql.add(
+        f", completion_events AS (SELECT {completion_entity} AS entity, m.uuid AS uuid, m.timestamp AS timestamp"
+        f" FROM {EVENTS_TABLE} AS m FINAL WHERE m.project_id = {project}"
+        f" AND {selector_condition(sql, metric.completion, 'm')}"
+        f" AND m.timestamp >= {sql.instant(exposure.date_from)}"
+        f" AND m.timestamp < {sql.instant(exposure.date_to + window + end_span)})"
+    )
+    if metric.unit in ("day", "hour"):
+        truncate = "toStartOfDay" if metric.unit == "day" else "toStartOfHour"
+        completed = f"{truncate}({local_wall_clock(sql, 'c.timestamp', metric.timezone)}, 'UTC')"
+        started = f"{truncate}({local_wall_clock(sql, 'st.start.1', metric.timezone)}, 'UTC')"
+    else:
+        completed, started = "c.timestamp", "st.start.1"
+    interval = RETENTION_INTERVALS[metric.unit]
+    reach = end_span + RETENTION_BUFFERS.get(metric.unit, timedelta(0))
+    sql.add(
+        ", returned AS (SELECT st.entity AS entity FROM starts AS st"
+        " INNER JOIN completion_events AS c ON c.entity = st.entity"
+        " WHERE c.uuid != st.start.2 AND c.timestamp >= st.start.1"
+        f" AND c.timestamp <= st.start.1 + {sql.seconds(reach)}"
+        f" AND {completed} >= {started} + {interval}({sql.param(metric.window_start, 'Int64')})"
+        f" AND {completed} <= {started} + {interval}({sql.param(metric.window_end, 'Int64')})"
+        " GROUP BY st.entity)"
+        " SELECT variant, count(), countIf(entity IN (SELECT entity FROM returned))"
+        " FROM starts GROUP BY variant ORDER BY variant"
+    )
     return sql
 
 
@@ -355,7 +480,13 @@ class ClickHouseResultsEngine:
         if isinstance(metric, MeanMetric):
             rows = self.run(mean_query(exposure, metric, matured_before))
             return [
-                VariantStatistics(key=row[0], number_of_samples=row[1], sum=row[2], sum_squares=row[3])
+                VariantStatistics(
+                    key=row[0],
+                    number_of_samples=row[1],
+                    sum=row[2],
+                    sum_squares=row[3],
+                    **covariate_fields(row[4:7]),
+                )
                 for row in rows
             ]
         if isinstance(metric, RatioMetric):
@@ -372,14 +503,30 @@ class ClickHouseResultsEngine:
                 )
                 for row in rows
             ]
+        if isinstance(metric, RetentionMetric):
+            rows = self.run(retention_query(exposure, metric, matured_before))
+            return [
+                VariantStatistics(
+                    key=row[0],
+                    number_of_samples=row[1],
+                    sum=float(row[2]),
+                    sum_squares=float(row[2]),
+                    denominator_sum=float(row[1]),
+                    denominator_sum_squares=float(row[1]),
+                    numerator_denominator_sum_product=float(row[2]),
+                )
+                for row in rows
+            ]
         rows = self.run(funnel_query(exposure, metric, matured_before))
+        steps = len(metric.steps)
         return [
             VariantStatistics(
                 key=row[0],
                 number_of_samples=row[1],
-                sum=float(row[-1]),
-                sum_squares=float(row[-1]),
-                step_counts=list(row[2:]),
+                sum=float(row[1 + steps]),
+                sum_squares=float(row[1 + steps]),
+                step_counts=list(row[2 : 2 + steps]),
+                **covariate_fields(row[2 + steps : 5 + steps]),
             )
             for row in rows
         ]

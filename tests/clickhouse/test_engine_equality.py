@@ -24,6 +24,7 @@ from results.engines.base import (
     MeanMetric,
     PropertyFilter,
     RatioMetric,
+    RetentionMetric,
 )
 from results.engines.clickhouse import ClickHouseResultsEngine
 from results.engines.postgres import PostgresResultsEngine
@@ -256,6 +257,56 @@ def test_ratio_and_funnel_metrics_match(loaded, option):
         assert_same(pg_rows, ch_rows, f"{option} funnel {index}")
         reached += sum(row.step_counts[-1] for row in pg_rows)
     assert reached > 0
+
+
+@pytest.mark.parametrize("option", ["exclude", "first_seen", "group"])
+def test_cuped_covariates_match(loaded, option):
+    project = loaded[0]
+    exposure = exposures(project.id, **EXPOSURE_OPTIONS[option])
+    covariates = 0
+    for index, value in enumerate(ENTITY_VALUES):
+        for window in (0, 2 * 86400):
+            metric = MeanMetric(value, conversion_window_seconds=window, cuped_lookback_days=3)
+            pg_rows, ch_rows = both(loaded, exposure, metric)
+            assert_same(pg_rows, ch_rows, f"{option} cuped value {index} window {window}")
+            covariates += sum(1 for row in pg_rows if row.covariate_sum)
+    funnel = FunnelMetric((EventSelector("signup"), EventSelector("purchase")), cuped_lookback_days=2)
+    assert_same(*both(loaded, exposure, funnel), f"{option} cuped funnel")
+    assert covariates > 0
+
+
+RETENTIONS = [
+    {"unit": "day", "window_start": 1, "window_end": 3},
+    {"unit": "day", "window_start": 0, "window_end": 0, "timezone": "America/Los_Angeles"},
+    {
+        "unit": "day",
+        "window_start": 1,
+        "window_end": 2,
+        "timezone": "Asia/Kathmandu",
+        "start_handling": "last_seen",
+    },
+    {"unit": "hour", "window_start": 2, "window_end": 30, "timezone": "Australia/Adelaide"},
+    {"unit": "week", "window_start": 0, "window_end": 1},
+    {"unit": "month", "window_start": 0, "window_end": 1, "start_handling": "last_seen"},
+    {"unit": "day", "window_start": 1, "window_end": 5, "conversion_window_seconds": 86400},
+    {"unit": "day", "window_start": 1, "window_end": 2, "matured_at": START + timedelta(days=8)},
+]
+
+
+@pytest.mark.parametrize("option", ["exclude", "first_seen", "group", "custom_event"])
+def test_retention_metrics_match(loaded, option):
+    project = loaded[0]
+    exposure = exposures(project.id, **EXPOSURE_OPTIONS[option])
+    retained = 0
+    for fields in RETENTIONS:
+        for start, completion in (("purchase", "purchase"), ("signup", "checkout"), (None, "purchase")):
+            metric = RetentionMetric(
+                start=EventSelector(start), completion=EventSelector(completion), **fields
+            )
+            pg_rows, ch_rows = both(loaded, exposure, metric)
+            assert_same(pg_rows, ch_rows, f"{option} retention {fields} {start}->{completion}")
+            retained += sum(row.sum for row in pg_rows)
+    assert retained > 0
 
 
 def test_matured_users_and_daily_exposures_match(loaded):
