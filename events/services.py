@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -12,6 +11,8 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet, TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -191,16 +192,27 @@ def group_types_ensure(*, project_id: int, group_types: Iterable[str]) -> None:
             continue  # another request took that name or index meanwhile; look again
 
 
-def clickhouse_row(event: Event | PendingEvent) -> EventRow:
-    return EventRow(
-        project_id=event.project_id,
-        uuid=str(event.uuid),
-        event=event.event,
-        distinct_id=event.distinct_id,
-        timestamp=event.timestamp,
-        seq=event.id,
-        properties=json.dumps(event.properties, ensure_ascii=False),
+CLICKHOUSE_ROW_FIELDS = ("id", "project_id", "uuid", "event", "distinct_id", "timestamp", "properties_text")
+
+
+def clickhouse_rows(stored: QuerySet) -> list[EventRow]:
+    """Event rows for ClickHouse from `Event` or `PendingEvent` rows, properties as PostgreSQL's own
+    JSON text (no decoding and re-encoding here, and numbers spelled as results on PostgreSQL see them)."""
+    values = stored.annotate(properties_text=Cast("properties", TextField())).values_list(
+        *CLICKHOUSE_ROW_FIELDS
     )
+    return [
+        EventRow(
+            project_id=project_id,
+            uuid=str(event_uuid),
+            event=event,
+            distinct_id=distinct_id,
+            timestamp=timestamp,
+            seq=row_id,
+            properties=properties,
+        )
+        for row_id, project_id, event_uuid, event, distinct_id, timestamp, properties in values
+    ]
 
 
 def pending_events_drain(*, batch_size: int | None = None, client: ClickHouseClient | None = None) -> int:
@@ -217,14 +229,14 @@ def pending_events_drain(*, batch_size: int | None = None, client: ClickHouseCli
     moved = 0
     while True:
         with transaction.atomic():
-            batch = list(PendingEvent.objects.select_for_update(skip_locked=True).order_by("id")[:batch_size])
+            locked = PendingEvent.objects.select_for_update(skip_locked=True).order_by("id")[:batch_size]
+            batch = clickhouse_rows(locked)
             if not batch:
                 return moved
             client.insert_events(
-                [clickhouse_row(event) for event in batch],
-                deduplication_token=f"pending:{batch[0].id}:{batch[-1].id}:{len(batch)}",
+                batch, deduplication_token=f"pending:{batch[0].seq}:{batch[-1].seq}:{len(batch)}"
             )
-            PendingEvent.objects.filter(id__in=[event.id for event in batch]).delete()
+            PendingEvent.objects.filter(id__in=[event.seq for event in batch]).delete()
         moved += len(batch)
 
 
@@ -248,14 +260,13 @@ def events_backfill_to_clickhouse(
         stored = stored.filter(project_id=project_id)
     copied, last_id = 0, after_id
     while True:
-        batch = list(stored.filter(id__gt=last_id)[:batch_size])
+        batch = clickhouse_rows(stored.filter(id__gt=last_id)[:batch_size])
         if not batch:
             return copied
         client.insert_events(
-            [clickhouse_row(event) for event in batch],
-            deduplication_token=f"backfill:{batch[0].id}:{batch[-1].id}:{len(batch)}",
+            batch, deduplication_token=f"backfill:{batch[0].seq}:{batch[-1].seq}:{len(batch)}"
         )
         copied += len(batch)
-        last_id = batch[-1].id
+        last_id = batch[-1].seq
         if progress is not None:
             progress(copied, last_id)
