@@ -9,9 +9,9 @@ VACUUM ANALYZE and times each kind of full computation through `results.services
 seconds (best of `--repeat`), the per-variant numbers and the chance to win, so the known effect
 can be seen.
 
-The issue's targets for a results read (≤ 1 s at 10 M events) and an incremental refresh (≤ 2 s per
-100 k events) assume incremental per-entity rollups, which this server does not have yet: every
-figure here is a full recompute from the raw events.
+Then the incremental rollups: each metric's rollup is built, read again unchanged (the results
+read), and refreshed after `--new-events` more events (default 100 k, over the last day, many from
+existing users); the refreshed statistics are compared with a full recompute.
 
 Run through `make bench` (which provides PostgreSQL), or alone:
 `scripts/with_postgres.sh experiments_api_bench .venv/bin/python bench/results.py --events 1000000`.
@@ -168,7 +168,11 @@ def synthetic_events(project_id: int, total: int, start: datetime, seed: int):
             produced += 1
 
 
-def load_events(url: str, project_id: int, total: int, start: datetime, seed: int) -> float:
+def load_events(
+    url: str, project_id: int, total: int, start: datetime, seed: int, received_at: datetime | None = None
+) -> float:
+    """COPY the synthetic events in; `received_at` overrides when the server got them (default: the
+    event time), so a later batch can be marked as just arrived."""
     began = time.perf_counter()
     with psycopg.connect(url) as connection:
         with (
@@ -206,12 +210,57 @@ def describe(result: dict) -> str:
     return "; ".join(parts)
 
 
+def statistics_rows(rows) -> dict:
+    return {row.key: (row.number_of_samples, round(row.sum, 6), round(row.sum_squares, 4)) for row in rows}
+
+
+def measure_rollups(url: str, project_id: int, experiment, args: argparse.Namespace) -> None:
+    """Build each metric's rollup, read it unchanged, fold in `--new-events` more events, and check
+    the refreshed result against a full recompute."""
+    from django.utils import timezone
+
+    from results.definitions import metric_analysis
+    from results.engines.postgres import PostgresResultsEngine
+    from results.services import experiment_metric_statistics
+
+    print("\nIncremental rollups (target: read ≤ 1 s at 10 M events, refresh of 100 k events ≤ 2 s)")
+    print(f"{'metric':<34} {'build':>7} {'read':>7} {'refresh':>8}  equals full recompute")
+    builds, reads = {}, {}
+    for name, metric in METRICS.items():
+        builds[name], _ = best_of(
+            1, lambda m=metric: experiment_metric_statistics(experiment=experiment, metric=m)
+        )
+        reads[name], _ = best_of(
+            args.repeat, lambda m=metric: experiment_metric_statistics(experiment=experiment, metric=m)
+        )
+    new_start = datetime.now(UTC) - timedelta(days=1)
+    load_events(
+        url,
+        project_id,
+        args.new_events,
+        new_start,
+        args.seed + 1,
+        received_at=datetime.now(UTC) - timedelta(minutes=5),
+    )
+    for name, metric in METRICS.items():
+        refresh, (rows, _, _) = best_of(
+            1, lambda m=metric: experiment_metric_statistics(experiment=experiment, metric=m)
+        )
+        analysis = metric_analysis(experiment=experiment, metric=metric, as_of=None, now=timezone.now())
+        full = PostgresResultsEngine().metric_statistics(
+            exposure=analysis.exposure, metric=analysis.metric, matured_before=analysis.matured_before
+        )
+        same = statistics_rows(row for row in rows if row.number_of_samples) == statistics_rows(full)
+        print(f"{name:<34} {builds[name]:7.2f} {reads[name]:7.2f} {refresh:8.2f}  {'yes' if same else 'NO'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--new-events", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     args = parser.parse_args()
@@ -235,11 +284,15 @@ def main() -> None:
         f" srm_p={srm.get('p_value')}"
     )
     for name, metric in METRICS.items():
+        # A result as of a given instant is always computed in full from the events.
         seconds, result = best_of(
-            args.repeat, lambda m=metric: experiment_metric_result(experiment=experiment, metric=m)
+            args.repeat,
+            lambda m=metric: experiment_metric_result(
+                experiment=experiment, metric=m, as_of=datetime.now(UTC)
+            ),
         )
         print(f"{name:<34} {seconds:8.2f}  {describe(result)}")
-    print("Incremental refresh and rollup reads: not measured (no per-entity rollups yet).")
+    measure_rollups(url, project.id, experiment, args)
     if not args.keep:
         from django.db import connections
 

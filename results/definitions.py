@@ -6,6 +6,7 @@ values; what this server cannot compute yet is a 400 that says so.
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from math import isfinite as math_isfinite
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -50,7 +51,10 @@ NOT_STARTED = "Experiment has not been started yet"
 NO_BASELINE = "No control variant found"
 ACTIONS_NOT_SUPPORTED = "Actions are not supported by this server's results engine: use an EventsNode."
 WAREHOUSE_NOT_SUPPORTED = "Data warehouse sources are not supported by this server's results engine."
-FUNNEL_ORDER_NOT_SUPPORTED = "Only ordered funnels are computed by this server (funnel_order_type 'ordered')."
+FUNNEL_ORDERS = ("ordered", "strict")
+FUNNEL_ORDER_NOT_SUPPORTED = (
+    "Only ordered and strict funnels are computed by this server (funnel_order_type)."
+)
 HOGQL_NOT_SUPPORTED = "HogQL math is not supported by this server's results engine."
 SESSION_PROPERTY_NOT_SUPPORTED = "Session-property math is not supported by this server's results engine."
 BREAKDOWNS_NOT_SUPPORTED = "Breakdowns are not computed by this server yet."
@@ -234,8 +238,10 @@ def entity_value(
         math_group_type = group_type_of(project_id, node.get("math_group_type_index"))
         if math_group_type is None:
             raise ValidationError(f"{where}: math unique_group needs a math_group_type_index.")
-    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, int | float)):
-        raise ValidationError("threshold must be a number.")
+    if threshold is not None and (
+        isinstance(threshold, bool) or not isinstance(threshold, int | float) or not math_isfinite(threshold)
+    ):
+        raise ValidationError("threshold must be a finite number.")
     return EntityValue(
         selector=selector,
         math=math,
@@ -309,13 +315,17 @@ def metric_definition(
             conversion_window_seconds=window,
         )
     if metric_type == "funnel":
-        if (metric.get("funnel_order_type") or "ordered") != "ordered":
+        order = metric.get("funnel_order_type") or "ordered"
+        if order not in FUNNEL_ORDERS:
             raise ValidationError(FUNNEL_ORDER_NOT_SUPPORTED)
         if len(metric["series"]) > MAX_FUNNEL_STEPS:
             raise ValidationError(f"A funnel metric can have at most {MAX_FUNNEL_STEPS} steps.")
         steps = tuple(event_selector(step, f"series[{index}]") for index, step in enumerate(metric["series"]))
         return FunnelMetric(
-            steps=steps, conversion_window_seconds=window, cuped_lookback_days=cuped_lookback_days
+            steps=steps,
+            conversion_window_seconds=window,
+            cuped_lookback_days=cuped_lookback_days,
+            order=order,
         )
     return retention_metric(metric, window, timezone, matured_at)
 

@@ -56,6 +56,8 @@ REFRESH_MODES = (
 ASYNC_MODES = (ASYNC, LAZY_ASYNC, ASYNC_EXCEPT_ON_CACHE_MISS)
 
 QUERY_FAILED = "The query failed. Please try again."
+QUERY_ABANDONED = "The query did not finish: the server stopped while running it. Please ask again."
+ABANDONED_AFTER = timedelta(hours=1)
 
 _executor = ThreadPoolExecutor(max_workers=ASYNC_WORKERS, thread_name_prefix="results-query")
 
@@ -177,6 +179,14 @@ def latest_completed(project: Project, cache_key: str) -> QueryRun | None:
 
 
 def active_run(project: Project, cache_key: str) -> QueryRun | None:
+    """The queued or running run of this key. A run older than `ABANDONED_AFTER` was lost with the
+    process that ran it (a restart): it is marked failed, so asking again starts a new one."""
+    QueryRun.objects.filter(
+        project=project,
+        cache_key=cache_key,
+        status__in=QueryRun.ACTIVE_STATUSES,
+        created_at__lt=timezone.now() - ABANDONED_AFTER,
+    ).update(status=QueryRun.Status.FAILED, error_message=QUERY_ABANDONED, completed_at=timezone.now())
     return (
         QueryRun.objects.filter(project=project, cache_key=cache_key, status__in=QueryRun.ACTIVE_STATUSES)
         .order_by("-created_at")

@@ -1,7 +1,8 @@
 """Experiment results: one metric's result, and an experiment's exposures, as PostHog's `/query/` returns them.
 
 These are the entry points the `/query/` API and the timeseries worker call. They read events and
-experiments and write nothing. The engine returns per-variant sufficient statistics; everything
+experiments; the only thing they write is the metric's rollup (`results.rollups`), a cache of
+per-entity values. The engine returns per-variant sufficient statistics; everything
 PostHog does after its SQL (drop `$multiple`, zero-fill, order by the flag, statistics) is here.
 """
 
@@ -27,7 +28,8 @@ from results.engines.base import (
     ResultsEngine,
     RetentionMetric,
 )
-from results.engines.factory import configured_results_engine
+from results.engines.factory import configured_results_engine, rollups_enabled
+from results.rollups import metric_rollup_statistics
 from results.statistics import (
     UNABLE_TO_CALCULATE_MESSAGE,
     ExperimentStatisticsError,
@@ -79,11 +81,22 @@ def experiment_metric_statistics(
     *, experiment: Experiment, metric: dict[str, Any], as_of: datetime | None = None
 ) -> tuple[list[VariantStatistics], str, str]:
     """Per-variant sufficient statistics of one metric in flag order (zero-filled), with the
-    baseline key and metric type. Raises ValidationError for what cannot be analysed."""
+    baseline key and metric type. The current result (no `as_of`) is read from the metric's
+    incremental rollup; a result as of a given time is computed in full from the events. Raises
+    ValidationError for what cannot be analysed."""
     analysis = metric_analysis(experiment=experiment, metric=metric, as_of=as_of, now=timezone.now())
-    rows = results_engine().metric_statistics(
-        exposure=analysis.exposure, metric=analysis.metric, matured_before=analysis.matured_before
-    )
+    rows = None
+    if as_of is None and rollups_enabled():
+        rows = metric_rollup_statistics(
+            experiment_id=experiment.id,
+            exposure=analysis.exposure,
+            metric=analysis.metric,
+            matured_before=analysis.matured_before,
+        )
+    if rows is None:
+        rows = results_engine().metric_statistics(
+            exposure=analysis.exposure, metric=analysis.metric, matured_before=analysis.matured_before
+        )
     by_key = {row.key: row for row in rows}
     ordered = [by_key.get(key) or empty_statistics(key, analysis.metric) for key in analysis.variants]
     return ordered, analysis.baseline_key, analysis.metric_type

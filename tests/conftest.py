@@ -123,10 +123,20 @@ def clickhouse_backend(settings, clickhouse_store):
     return client
 
 
+# Results tests that read no events (pure statistics) or test PostgreSQL-only machinery (the
+# incremental rollups, which ClickHouse does not use) run once.
+SINGLE_BACKEND_RESULTS_MODULES = ("test_statistics", "test_rollups")
+
+
 def pytest_generate_tests(metafunc):
     """The results tests run on both event stores: PostgreSQL, and ClickHouse (chDB, or the server
     at CLICKHOUSE_URL) fed through the outbox and its drain."""
-    if metafunc.definition.path.parent.name == "results" and "events_backend" in metafunc.fixturenames:
+    path = metafunc.definition.path
+    if (
+        path.parent.name == "results"
+        and not path.name.startswith(SINGLE_BACKEND_RESULTS_MODULES)
+        and "events_backend" in metafunc.fixturenames
+    ):
         metafunc.parametrize("events_backend", ["postgres", "clickhouse"], indirect=True)
 
 

@@ -100,12 +100,15 @@ class RatioMetric:
 
 @dataclass(frozen=True)
 class FunnelMetric:
-    """An ordered funnel whose step 0 is the exposure itself; `steps` are steps 1..N. Its CUPED
-    covariate is whether the entity did the last step in the days before its first exposure."""
+    """A funnel whose step 0 is the exposure itself; `steps` are steps 1..N, in `order` "ordered"
+    (other events may come between steps) or "strict" (each step is the entity's next funnel event).
+    Its CUPED covariate is whether the entity did the last step in the days before its first
+    exposure."""
 
     steps: tuple[EventSelector, ...]
     conversion_window_seconds: int = 0
     cuped_lookback_days: int | None = None
+    order: str = "ordered"
 
 
 @dataclass(frozen=True)

@@ -331,6 +331,45 @@ def funnel_query(
         f" AND m.timestamp >= {sql.instant(exposure.date_from)}"
         f" AND m.timestamp <= {sql.instant(exposure.date_to + window)}"
         f" AND ({' OR '.join(f'({condition})' for condition in step_conditions)}))"
+    )
+    if metric.order == "strict":
+        strict_entity_steps(sql, step_count, window)
+    else:
+        ordered_entity_steps(sql, step_count, window)
+    if metric.cuped_lookback_days:
+        # The covariate: did the entity do the last step in the lookback before its first exposure.
+        lookback = timedelta(days=metric.cuped_lookback_days)
+        covariate_entity = entity_of(sql, exposure.group_type, "m")
+        sql.add(
+            f", covariate_events AS (SELECT {covariate_entity} AS entity, m.timestamp AS timestamp"
+            f" FROM {EVENTS_TABLE} AS m FINAL WHERE m.project_id = {sql.param(exposure.project_id, 'Int64')}"
+            f" AND {selector_condition(sql, metric.steps[-1], 'm')}"
+            f" AND m.timestamp >= {sql.instant(exposure.date_from - lookback)}"
+            f" AND m.timestamp < {sql.instant(exposure.date_to)})"
+            ", covariates AS (SELECT x.entity AS entity, 1.0 AS covariate FROM exposures AS x"
+            " INNER JOIN covariate_events AS c ON c.entity = x.entity"
+            f" WHERE c.timestamp >= x.first_at - {sql.seconds(lookback)} AND c.timestamp < x.first_at"
+            " GROUP BY x.entity)"
+            ", funnel_values AS (SELECT e.entity AS entity, e.variant AS variant, e.reached AS reached,"
+            f" if(e.reached >= {step_count}, 1.0, 0.0) AS value,"
+            " toNullable(toFloat64(coalesce(c.covariate, 0))) AS covariate"
+            " FROM entity_steps AS e LEFT JOIN covariates AS c ON c.entity = e.entity)"
+        )
+    else:
+        sql.add(
+            ", funnel_values AS (SELECT entity, variant, reached,"
+            f" if(reached >= {step_count}, 1.0, 0.0) AS value, {NO_COVARIATE} AS covariate FROM entity_steps)"
+        )
+    sql.add(" SELECT variant, count()")
+    for index in range(1, step_count + 1):
+        sql.add(f", countIf(reached >= {index})")
+    sql.add(f", {COVARIATE_SUMS} FROM funnel_values GROUP BY variant ORDER BY variant")
+    return sql
+
+
+def ordered_entity_steps(sql: ChSql, step_count: int, window: timedelta) -> None:
+    """`entity_steps` of an ordered funnel (other events may come between steps)."""
+    sql.add(
         ", entity_events AS (SELECT entity, arraySort(item -> (item.1, item.2),"
         " groupArray((timestamp, seq, uuid, matches))) AS items FROM funnel_events GROUP BY entity)"
         ", exposure_paths AS (SELECT x.entity AS entity, x.variant AS variant, start.1 AS start_at,"
@@ -362,35 +401,43 @@ def funnel_query(
         ", entity_steps AS (SELECT entity, variant, max(reached) AS reached FROM path_steps"
         " GROUP BY entity, variant)"
     )
-    if metric.cuped_lookback_days:
-        # The covariate: did the entity do the last step in the lookback before its first exposure.
-        lookback = timedelta(days=metric.cuped_lookback_days)
-        covariate_entity = entity_of(sql, exposure.group_type, "m")
-        sql.add(
-            f", covariate_events AS (SELECT {covariate_entity} AS entity, m.timestamp AS timestamp"
-            f" FROM {EVENTS_TABLE} AS m FINAL WHERE m.project_id = {sql.param(exposure.project_id, 'Int64')}"
-            f" AND {selector_condition(sql, metric.steps[-1], 'm')}"
-            f" AND m.timestamp >= {sql.instant(exposure.date_from - lookback)}"
-            f" AND m.timestamp < {sql.instant(exposure.date_to)})"
-            ", covariates AS (SELECT x.entity AS entity, 1.0 AS covariate FROM exposures AS x"
-            " INNER JOIN covariate_events AS c ON c.entity = x.entity"
-            f" WHERE c.timestamp >= x.first_at - {sql.seconds(lookback)} AND c.timestamp < x.first_at"
-            " GROUP BY x.entity)"
-            ", funnel_values AS (SELECT e.entity AS entity, e.variant AS variant, e.reached AS reached,"
-            f" if(e.reached >= {step_count}, 1.0, 0.0) AS value,"
-            " toNullable(toFloat64(coalesce(c.covariate, 0))) AS covariate"
-            " FROM entity_steps AS e LEFT JOIN covariates AS c ON c.entity = e.entity)"
+
+
+def strict_entity_steps(sql: ChSql, step_count: int, window: timedelta) -> None:
+    """`entity_steps` of a strict funnel: the entity's exposures and step events in one sequence
+    (one element per event, equal instants in step order, then by seq); step k must be the element
+    right after step k − 1, so any funnel event in between — another exposure too — ends the path.
+    Each element carries a bit mask: bit 0 an exposure, bit k step k."""
+    mask = "arraySum(arrayMap((flag, step) -> flag * bitShiftLeft(toUInt64(1), step), matches, arrayEnumerate(matches)))"
+    lowest_step = "bitAnd(item.2, bitNot(item.2) + 1)"
+    deadline = f"tupleElement(items[start], 1) + {sql.seconds(window)}"
+    conditions = [
+        f"bitTest(tupleElement(items[start + {index}], 2), {index})"
+        f" AND tupleElement(items[start + {index}], 1) <= {deadline}"
+        for index in range(1, step_count + 1)
+    ]
+    reached = (
+        "multiIf("
+        + ", ".join(
+            f"{' AND '.join(f'({condition})' for condition in conditions[:index])}, {index}"
+            for index in range(step_count, 0, -1)
         )
-    else:
-        sql.add(
-            ", funnel_values AS (SELECT entity, variant, reached,"
-            f" if(reached >= {step_count}, 1.0, 0.0) AS value, {NO_COVARIATE} AS covariate FROM entity_steps)"
-        )
-    sql.add(" SELECT variant, count()")
-    for index in range(1, step_count + 1):
-        sql.add(f", countIf(reached >= {index})")
-    sql.add(f", {COVARIATE_SUMS} FROM funnel_values GROUP BY variant ORDER BY variant")
-    return sql
+        + ", 0)"
+    )
+    sql.add(
+        ", strict_tagged AS (SELECT entity, uuid, seq, timestamp, toUInt64(1) AS mask FROM exposure_events"
+        f" UNION ALL SELECT entity, uuid, seq, timestamp, {mask} AS mask FROM funnel_events)"
+        ", strict_sequences AS (SELECT entity, arraySort(item -> (item.1, "
+        + lowest_step
+        + ", item.3), groupArray((timestamp, mask, seq))) AS items FROM (SELECT entity, uuid,"
+        " any(timestamp) AS timestamp, groupBitOr(mask) AS mask, any(seq) AS seq FROM strict_tagged"
+        " GROUP BY entity, uuid) GROUP BY entity)"
+        ", entity_steps AS (SELECT x.entity AS entity, x.variant AS variant,"
+        f" arrayMax(arrayMap(start -> if(bitTest(tupleElement(items[start], 2), 0), {reached}, 0),"
+        " arrayEnumerate(items))) AS reached FROM exposures AS x"
+        " INNER JOIN strict_sequences AS q ON q.entity = x.entity"
+        f" WHERE x.variant != {sql.string(MULTIPLE_VARIANTS_KEY)})"
+    )
 
 
 def local_wall_clock(sql: ChSql, column: str, timezone: str) -> str:

@@ -14,3 +14,9 @@ def configured_results_engine() -> ResultsEngine:
     from results.engines.postgres import PostgresResultsEngine
 
     return PostgresResultsEngine()
+
+
+def rollups_enabled() -> bool:
+    """The incremental per-entity rollups (`results.rollups`) are PostgreSQL tables refreshed from
+    PostgreSQL's events table: with events in ClickHouse every result is computed there in full."""
+    return settings.EVENTS_BACKEND == "postgres"

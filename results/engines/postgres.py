@@ -1,9 +1,11 @@
 """The PostgreSQL results engine: PostHog's two-stage experiment SQL over the `events_event` table.
 
 Stage one builds `exposures` (one row per entity: variant, first and last exposure); stage two
-computes one value per exposed entity from its metric events, and the final GROUP BY returns
-per-variant sufficient statistics. Every value from a request reaches SQL as a bound parameter;
-only identifiers this module chooses are formatted into the text.
+computes one row per exposed entity from its metric events (`entity_rows_query`), and
+`statistics_query` applies maturity, threshold and winsorization and sums per variant. The same
+statistics query reads the stored entity rows of a rollup (`results.rollups`), which this engine
+refreshes for a given set of entities. Every value from a request reaches SQL as a bound
+parameter; only identifiers this module chooses are formatted into the text.
 
 Numbers are read from JSON by `number_expression`: JSON numbers and numeric strings count,
 anything else (missing, text, |x| ≥ 1e100, whose square could overflow) is NULL, which the metric
@@ -34,7 +36,6 @@ from results.engines.base import (
 )
 from results.statistics import VariantStatistics
 
-EVENTS_TABLE = "events_event"
 # PostHog runs funnels without a conversion window with a three-year one.
 DEFAULT_FUNNEL_WINDOW = timedelta(days=3 * 365)
 EMPTY_SESSION_IDS = ("", "00000000-0000-0000-0000-000000000000")
@@ -121,21 +122,35 @@ def entity_expression(sql: Sql, group_type: str | None, alias: str) -> None:
         sql.add(f"nullif({alias}.properties -> '$groups' ->> %s, '')", group_type)
 
 
-def selector_conditions(sql: Sql, project_id: int, selector: EventSelector, alias: str) -> None:
+def selector_conditions(
+    sql: Sql, project_id: int, selector: EventSelector, alias: str, scope: "EntityScope | None" = None
+) -> None:
     sql.add(f"{alias}.project_id = %s", project_id)
     if selector.event is not None:
         sql.add(f" AND {alias}.event = %s", selector.event)
     for prop in selector.properties:
         property_condition(sql, prop, alias)
+    if scope is not None:
+        sql.add(" AND ")
+        entity_expression(sql, scope.group_type, alias)
+        sql.add(" = ANY(%s)", scope.entities)
 
 
-def exposure_ctes(sql: Sql, exposure: ExposureDefinition, matured_before: datetime | None) -> None:
+@dataclass(frozen=True)
+class EntityScope:
+    """Restricts every event a query reads to these entities (an incremental refresh)."""
+
+    entities: list[str]
+    group_type: str | None
+
+
+def exposure_ctes(sql: Sql, exposure: ExposureDefinition, scope: EntityScope | None = None) -> None:
     """`exposure_events` (every matching exposure) and `exposures` (one row per entity)."""
     sql.add("exposure_events AS (SELECT ")
     entity_expression(sql, exposure.group_type, "e")
     sql.add(" AS entity, e.id, e.timestamp, e.properties ->> %s AS variant FROM events_event e WHERE ")
     sql.params.append(exposure.variant_property)
-    selector_conditions(sql, exposure.project_id, exposure.selector, "e")
+    selector_conditions(sql, exposure.project_id, exposure.selector, "e", scope)
     sql.add(
         " AND e.timestamp >= %s AND e.timestamp <= %s AND e.properties ->> %s = ANY(%s)",
         exposure.date_from,
@@ -151,11 +166,8 @@ def exposure_ctes(sql: Sql, exposure: ExposureDefinition, matured_before: dateti
     else:
         sql.add("CASE WHEN min(variant) <> max(variant) THEN %s ELSE min(variant) END", MULTIPLE_VARIANTS_KEY)
     sql.add(
-        " AS variant, min(timestamp) AS first_at, max(timestamp) AS last_at FROM exposure_events GROUP BY entity"
+        " AS variant, min(timestamp) AS first_at, max(timestamp) AS last_at FROM exposure_events GROUP BY entity)"
     )
-    if matured_before is not None:
-        sql.add(" HAVING max(timestamp) <= %s", matured_before)
-    sql.add(")")
 
 
 def per_event_value(sql: Sql, value: EntityValue) -> None:
@@ -183,36 +195,44 @@ ENTITY_AGGREGATES = {
 }
 AFTER_FIRST_EXPOSURE = "FILTER (WHERE m.timestamp >= x.first_at)"
 BEFORE_FIRST_EXPOSURE = "FILTER (WHERE m.timestamp < x.first_at)"
+# The columns every metric's entity rows have, in this order (see `entity_rows_query`).
+ENTITY_ROW_COLUMNS = (
+    "entity",
+    "variant",
+    "first_at",
+    "last_at",
+    "value",
+    "denominator",
+    "covariate",
+    "started_at",
+)
 
 
 def entity_value_cte(
     sql: Sql,
     name: str,
-    project_id: int,
     value: EntityValue,
     exposure: ExposureDefinition,
     window: timedelta,
-    lookback: timedelta | None = None,
+    lookback: timedelta | None,
+    scope: EntityScope | None,
 ) -> None:
-    """`<name>(entity, variant, value, covariate)`: one value per analysed entity, thresholded and
-    winsorized, and with a `lookback` its CUPED covariate (else NULL)."""
+    """`<name>(entity, variant, first_at, last_at, value, covariate)`: the raw value of every analysed
+    entity (threshold and winsorization are applied when aggregating), and with a `lookback` its
+    CUPED covariate (else NULL)."""
     sql.add(f", {name}_events AS (SELECT ")
     entity_expression(sql, exposure.group_type, "m")
     sql.add(" AS entity, m.timestamp, ")
     per_event_value(sql, value)
     sql.add(" AS value FROM events_event m WHERE ")
-    selector_conditions(sql, project_id, value.selector, "m")
+    selector_conditions(sql, exposure.project_id, value.selector, "m", scope)
     sql.add(
         " AND m.timestamp >= %s AND m.timestamp < %s)",
         exposure.date_from - (lookback or timedelta(0)),
         exposure.date_to + window,
     )
-    sql.add(f", {name}_raw AS (SELECT x.entity, x.variant, ")
-    aggregate = ENTITY_AGGREGATES[value.math].format(only=AFTER_FIRST_EXPOSURE if lookback else "")
-    if value.threshold is not None:
-        sql.add(f"CASE WHEN {aggregate} >= %s THEN 1.0 ELSE 0.0 END", value.threshold)
-    else:
-        sql.add(aggregate)
+    sql.add(f", {name} AS (SELECT x.entity, x.variant, x.first_at, x.last_at, ")
+    sql.add(ENTITY_AGGREGATES[value.math].format(only=AFTER_FIRST_EXPOSURE if lookback else ""))
     sql.add(" AS value, ")
     sql.add(ENTITY_AGGREGATES[value.math].format(only=BEFORE_FIRST_EXPOSURE) if lookback else "NULL::float8")
     sql.add(f" AS covariate FROM exposures x LEFT JOIN {name}_events m ON m.entity = x.entity")
@@ -224,106 +244,79 @@ def entity_value_cte(
         post_window = "m.timestamp < x.last_at + %s" if window else "true"
     if window:
         sql.add(f" AND ({post_window})", window)
-    sql.add(" WHERE x.variant <> %s GROUP BY x.entity, x.variant)", MULTIPLE_VARIANTS_KEY)
-    if value.lower_bound_percentile is None and value.upper_bound_percentile is None:
-        sql.add(f", {name} AS (SELECT * FROM {name}_raw)")
-        return
-    # ClickHouse's quantileExact(level): the element at 0-based index floor(level * n) of the sorted
-    # values (the last one at level 1), pooled over every variant.
-    sql.add(f", {name}_bounds AS (SELECT ")
-    if value.lower_bound_percentile is None:
-        sql.add("NULL::float8")
-    else:
-        sql.add(
-            "(array_agg(value ORDER BY value))[least(floor(%s * count(*))::bigint, count(*) - 1) + 1]",
-            value.lower_bound_percentile,
-        )
-    sql.add(" AS lower_bound, ")
-    if value.upper_bound_percentile is None:
-        sql.add("NULL::float8")
-    else:
-        kept = "FILTER (WHERE value <> 0)" if value.ignore_zeros else ""
-        sql.add(
-            f"(array_agg(value ORDER BY value) {kept})"
-            f"[least(floor(%s * count(*) {kept})::bigint, count(*) {kept} - 1) + 1]",
-            value.upper_bound_percentile,
-        )
     sql.add(
-        f" AS upper_bound FROM {name}_raw), {name} AS (SELECT r.entity, r.variant,"
-        f" least(greatest(r.value, b.lower_bound), b.upper_bound) AS value, r.covariate"
-        f" FROM {name}_raw r CROSS JOIN {name}_bounds b)"
+        " WHERE x.variant <> %s GROUP BY x.entity, x.variant, x.first_at, x.last_at)", MULTIPLE_VARIANTS_KEY
     )
-
-
-# NULL when no covariate was collected, so the statistics know CUPED has nothing to work with.
-COVARIATE_SUMS = "sum({covariate}), sum({covariate} * {covariate}), sum({value} * {covariate})"
 
 
 def window_of(seconds: int) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-def mean_query(exposure: ExposureDefinition, metric: MeanMetric, matured_before: datetime | None) -> Sql:
-    sql = Sql().add("WITH ")
-    exposure_ctes(sql, exposure, matured_before)
+def mean_rows(sql: Sql, exposure: ExposureDefinition, metric: MeanMetric, scope: EntityScope | None) -> None:
     window = window_of(metric.conversion_window_seconds)
     lookback = timedelta(days=metric.cuped_lookback_days) if metric.cuped_lookback_days else None
-    entity_value_cte(sql, "metric_values", exposure.project_id, metric.value, exposure, window, lookback)
+    entity_value_cte(sql, "metric_values", metric.value, exposure, window, lookback, scope)
     sql.add(
-        " SELECT variant, count(*), coalesce(sum(value), 0), coalesce(sum(value * value), 0),"
-        f" {COVARIATE_SUMS.format(value='value', covariate='covariate')} FROM metric_values GROUP BY variant"
+        " SELECT entity, variant, first_at, last_at, value, NULL::float8, covariate, NULL::timestamptz"
+        " FROM metric_values"
     )
-    return sql
 
 
-def ratio_query(exposure: ExposureDefinition, metric: RatioMetric, matured_before: datetime | None) -> Sql:
-    sql = Sql().add("WITH ")
-    exposure_ctes(sql, exposure, matured_before)
+def ratio_rows(
+    sql: Sql, exposure: ExposureDefinition, metric: RatioMetric, scope: EntityScope | None
+) -> None:
     window = window_of(metric.conversion_window_seconds)
-    entity_value_cte(sql, "numerator_values", exposure.project_id, metric.numerator, exposure, window)
-    entity_value_cte(sql, "denominator_values", exposure.project_id, metric.denominator, exposure, window)
+    entity_value_cte(sql, "numerator_values", metric.numerator, exposure, window, None, scope)
+    entity_value_cte(sql, "denominator_values", metric.denominator, exposure, window, None, scope)
     sql.add(
-        " SELECT n.variant, count(*), coalesce(sum(n.value), 0), coalesce(sum(n.value * n.value), 0),"
-        " coalesce(sum(d.value), 0), coalesce(sum(d.value * d.value), 0), coalesce(sum(n.value * d.value), 0)"
-        " FROM numerator_values n JOIN denominator_values d USING (entity) GROUP BY n.variant"
+        " SELECT n.entity, n.variant, n.first_at, n.last_at, n.value, d.value, NULL::float8,"
+        " NULL::timestamptz FROM numerator_values n JOIN denominator_values d USING (entity)"
     )
-    return sql
 
 
-def funnel_query(exposure: ExposureDefinition, metric: FunnelMetric, matured_before: datetime | None) -> Sql:
+def funnel_rows(
+    sql: Sql, exposure: ExposureDefinition, metric: FunnelMetric, scope: EntityScope | None
+) -> None:
     """Every exposure starts a path; each step is the earliest matching event (not the previous
-    step's own event) at or after the previous step and within the window of the path's start;
-    an entity's result is the furthest step any of its paths reached."""
+    step's own event) at or after the previous step and within the window of the path's start
+    (for strict funnels: the entity's very next funnel event); an entity's value is the furthest
+    step any of its paths reached."""
     window = window_of(metric.conversion_window_seconds) or DEFAULT_FUNNEL_WINDOW
     step_count = len(metric.steps)
-    sql = Sql().add("WITH ")
-    exposure_ctes(sql, exposure, matured_before)
     for index, step in enumerate(metric.steps, start=1):
         sql.add(f", step_{index}_events AS (SELECT ")
         entity_expression(sql, exposure.group_type, "m")
         sql.add(" AS entity, m.id, m.timestamp FROM events_event m WHERE ")
-        selector_conditions(sql, exposure.project_id, step, "m")
+        selector_conditions(sql, exposure.project_id, step, "m", scope)
         sql.add(
             " AND m.timestamp >= %s AND m.timestamp <= %s)", exposure.date_from, exposure.date_to + window
         )
-    sql.add(
-        ", paths AS (SELECT x.entity, x.variant, CASE"
+    reached = (
+        "CASE"
         + "".join(f" WHEN s{index}.id IS NOT NULL THEN {index}" for index in range(step_count, 0, -1))
-        + " ELSE 0 END AS reached, x.first_at FROM exposures x JOIN exposure_events s0 ON s0.entity = x.entity"
+        + " ELSE 0 END AS reached"
     )
-    for index in range(1, step_count + 1):
-        previous = f"s{index - 1}"
+    if metric.order == "strict":
+        strict_paths(sql, step_count, window, reached)
+    else:
         sql.add(
-            f" LEFT JOIN LATERAL (SELECT m.id, m.timestamp FROM step_{index}_events m"
-            f" WHERE m.entity = x.entity AND m.timestamp >= {previous}.timestamp AND m.id <> {previous}.id"
-            " AND m.timestamp <= s0.timestamp + %s ORDER BY m.timestamp, m.id LIMIT 1)"
-            f" s{index} ON true",
-            window,
+            f", paths AS (SELECT x.entity, x.variant, x.first_at, x.last_at, {reached}"
+            " FROM exposures x JOIN exposure_events s0 ON s0.entity = x.entity"
         )
+        for index in range(1, step_count + 1):
+            previous = f"s{index - 1}"
+            sql.add(
+                f" LEFT JOIN LATERAL (SELECT m.id, m.timestamp FROM step_{index}_events m"
+                f" WHERE m.entity = x.entity AND m.timestamp >= {previous}.timestamp AND m.id <> {previous}.id"
+                " AND m.timestamp <= s0.timestamp + %s ORDER BY m.timestamp, m.id LIMIT 1)"
+                f" s{index} ON true",
+                window,
+            )
     sql.add(
-        " WHERE x.variant <> %s), entity_steps AS (SELECT entity, variant, first_at, max(reached) AS reached"
-        " FROM paths GROUP BY entity, variant, first_at), funnel_values AS (SELECT entity, variant, reached,"
-        f" CASE WHEN reached >= {step_count} THEN 1.0 ELSE 0.0 END AS value, ",
+        " WHERE x.variant <> %s), entity_steps AS (SELECT entity, variant, first_at, last_at,"
+        " max(reached) AS reached FROM paths GROUP BY entity, variant, first_at, last_at)"
+        " SELECT e.entity, e.variant, e.first_at, e.last_at, e.reached::float8, NULL::float8, ",
         MULTIPLE_VARIANTS_KEY,
     )
     if metric.cuped_lookback_days:
@@ -337,20 +330,35 @@ def funnel_query(exposure: ExposureDefinition, metric: FunnelMetric, matured_bef
         )
     else:
         sql.add("NULL::float8")
-    sql.add(" AS covariate FROM entity_steps e) SELECT variant, count(*)")
-    for index in range(1, step_count + 1):
-        sql.add(f", count(*) FILTER (WHERE reached >= {index})")
-    sql.add(
-        f", {COVARIATE_SUMS.format(value='value', covariate='covariate')} FROM funnel_values GROUP BY variant"
+    sql.add(", NULL::timestamptz FROM entity_steps e")
+
+
+def strict_paths(sql: Sql, step_count: int, window: timedelta, reached: str) -> None:
+    """`paths` of a strict funnel: the entity's exposures and step events in one sequence (equal
+    times in step order), where step k must be the event right after step k − 1, so any funnel
+    event in between — another exposure too — ends the path."""
+    tagged = " UNION ALL ".join(
+        ["SELECT entity, id, timestamp, 0 AS step FROM exposure_events"]
+        + [
+            f"SELECT entity, id, timestamp, {index} FROM step_{index}_events"
+            for index in range(1, step_count + 1)
+        ]
     )
-    return sql
-
-
-def covariate_fields(sums: tuple) -> dict[str, float]:
-    """The CUPED sums of a result row, or nothing when no covariate was collected."""
-    if sums[0] is None:
-        return {}
-    return {"covariate_sum": sums[0], "covariate_sum_squares": sums[1], "covariate_sum_product": sums[2]}
+    flags = "".join(f", bool_or(step = {index}) AS step_{index}" for index in range(step_count + 1))
+    sql.add(
+        f", funnel_sequence AS (SELECT entity, id, timestamp{flags}, row_number() OVER"
+        " (PARTITION BY entity ORDER BY timestamp, min(step), id) AS position"
+        f" FROM ({tagged}) tagged GROUP BY entity, id, timestamp)"
+        f", paths AS (SELECT x.entity, x.variant, x.first_at, x.last_at, {reached} FROM exposures x"
+        " JOIN funnel_sequence s0 ON s0.entity = x.entity AND s0.step_0"
+    )
+    for index in range(1, step_count + 1):
+        sql.add(
+            f" LEFT JOIN funnel_sequence s{index} ON s{index}.entity = x.entity"
+            f" AND s{index}.position = s{index - 1}.position + 1 AND s{index}.step_{index}"
+            f" AND s{index}.timestamp <= s0.timestamp + %s",
+            window,
+        )
 
 
 RETENTION_UNIT_INTERVALS = {
@@ -364,25 +372,27 @@ RETENTION_UNIT_SECONDS = {"hour": 3600, "day": 86400, "week": 604800, "month": 2
 RETENTION_BUFFERS = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
 
 
-def retention_query(
-    exposure: ExposureDefinition, metric: RetentionMetric, matured_before: datetime | None
-) -> Sql:
+def retention_span(metric: RetentionMetric) -> timedelta:
+    return timedelta(seconds=metric.window_end * RETENTION_UNIT_SECONDS[metric.unit])
+
+
+def retention_rows(
+    sql: Sql, exposure: ExposureDefinition, metric: RetentionMetric, scope: EntityScope | None
+) -> None:
     """Starters (first or last start event at or after the first exposure) and whether each
     returned inside the retention window; a start event never completes itself."""
     window = window_of(metric.conversion_window_seconds)
     unit = RETENTION_UNIT_INTERVALS[metric.unit]
-    end_span = timedelta(seconds=metric.window_end * RETENTION_UNIT_SECONDS[metric.unit])
-    sql = Sql().add("WITH ")
-    exposure_ctes(sql, exposure, matured_before)
+    end_span = retention_span(metric)
     sql.add(", start_events AS (SELECT ")
     entity_expression(sql, exposure.group_type, "m")
     sql.add(" AS entity, m.id, m.timestamp FROM events_event m WHERE ")
-    selector_conditions(sql, exposure.project_id, metric.start, "m")
+    selector_conditions(sql, exposure.project_id, metric.start, "m", scope)
     sql.add(" AND m.timestamp >= %s AND m.timestamp < %s)", exposure.date_from, exposure.date_to + window)
     order = "DESC" if metric.start_handling == "last_seen" else "ASC"
     sql.add(
-        ", starts AS (SELECT DISTINCT ON (x.entity) x.entity, x.variant, s.id AS start_id,"
-        " s.timestamp AS start_at FROM exposures x JOIN start_events s ON s.entity = x.entity"
+        ", starts AS (SELECT DISTINCT ON (x.entity) x.entity, x.variant, x.first_at, x.last_at,"
+        " s.id AS start_id, s.timestamp AS start_at FROM exposures x JOIN start_events s ON s.entity = x.entity"
         " AND s.timestamp >= x.first_at"
     )
     if window:
@@ -393,7 +403,7 @@ def retention_query(
     sql.add(", completion_events AS (SELECT ")
     entity_expression(sql, exposure.group_type, "m")
     sql.add(" AS entity, m.id, m.timestamp FROM events_event m WHERE ")
-    selector_conditions(sql, exposure.project_id, metric.completion, "m")
+    selector_conditions(sql, exposure.project_id, metric.completion, "m", scope)
     sql.add(
         " AND m.timestamp >= %s AND m.timestamp < %s)",
         exposure.date_from,
@@ -408,10 +418,11 @@ def retention_query(
     else:
         completed, started, tz_params = "c.timestamp", "st.start_at", ()
     sql.add(
-        ", retained AS (SELECT st.variant, EXISTS (SELECT 1 FROM completion_events c WHERE c.entity = st.entity"
-        " AND c.id <> st.start_id AND c.timestamp >= st.start_at AND c.timestamp <= st.start_at + %s"
-        f" AND {completed} >= {started} + %s * {unit} AND {completed} <= {started} + %s * {unit}) AS retained"
-        " FROM starts st",
+        " SELECT st.entity, st.variant, st.first_at, st.last_at, CASE WHEN EXISTS (SELECT 1"
+        " FROM completion_events c WHERE c.entity = st.entity AND c.id <> st.start_id"
+        " AND c.timestamp >= st.start_at AND c.timestamp <= st.start_at + %s"
+        f" AND {completed} >= {started} + %s * {unit} AND {completed} <= {started} + %s * {unit})"
+        " THEN 1.0 ELSE 0.0 END, NULL::float8, NULL::float8, st.start_at FROM starts st",
         end_span + RETENTION_BUFFERS.get(metric.unit, timedelta(0)),
         *tz_params,
         *tz_params,
@@ -420,10 +431,188 @@ def retention_query(
         *tz_params,
         metric.window_end,
     )
-    if metric.matured_at is not None:
-        sql.add(" WHERE st.start_at + %s <= %s", end_span, metric.matured_at)
-    sql.add(") SELECT variant, count(*), count(*) FILTER (WHERE retained) FROM retained GROUP BY variant")
+
+
+ROW_BUILDERS = {
+    MeanMetric: mean_rows,
+    RatioMetric: ratio_rows,
+    FunnelMetric: funnel_rows,
+    RetentionMetric: retention_rows,
+}
+
+
+def entity_rows_query(
+    exposure: ExposureDefinition, metric: MetricDefinition, scope: EntityScope | None = None
+) -> Sql:
+    """One row per analysed entity (`$multiple` excluded), columns `ENTITY_ROW_COLUMNS`: `value` is
+    the raw metric value (the furthest step for funnels, 1/0 retained for retention),
+    `denominator` the ratio's, `covariate` the CUPED covariate, `started_at` retention's start."""
+    sql = Sql().add("WITH ")
+    exposure_ctes(sql, exposure, scope)
+    ROW_BUILDERS[type(metric)](sql, exposure, metric, scope)
     return sql
+
+
+def bounds_cte(sql: Sql, name: str, column: str, value: EntityValue) -> str:
+    """Winsorization bounds of `column` over `kept_rows` as CTE `name`; returns the clamped column."""
+    if value.lower_bound_percentile is None and value.upper_bound_percentile is None:
+        return column
+    # ClickHouse's quantileExact(level): the element at 0-based index floor(level * n) of the sorted
+    # values (the last one at level 1), pooled over every variant.
+    sql.add(f", {name} AS (SELECT ")
+    if value.lower_bound_percentile is None:
+        sql.add("NULL::float8")
+    else:
+        sql.add(
+            f"(array_agg({column} ORDER BY {column}))[least(floor(%s * count(*))::bigint, count(*) - 1) + 1]",
+            value.lower_bound_percentile,
+        )
+    sql.add(" AS lower_bound, ")
+    if value.upper_bound_percentile is None:
+        sql.add("NULL::float8")
+    else:
+        kept = f"FILTER (WHERE {column} <> 0)" if value.ignore_zeros else ""
+        sql.add(
+            f"(array_agg({column} ORDER BY {column}) {kept})"
+            f"[least(floor(%s * count(*) {kept})::bigint, count(*) {kept} - 1) + 1]",
+            value.upper_bound_percentile,
+        )
+    sql.add(" AS upper_bound FROM kept_rows)")
+    return f"least(greatest({column}, {name}.lower_bound), {name}.upper_bound)"
+
+
+# NULL when no covariate was collected, so the statistics know CUPED has nothing to work with.
+COVARIATE_SUMS = "sum({covariate}), sum({covariate} * {covariate}), sum({value} * {covariate})"
+
+
+def statistics_query(rows: Sql, metric: MetricDefinition, matured_before: datetime | None) -> Sql:
+    """Per-variant sufficient statistics over entity rows (`rows` selects `ENTITY_ROW_COLUMNS`):
+    maturity, threshold and winsorization are applied here, so stored rows and a fresh computation
+    give the same numbers."""
+    sql = Sql().add("WITH entity_rows (" + ", ".join(ENTITY_ROW_COLUMNS) + ") AS (")
+    sql.parts.extend(rows.parts)
+    sql.params.extend(rows.params)
+    if isinstance(metric, MeanMetric) and metric.value.threshold is not None:
+        columns = [
+            column if column != "value" else "CASE WHEN value >= %s THEN 1.0 ELSE 0.0 END"
+            for column in ENTITY_ROW_COLUMNS
+        ]
+        sql.add(
+            "), kept_rows (" + ", ".join(ENTITY_ROW_COLUMNS) + ") AS (SELECT " + ", ".join(columns),
+            metric.value.threshold,
+        )
+        sql.add(" FROM entity_rows")
+    else:
+        sql.add("), kept_rows AS (SELECT * FROM entity_rows")
+    if isinstance(metric, RetentionMetric):
+        if metric.matured_at is not None:
+            sql.add(" WHERE started_at + %s <= %s", retention_span(metric), metric.matured_at)
+    elif matured_before is not None:
+        sql.add(" WHERE last_at <= %s", matured_before)
+    sql.add(")")
+    joins = ""
+    if isinstance(metric, MeanMetric):
+        value = bounds_cte(sql, "value_bounds", "value", metric.value)
+        joins = " CROSS JOIN value_bounds" if "value_bounds" in value else ""
+        sql.add(
+            f" SELECT variant, count(*), coalesce(sum({value}), 0), coalesce(sum({value} * {value}), 0),"
+            f" {COVARIATE_SUMS.format(value=value, covariate='covariate')} FROM kept_rows{joins} GROUP BY variant"
+        )
+    elif isinstance(metric, RatioMetric):
+        numerator = bounds_cte(sql, "numerator_bounds", "value", metric.numerator)
+        denominator = bounds_cte(sql, "denominator_bounds", "denominator", metric.denominator)
+        for name in ("numerator_bounds", "denominator_bounds"):
+            if name in numerator or name in denominator:
+                joins += f" CROSS JOIN {name}"
+        sql.add(
+            f" SELECT variant, count(*), coalesce(sum({numerator}), 0), coalesce(sum({numerator} * {numerator}), 0),"
+            f" coalesce(sum({denominator}), 0), coalesce(sum({denominator} * {denominator}), 0),"
+            f" coalesce(sum({numerator} * {denominator}), 0) FROM kept_rows{joins} GROUP BY variant"
+        )
+    elif isinstance(metric, FunnelMetric):
+        steps = len(metric.steps)
+        completed = f"(CASE WHEN value >= {steps} THEN 1.0 ELSE 0.0 END)"
+        sql.add(
+            " SELECT variant, count(*), "
+            + "".join(f"count(*) FILTER (WHERE value >= {index}), " for index in range(1, steps + 1))
+            + COVARIATE_SUMS.format(value=completed, covariate="covariate")
+            + " FROM kept_rows GROUP BY variant"
+        )
+    else:
+        sql.add(
+            " SELECT variant, count(*), count(*) FILTER (WHERE value >= 1) FROM kept_rows GROUP BY variant"
+        )
+    return sql
+
+
+def metric_selectors(metric: MetricDefinition) -> list[EventSelector]:
+    if isinstance(metric, MeanMetric):
+        return [metric.value.selector]
+    if isinstance(metric, RatioMetric):
+        return [metric.numerator.selector, metric.denominator.selector]
+    if isinstance(metric, FunnelMetric):
+        return list(metric.steps)
+    return [metric.start, metric.completion]
+
+
+def variant_statistics(metric: MetricDefinition, rows: list[tuple]) -> list[VariantStatistics]:
+    """The statistics query's rows as `VariantStatistics`."""
+    if isinstance(metric, MeanMetric):
+        return [
+            VariantStatistics(
+                key=row[0],
+                number_of_samples=row[1],
+                sum=row[2],
+                sum_squares=row[3],
+                **covariate_fields(row[4:7]),
+            )
+            for row in rows
+        ]
+    if isinstance(metric, RatioMetric):
+        return [
+            VariantStatistics(
+                key=row[0],
+                number_of_samples=row[1],
+                sum=row[2],
+                sum_squares=row[3],
+                denominator_sum=row[4],
+                denominator_sum_squares=row[5],
+                numerator_denominator_sum_product=row[6],
+            )
+            for row in rows
+        ]
+    if isinstance(metric, RetentionMetric):
+        return [
+            VariantStatistics(
+                key=row[0],
+                number_of_samples=row[1],
+                sum=float(row[2]),
+                sum_squares=float(row[2]),
+                denominator_sum=float(row[1]),
+                denominator_sum_squares=float(row[1]),
+                numerator_denominator_sum_product=float(row[2]),
+            )
+            for row in rows
+        ]
+    steps = len(metric.steps)
+    return [
+        VariantStatistics(
+            key=row[0],
+            number_of_samples=row[1],
+            sum=float(row[1 + steps]),
+            sum_squares=float(row[1 + steps]),
+            step_counts=list(row[2 : 2 + steps]),
+            **covariate_fields(row[2 + steps : 5 + steps]),
+        )
+        for row in rows
+    ]
+
+
+def covariate_fields(sums: tuple) -> dict[str, float]:
+    """The CUPED sums of a result row, or nothing when no covariate was collected."""
+    if sums[0] is None:
+        return {}
+    return {"covariate_sum": sums[0], "covariate_sum_squares": sums[1], "covariate_sum_product": sums[2]}
 
 
 class PostgresResultsEngine:
@@ -432,63 +621,90 @@ class PostgresResultsEngine:
     def metric_statistics(
         self, *, exposure: ExposureDefinition, metric: MetricDefinition, matured_before: datetime | None
     ) -> list[VariantStatistics]:
-        if isinstance(metric, MeanMetric):
-            rows = run(mean_query(exposure, metric, matured_before))
-            return [
-                VariantStatistics(
-                    key=row[0],
-                    number_of_samples=row[1],
-                    sum=row[2],
-                    sum_squares=row[3],
-                    **covariate_fields(row[4:7]),
-                )
-                for row in rows
-            ]
-        if isinstance(metric, RatioMetric):
-            rows = run(ratio_query(exposure, metric, matured_before))
-            return [
-                VariantStatistics(
-                    key=row[0],
-                    number_of_samples=row[1],
-                    sum=row[2],
-                    sum_squares=row[3],
-                    denominator_sum=row[4],
-                    denominator_sum_squares=row[5],
-                    numerator_denominator_sum_product=row[6],
-                )
-                for row in rows
-            ]
-        if isinstance(metric, RetentionMetric):
-            rows = run(retention_query(exposure, metric, matured_before))
-            return [
-                VariantStatistics(
-                    key=row[0],
-                    number_of_samples=row[1],
-                    sum=float(row[2]),
-                    sum_squares=float(row[2]),
-                    denominator_sum=float(row[1]),
-                    denominator_sum_squares=float(row[1]),
-                    numerator_denominator_sum_product=float(row[2]),
-                )
-                for row in rows
-            ]
-        rows = run(funnel_query(exposure, metric, matured_before))
-        steps = len(metric.steps)
-        return [
-            VariantStatistics(
-                key=row[0],
-                number_of_samples=row[1],
-                sum=float(row[1 + steps]),
-                sum_squares=float(row[1 + steps]),
-                step_counts=list(row[2 : 2 + steps]),
-                **covariate_fields(row[2 + steps : 5 + steps]),
+        sql = statistics_query(entity_rows_query(exposure, metric), metric, matured_before)
+        return variant_statistics(metric, run(sql))
+
+    def latest_event_id(self, *, project_id: int, after: int, received_before: datetime) -> int:
+        """The highest event id of the project received before `received_before` (else `after`)."""
+        rows = run(
+            Sql().add(
+                "SELECT id FROM events_event WHERE project_id = %s AND id > %s AND received_at < %s"
+                " ORDER BY id DESC LIMIT 1",
+                project_id,
+                after,
+                received_before,
             )
-            for row in rows
-        ]
+        )
+        return rows[0][0] if rows else after
+
+    def dirty_entities(
+        self,
+        *,
+        exposure: ExposureDefinition,
+        metric: MetricDefinition,
+        after_event_id: int,
+        covered_until: datetime,
+    ) -> list[str]:
+        """Entities whose rows may have changed since a refresh: those with a relevant event stored
+        after `after_event_id`, and those with one timed after `covered_until` (the window end then),
+        which the moving window end may have let in."""
+        selectors = metric_selectors(metric) + [exposure.selector]
+        names = (
+            None if any(selector.event is None for selector in selectors) else [s.event for s in selectors]
+        )
+        sql = Sql().add("SELECT DISTINCT entity FROM (")
+        for index, (column, bound) in enumerate((("id", after_event_id), ("timestamp", covered_until))):
+            sql.add(" UNION ALL " if index else "")
+            sql.add("SELECT ")
+            entity_expression(sql, exposure.group_type, "e")
+            sql.add(
+                f" AS entity FROM events_event e WHERE e.project_id = %s AND e.{column} > %s",
+                exposure.project_id,
+                bound,
+            )
+            if names is not None:
+                sql.add(" AND e.event = ANY(%s)", names)
+        sql.add(") changed WHERE entity IS NOT NULL")
+        return [row[0] for row in run(sql)]
+
+    def rollup_store(
+        self,
+        *,
+        rollup_id: int,
+        exposure: ExposureDefinition,
+        metric: MetricDefinition,
+        entities: list[str] | None,
+    ) -> None:
+        """Replace the rollup's rows of `entities` (all of them when None) with freshly computed ones."""
+        scope = None if entities is None else EntityScope(entities=entities, group_type=exposure.group_type)
+        delete = Sql().add("DELETE FROM results_rollupentityrow WHERE rollup_id = %s", rollup_id)
+        if entities is not None:
+            delete.add(" AND entity = ANY(%s)", entities)
+        execute(delete)
+        rows = entity_rows_query(exposure, metric, scope)
+        insert = Sql().add(
+            "INSERT INTO results_rollupentityrow (rollup_id, "
+            + ", ".join(ENTITY_ROW_COLUMNS)
+            + ") SELECT %s, r.* FROM (",
+            rollup_id,
+        )
+        insert.parts.extend(rows.parts)
+        insert.params.extend(rows.params)
+        insert.add(") r")
+        execute(insert)
+
+    def rollup_statistics(
+        self, *, rollup_id: int, metric: MetricDefinition, matured_before: datetime | None
+    ) -> list[VariantStatistics]:
+        rows = Sql().add(
+            "SELECT " + ", ".join(ENTITY_ROW_COLUMNS) + " FROM results_rollupentityrow WHERE rollup_id = %s",
+            rollup_id,
+        )
+        return variant_statistics(metric, run(statistics_query(rows, metric, matured_before)))
 
     def daily_first_exposures(self, *, exposure: ExposureDefinition, timezone: str) -> list[DailyExposures]:
         sql = Sql().add("WITH ")
-        exposure_ctes(sql, exposure, None)
+        exposure_ctes(sql, exposure)
         sql.add(
             " SELECT (first_at AT TIME ZONE %s)::date AS day, variant, count(*) FROM exposures"
             " GROUP BY 1, 2 ORDER BY 1, 2",
@@ -511,6 +727,10 @@ statement_timeout_seconds: ContextVar[int | None] = ContextVar("results_statemen
 
 
 def run(sql: Sql) -> list[tuple]:
+    return execute(sql, fetch=True)
+
+
+def execute(sql: Sql, *, fetch: bool = False) -> list[tuple]:
     timeout = statement_timeout_seconds.get()
     if timeout is None:
         timeout = settings.RESULTS_QUERY_TIMEOUT_SECONDS
@@ -528,7 +748,7 @@ def run(sql: Sql) -> list[tuple]:
             if timeout > 0:
                 cursor.execute("SELECT set_config('statement_timeout', %s, true)", [f"{timeout * 1000}"])
             cursor.execute(sql.text(), sql.params)
-            return cursor.fetchall()
+            return cursor.fetchall() if fetch else []
     except OperationalError as error:
         if isinstance(error.__cause__, QueryCanceled):
             raise ResultsQueryTimeout() from None

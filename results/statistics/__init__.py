@@ -16,23 +16,30 @@ Public interface:
   unusable configuration (PostHog's 400 "Unable to calculate experiment statistics...").
 - ``sample_ratio_mismatch(*, observed_counts, rollout_percentages, ...) -> dict | None``: the SRM
   chi-square check of the exposures query (flag it when ``p_value < SRM_P_VALUE_THRESHOLD``).
+- ``combine_variant_statistics(key, parts)``: a variant's sums over breakdown buckets (§3.6).
 - The running-time calculator (§7): ``recommended_sample_size`` and its helpers.
 
 Modules: ``config`` (enums, ``StatsConfig``), ``groups`` (statistic objects, CUPED), ``methods`` (the
 Bayesian, Welch and sequential tests), ``comparison`` (validation and the response), ``srm``,
 ``sample_size``, ``distributions`` (normal, t and chi-square functions written here, no scipy).
 
-What PostHog does and this module therefore does too, though it may surprise: a Bayesian funnel
-needs at least 5 successes and 5 failures per group; a relative Bayesian effect needs a positive
-baseline mean while the frequentist one accepts a negative baseline; the Welch p-value underflows to
-exactly 0.0 for |t| beyond about 8.3; ``difference_type`` selects absolute only when spelled
-``"ABSOLUTE"``; a clear loser is "significant" in the Bayesian method too.
-
 Methods: Bayesian (flat Gaussian prior on the effect: chance to win = Φ(Δ/√V), credible interval),
 frequentist (Welch t-test, two-sided p-value computed as 2·(1 − F_t(|t|)) like PostHog, confidence
 interval), frequentist sequential (always-valid mixture test), CUPED variance reduction for mean and
 funnel metrics, the delta method for ratio and retention metrics. Effects and intervals are fractions
 (0.1 means +10%), relative to the baseline unless the config asks for absolute differences.
+
+Left to the caller (the engine), as in PostHog's runner: drop the ``$multiple`` row, zero-fill
+analysed variants with no exposures, pick the baseline (``stats_config.baseline_variant_key``, else
+``control``), order treatments by flag order, collect covariates only for metrics that support CUPED
+(``StatsConfig.cuped_enabled`` and ``cuped_lookback_days`` say whether and how far back), and call
+``compare_variants`` once per breakdown bucket plus once on ``combine_variant_statistics`` totals.
+
+What PostHog does and this module therefore does too, though it may surprise: a Bayesian funnel
+needs at least 5 successes and 5 failures per group; a relative Bayesian effect needs a positive
+baseline mean while the frequentist one accepts a negative baseline; the Welch p-value underflows to
+exactly 0.0 for |t| beyond about 8.3; ``difference_type`` selects absolute only when spelled
+``"ABSOLUTE"``; a clear loser is "significant" in the Bayesian method too.
 """
 
 from results.statistics.comparison import (
@@ -51,7 +58,7 @@ from results.statistics.config import (
     ValidationFailure,
     resolve_stats_config,
 )
-from results.statistics.groups import StatisticsError, VariantStatistics
+from results.statistics.groups import StatisticsError, VariantStatistics, combine_variant_statistics
 from results.statistics.sample_size import (
     CalculatorMetricType,
     baseline_value_from_stats,
@@ -80,6 +87,7 @@ __all__ = [
     "ValidationFailure",
     "VariantStatistics",
     "baseline_value_from_stats",
+    "combine_variant_statistics",
     "compare_variants",
     "ratio_variance_from_stats",
     "recommended_running_time_days",

@@ -15,6 +15,7 @@ from results.statistics.config import (
     ValidationFailure,
 )
 from results.statistics.groups import (
+    OPTIONAL_SUM_FIELDS,
     Group,
     VariantStatistics,
     build_group,
@@ -26,14 +27,6 @@ from results.statistics.methods import bayesian_test, sequential_test, welch_t_t
 MINIMUM_EXPOSURES = 50
 MINIMUM_CONVERSIONS = 5
 
-_OPTIONAL_FIELDS = (
-    "denominator_sum",
-    "denominator_sum_squares",
-    "numerator_denominator_sum_product",
-    "covariate_sum",
-    "covariate_sum_squares",
-    "covariate_sum_product",
-)
 _CUPED_METRIC_TYPES = (MetricType.MEAN, MetricType.FUNNEL)
 
 
@@ -60,7 +53,7 @@ def _counts(variant: VariantStatistics, failures: list[ValidationFailure]) -> di
         "step_counts": list(variant.step_counts) if variant.step_counts is not None else None,
         "validation_failures": [str(failure) for failure in failures],
     }
-    for field in _OPTIONAL_FIELDS:
+    for field in OPTIONAL_SUM_FIELDS:
         value = getattr(variant, field)
         if value is not None:
             rendered[field] = value

@@ -51,6 +51,51 @@ class VariantStatistics:
         )
 
 
+# Sums only some metric types carry; absent (None) otherwise.
+OPTIONAL_SUM_FIELDS = (
+    "denominator_sum",
+    "denominator_sum_squares",
+    "numerator_denominator_sum_product",
+    "covariate_sum",
+    "covariate_sum_squares",
+    "covariate_sum_product",
+)
+
+
+def combine_variant_statistics(key: str, parts: Sequence[VariantStatistics]) -> VariantStatistics:
+    """One variant's statistics summed over breakdown buckets (the headline row of a breakdown).
+
+    Counts and sums add up, ``step_counts`` element-wise; an optional sum stays None only if no part
+    has it (a zero-filled bucket without it counts as 0).
+    """
+    step_counts: list[int] | None = None
+    for part in parts:
+        if part.step_counts is None:
+            continue
+        counts = list(part.step_counts)
+        if step_counts is None:
+            step_counts = counts
+            continue
+        width = max(len(step_counts), len(counts))
+        step_counts = [
+            (step_counts[i] if i < len(step_counts) else 0) + (counts[i] if i < len(counts) else 0)
+            for i in range(width)
+        ]
+    optional = {}
+    for field in OPTIONAL_SUM_FIELDS:
+        values = [getattr(part, field) for part in parts]
+        if any(value is not None for value in values):
+            optional[field] = sum(value for value in values if value is not None)
+    return VariantStatistics(
+        key=key,
+        number_of_samples=sum(part.number_of_samples for part in parts),
+        sum=sum(part.sum for part in parts),
+        sum_squares=sum(part.sum_squares for part in parts),
+        step_counts=step_counts,
+        **optional,
+    )
+
+
 @dataclass(frozen=True)
 class Group:
     """What the tests need of one group: its size, mean and per-observation variance.

@@ -90,22 +90,25 @@ def recommended_sample_size(
     rate above 1, a negative variance)."""
     metric_type = CalculatorMetricType(metric_type)
     delta = minimum_detectable_effect / 100 * baseline_value
-    if not minimum_detectable_effect or not delta:
+    delta_squared = delta * delta
+    if not minimum_detectable_effect or not delta_squared:
         return None
     if metric_type is CalculatorMetricType.FUNNEL:
-        per_variant = SAMPLE_SIZE_CONSTANT * baseline_value * (1 - baseline_value) / delta**2
+        per_variant = SAMPLE_SIZE_CONSTANT * baseline_value * (1 - baseline_value) / delta_squared
     elif variance is None:
         return None
     else:
-        per_variant = SAMPLE_SIZE_CONSTANT * variance / delta**2
-    total = math.ceil(per_variant * number_of_variants)
-    return total if total > 0 else None
+        per_variant = SAMPLE_SIZE_CONSTANT * variance / delta_squared
+    total = per_variant * number_of_variants
+    if not math.isfinite(total) or total <= 0:
+        return None
+    return math.ceil(total)
 
 
 def recommended_running_time_days(
     *, sample_size: int | None, exposure_rate_per_day: float | None
 ) -> int | None:
-    if sample_size is None or not exposure_rate_per_day or exposure_rate_per_day <= 0:
+    if sample_size is None or not exposure_rate_per_day or not 0 < exposure_rate_per_day < math.inf:
         return None
     return math.ceil(sample_size / exposure_rate_per_day)
 
@@ -127,7 +130,7 @@ def remaining_running_days(
     rate = exposure_rate_per_day
     if rate is None and days_elapsed >= MINIMUM_DAYS_FOR_OBSERVED_RATE:
         rate = current_exposures / days_elapsed
-    if not rate or rate <= 0:
+    if not rate or not 0 < rate < math.inf:
         return None
     if days_elapsed < SETTLED_AFTER_DAYS or current_exposures < SETTLED_AFTER_EXPOSURES:
         return math.ceil(target_sample_size / rate)

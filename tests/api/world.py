@@ -445,6 +445,7 @@ TENANT_LOOKUPS = {
     "organization": "organization",
     "experiment": "experiment__project__organization",
     "change_request": "change_request__organization",
+    "rollup": "rollup__experiment__project__organization",
 }
 USER_LOOKUP = "user__organization_memberships__organization"
 

@@ -251,6 +251,14 @@ def test_ratio_and_funnel_metrics_match(loaded, option):
         ),
         FunnelMetric((EventSelector("$feature_flag_called"), EventSelector("purchase"))),
     ]
+    funnels += [dataclasses.replace(funnel, order="strict") for funnel in funnels]
+    funnels.append(
+        FunnelMetric(
+            (EventSelector("purchase"), EventSelector("purchase")),
+            conversion_window_seconds=3600,
+            order="strict",
+        )
+    )
     reached = 0
     for index, funnel in enumerate(funnels):
         pg_rows, ch_rows = both(loaded, exposure, funnel)

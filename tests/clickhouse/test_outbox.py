@@ -14,6 +14,7 @@ from events.clickhouse import ClickHouseUnavailable, EventRow, make_client
 from events.models import Event, PendingEvent
 from events.services import pending_events_drain
 from results.engines.base import EntityValue, EventSelector, ExposureDefinition, MeanMetric
+from results.models import MetricRollup
 from tests.results.events import exposure, running_experiment
 
 pytestmark = pytest.mark.django_db
@@ -224,3 +225,33 @@ def test_event_rows_keep_text_exactly(clickhouse_backend):
         {"event": awkward},
     )
     assert rows == [(awkward, awkward)]
+
+
+def test_results_on_clickhouse_are_computed_there_and_keep_no_postgres_rollups(
+    api, project, clickhouse_backend
+):
+    experiment = running_experiment(project)
+    events = [exposure(experiment, f"u{index}", ("control", "test")[index % 2], WHEN) for index in range(6)]
+    events += [dict(purchase, distinct_id=f"u{index}") for index, purchase in enumerate(batch("p", 3))]
+    post_batch(project, events)
+    pending_events_drain()
+    response = api.post(
+        api.url("query/"),
+        {
+            "query": {
+                "kind": "ExperimentQuery",
+                "experiment_id": experiment.id,
+                "metric": {
+                    "kind": "ExperimentMetric",
+                    "metric_type": "mean",
+                    "source": {"kind": "EventsNode", "event": "purchase"},
+                },
+            }
+        },
+        format="json",
+    )
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert (body["baseline"]["number_of_samples"], body["baseline"]["sum"]) == (3, 2)
+    assert (body["variant_results"][0]["number_of_samples"], body["variant_results"][0]["sum"]) == (3, 1)
+    assert not MetricRollup.objects.exists()

@@ -498,7 +498,7 @@ def test_group_aggregated_flag_uses_the_group_key(project):
                 "kind": "ExperimentMetric",
                 "metric_type": "funnel",
                 "series": [{"kind": "EventsNode", "event": "x"}],
-                "funnel_order_type": "strict",
+                "funnel_order_type": "unordered",
             },
             "ordered",
         ),
@@ -718,3 +718,49 @@ def test_retention_window_bounds_are_validated(project):
         statistics(experiment, retention_metric(5, 2))
     with pytest.raises(ValidationError, match="start_handling"):
         statistics(experiment, retention_metric(1, 2, handling="middle"))
+
+
+def test_strict_funnel_needs_each_step_to_be_the_next_funnel_event(project):
+    experiment = running_experiment(project)
+    send(
+        project,
+        [
+            # a: exposure, view, buy.
+            exposure(experiment, "a", "control", at(1)),
+            event("view", "a", at(1, hours=1)),
+            event("buy", "a", at(1, hours=2)),
+            # b: an event outside the funnel between steps does not matter.
+            exposure(experiment, "b", "control", at(1)),
+            event("view", "b", at(1, hours=1)),
+            event("scroll", "b", at(1, hours=2)),
+            event("buy", "b", at(1, hours=3)),
+            # c: a repeated view ends the path after step 1.
+            exposure(experiment, "c", "control", at(1)),
+            event("view", "c", at(1, hours=1)),
+            event("view", "c", at(1, hours=2)),
+            event("buy", "c", at(1, hours=3)),
+            # d: a purchase first ends the path at step 0.
+            exposure(experiment, "d", "control", at(1)),
+            event("buy", "d", at(1, hours=1)),
+            event("view", "d", at(1, hours=2)),
+            # e: another exposure breaks the first path and starts a new one.
+            exposure(experiment, "e", "control", at(1)),
+            event("view", "e", at(1, hours=1)),
+            exposure(experiment, "e", "control", at(1, hours=2)),
+            event("view", "e", at(1, hours=3)),
+            event("buy", "e", at(1, hours=4)),
+            # f: exposure and view at the same instant, in step order.
+            exposure(experiment, "f", "control", at(1)),
+            event("view", "f", at(1)),
+        ],
+    )
+    series = [{"kind": "EventsNode", "event": "view"}, {"kind": "EventsNode", "event": "buy"}]
+    strict = {
+        "kind": "ExperimentMetric",
+        "metric_type": "funnel",
+        "series": series,
+        "funnel_order_type": "strict",
+    }
+    ordered = {**strict, "funnel_order_type": "ordered"}
+    assert statistics(experiment, strict)["control"].step_counts == [5, 3]
+    assert statistics(experiment, ordered)["control"].step_counts == [6, 4]

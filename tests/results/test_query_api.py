@@ -1,8 +1,10 @@
 """`POST /api/projects/{id}/query/` with PostHog's experiment query kinds, over HTTP with a real key."""
 
 import time
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from results.models import QueryRun
 from tests.factories import ExperimentFactory
@@ -406,3 +408,36 @@ def test_query_runs_of_other_projects_are_not_found(api, other_project):
     assert api.delete(api.url(f"query/{foreign.id}/")).status_code == 404
     assert api.get(api.url("query/not-a-uuid/")).status_code == 404
     assert QueryRun.objects.get(id=foreign.id).status == QueryRun.Status.QUEUED
+
+
+def test_an_abandoned_async_run_is_failed_and_replaced(api, project, django_capture_on_commit_callbacks):
+    experiment = running_experiment(project)
+    with django_capture_on_commit_callbacks(execute=False):
+        first = api.post(
+            api.url("query/"), experiment_query(experiment, refresh="async"), format="json"
+        ).json()
+    QueryRun.objects.filter(id=first["query_status"]["id"]).update(
+        created_at=timezone.now() - timedelta(hours=2)
+    )
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        second = api.post(
+            api.url("query/"), experiment_query(experiment, refresh="async"), format="json"
+        ).json()
+    assert second["query_status"]["id"] != first["query_status"]["id"]
+    assert len(callbacks) == 1
+    abandoned = api.get(api.url(f"query/{first['query_status']['id']}/")).json()["query_status"]
+    assert (abandoned["complete"], abandoned["error"]) == (True, True)
+    assert "did not finish" in abandoned["error_message"]
+
+
+def test_bias_risk_is_reported_for_an_uneven_split_with_multiple_variant_users(api, project):
+    experiment = running_experiment(project, variants=[("control", 70), ("test", 30)])
+    events = [exposure(experiment, f"c{index}", "control", at(1)) for index in range(70)]
+    events += [exposure(experiment, f"t{index}", "test", at(1)) for index in range(30)]
+    events += [exposure(experiment, "both", "control", at(1)), exposure(experiment, "both", "test", at(2))]
+    send(project, events)
+    body = api.post(api.url("query/"), exposure_query(experiment), format="json").json()
+    assert body["total_exposures"] == {"control": 70, "test": 30, "$multiple": 1}
+    assert body["bias_risk"] == {"multiple_variant_percentage": pytest.approx(100 / 101, abs=1e-3)}
+    assert body["sample_ratio_mismatch"]["expected"] == {"control": 70.0, "test": 30.0}
+    assert body["sample_ratio_mismatch"]["p_value"] == pytest.approx(1.0)
