@@ -283,9 +283,11 @@ def clickhouse_client(url: str | None = None) -> ClickHouseClient:
 
 
 def make_client(url: str) -> ClickHouseClient:
-    scheme = urlsplit(url).scheme
+    parts = urlsplit(url)
+    scheme = parts.scheme
     if scheme == "chdb":
-        path = urlsplit(url).path or tempfile.mkdtemp(prefix="experiments-api-chdb-")
+        # chdb:///absolute/dir, chdb://relative/dir, or chdb:// for a fresh temporary directory.
+        path = parts.netloc + parts.path or tempfile.mkdtemp(prefix="experiments-api-chdb-")
         return ChdbClient(path)
     if scheme in ("http", "https"):
         return ServerClient(url)
