@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint format migrate clean bench fuzz lock
+.PHONY: run test lint format migrate clean bench bench-backends fuzz lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,10 @@ bench: $(VENV)/.installed-dev
 	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = "0" ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; } || { echo "make bench needs wrk (apt-get install wrk)"; exit 2; }
 	scripts/with_postgres.sh experiments_api_bench $(BIN)/python bench/run.py $(BENCH_ARGS)
 	scripts/with_postgres.sh experiments_api_bench_results $(BIN)/python bench/results.py $(RESULTS_BENCH_ARGS)
+
+# Results on PostgreSQL and on ClickHouse (chDB in-process) side by side; BENCH_ARGS="--events 10000000".
+bench-backends: $(VENV)/.installed-dev
+	scripts/with_postgres.sh experiments_api_bench $(BIN)/python bench/results_backends.py $(BENCH_ARGS)
 
 fuzz: $(VENV)/.installed-dev
 	scripts/with_postgres.sh experiments_api_fuzz $(BIN)/python scripts/fuzz.py $(FUZZ_ARGS)

@@ -55,6 +55,33 @@ class Event(models.Model):
         super().save(*args, **kwargs)
 
 
+class PendingEvent(models.Model):
+    """An accepted event on its way to ClickHouse (`EVENTS_BACKEND=clickhouse`): the outbox.
+
+    Intake commits events here, in PostgreSQL, and answers; `clickhouse_drain` moves them to
+    ClickHouse in batches and deletes them only once ClickHouse has them, so an event accepted while
+    ClickHouse is down waits here instead of being lost. The id orders the drain and becomes the
+    event's `seq` in ClickHouse (the tie-break between events at the same instant).
+    """
+
+    uuid = models.UUIDField(default=uuid.uuid4, editable=False)
+    project = models.ForeignKey("accounts.Project", on_delete=models.CASCADE, related_name="pending_events")
+    event = models.CharField(max_length=400)
+    distinct_id = models.CharField(max_length=200)
+    timestamp = models.DateTimeField()
+    properties = models.JSONField(default=dict, blank=True)
+    received_at = models.DateTimeField(default=now, editable=False)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "uuid"], name="unique_pending_event_uuid_per_project"),
+        ]
+
+    def __str__(self) -> str:
+        return f"pending {self.event} by {self.distinct_id} at {self.timestamp:%Y-%m-%d %H:%M:%S}"
+
+
 class GroupTypeMapping(models.Model):
     """A group type ("company", "organization", …) and its index 0–4, as group-aggregated flags use.
 

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet, TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from events.models import MAX_GROUP_TYPES_PER_PROJECT, Event, GroupTypeMapping
+from events.clickhouse import ClickHouseClient, EventRow, clickhouse_client
+from events.models import MAX_GROUP_TYPES_PER_PROJECT, Event, GroupTypeMapping, PendingEvent
 
 MAX_EVENT_NAME_LENGTH = 400
 MAX_DISTINCT_ID_LENGTH = 200
@@ -125,11 +129,14 @@ def events_capture(*, project_id: int, events: Iterable[CapturedEvent]) -> int:
     """Store the events (append-only) and learn their group types. Returns how many were new.
 
     An event whose uuid the project already has is skipped, so an SDK retrying a batch it could
-    not confirm does not count exposures twice.
+    not confirm does not count exposures twice. With `EVENTS_BACKEND=clickhouse` they are stored as
+    pending events (the outbox `pending_events_drain` empties), never sent to ClickHouse from here:
+    intake does not wait on, or fail with, ClickHouse.
     """
     events = list(events)
+    model = PendingEvent if settings.EVENTS_BACKEND == "clickhouse" else Event
     rows = [
-        Event(
+        model(
             uuid=event.uuid,
             project_id=project_id,
             event=event.event,
@@ -139,7 +146,7 @@ def events_capture(*, project_id: int, events: Iterable[CapturedEvent]) -> int:
         )
         for event in events
     ]
-    created = Event.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
+    created = model.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
     group_types_ensure(project_id=project_id, group_types=_group_types_in(events))
     return len(created)
 
@@ -183,3 +190,83 @@ def group_types_ensure(*, project_id: int, group_types: Iterable[str]) -> None:
                 )
         except IntegrityError:
             continue  # another request took that name or index meanwhile; look again
+
+
+CLICKHOUSE_ROW_FIELDS = ("id", "project_id", "uuid", "event", "distinct_id", "timestamp", "properties_text")
+
+
+def clickhouse_rows(stored: QuerySet) -> list[EventRow]:
+    """Event rows for ClickHouse from `Event` or `PendingEvent` rows, properties as PostgreSQL's own
+    JSON text (no decoding and re-encoding here, and numbers spelled as results on PostgreSQL see them)."""
+    values = stored.annotate(properties_text=Cast("properties", TextField())).values_list(
+        *CLICKHOUSE_ROW_FIELDS
+    )
+    return [
+        EventRow(
+            project_id=project_id,
+            uuid=str(event_uuid),
+            event=event,
+            distinct_id=distinct_id,
+            timestamp=timestamp,
+            seq=row_id,
+            properties=properties,
+        )
+        for row_id, project_id, event_uuid, event, distinct_id, timestamp, properties in values
+    ]
+
+
+def pending_events_drain(*, batch_size: int | None = None, client: ClickHouseClient | None = None) -> int:
+    """Move pending events to ClickHouse, oldest first, until none are left; returns how many moved.
+
+    Each batch is inserted while its rows are locked and deleted in the same transaction, so a
+    batch ClickHouse refuses stays pending (ClickHouseUnavailable is raised after the batches that
+    did move). Delivery is at-least-once: if the delete does not commit after ClickHouse took the
+    batch, the batch is sent again — with the same de-duplication token, and the table collapses
+    rows by uuid in any case. Several drains at once take disjoint batches (SKIP LOCKED).
+    """
+    batch_size = batch_size or settings.CLICKHOUSE_DRAIN_BATCH_SIZE
+    client = client or clickhouse_client()
+    moved = 0
+    while True:
+        with transaction.atomic():
+            locked = PendingEvent.objects.select_for_update(skip_locked=True).order_by("id")[:batch_size]
+            batch = clickhouse_rows(locked)
+            if not batch:
+                return moved
+            client.insert_events(
+                batch, deduplication_token=f"pending:{batch[0].seq}:{batch[-1].seq}:{len(batch)}"
+            )
+            PendingEvent.objects.filter(id__in=[event.seq for event in batch]).delete()
+        moved += len(batch)
+
+
+def events_backfill_to_clickhouse(
+    *,
+    after_id: int = 0,
+    project_id: int | None = None,
+    batch_size: int | None = None,
+    client: ClickHouseClient | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Copy stored PostgreSQL events with id > `after_id` to ClickHouse in id order; returns how many.
+
+    Safe to repeat or to resume from the last id `progress(copied, last_id)` reported: rows are
+    collapsed by uuid, so a second copy of an event never counts twice.
+    """
+    batch_size = batch_size or settings.CLICKHOUSE_DRAIN_BATCH_SIZE
+    client = client or clickhouse_client()
+    stored = Event.objects.order_by("id")
+    if project_id is not None:
+        stored = stored.filter(project_id=project_id)
+    copied, last_id = 0, after_id
+    while True:
+        batch = clickhouse_rows(stored.filter(id__gt=last_id)[:batch_size])
+        if not batch:
+            return copied
+        client.insert_events(
+            batch, deduplication_token=f"backfill:{batch[0].seq}:{batch[-1].seq}:{len(batch)}"
+        )
+        copied += len(batch)
+        last_id = batch[-1].seq
+        if progress is not None:
+            progress(copied, last_id)

@@ -188,6 +188,16 @@ EVENT_INTAKE_RATE = os.environ.get("EVENT_INTAKE_RATE", "1200/minute")
 # Longest a results SQL statement may run (0: no limit); below gunicorn's timeout for web requests.
 RESULTS_QUERY_TIMEOUT_SECONDS = env_int("RESULTS_QUERY_TIMEOUT_SECONDS", 25)
 
+# Where events are kept for results: `postgres` (the events table of this database) or `clickhouse`
+# (CLICKHOUSE_URL: `http(s)://user:password@host:8123/database`, or `chdb:///dir` for chDB in-process).
+# With ClickHouse, intake still commits events to PostgreSQL first (a pending-events outbox) and
+# `manage.py clickhouse_drain` moves them over in batches of CLICKHOUSE_DRAIN_BATCH_SIZE.
+EVENTS_BACKEND = os.environ.get("EVENTS_BACKEND", "postgres").strip().lower() or "postgres"
+if EVENTS_BACKEND not in ("postgres", "clickhouse"):
+    raise ImproperlyConfigured(f"EVENTS_BACKEND must be postgres or clickhouse, got {EVENTS_BACKEND!r}")
+CLICKHOUSE_URL = os.environ.get("CLICKHOUSE_URL", "")
+CLICKHOUSE_DRAIN_BATCH_SIZE = env_int("CLICKHOUSE_DRAIN_BATCH_SIZE", 10_000)
+
 # With REDIS_URL the cache (throttle counters, the flag definitions body) is shared by every worker
 # and every machine; without it each process has its own, which is only right for a single process.
 # Redis is an accelerator, not a dependency: while it errors, each process falls back to its own

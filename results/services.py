@@ -28,7 +28,7 @@ from results.engines.base import (
     ResultsEngine,
     RetentionMetric,
 )
-from results.engines.postgres import PostgresResultsEngine
+from results.engines.factory import configured_results_engine, rollups_enabled
 from results.rollups import metric_rollup_statistics
 from results.statistics import (
     UNABLE_TO_CALCULATE_MESSAGE,
@@ -55,7 +55,7 @@ LEGACY_RESPONSE_FIELDS = (
 
 
 def results_engine() -> ResultsEngine:
-    return PostgresResultsEngine()
+    return configured_results_engine()
 
 
 def empty_statistics(key: str, metric: Any) -> VariantStatistics:
@@ -86,7 +86,7 @@ def experiment_metric_statistics(
     ValidationError for what cannot be analysed."""
     analysis = metric_analysis(experiment=experiment, metric=metric, as_of=as_of, now=timezone.now())
     rows = None
-    if as_of is None:
+    if as_of is None and rollups_enabled():
         rows = metric_rollup_statistics(
             experiment_id=experiment.id,
             exposure=analysis.exposure,

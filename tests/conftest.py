@@ -1,5 +1,7 @@
 """Shared fixtures: a project with an owner, and API clients authenticated with real personal API keys."""
 
+import os
+import tempfile
 from dataclasses import dataclass
 
 import pytest
@@ -10,6 +12,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import OrganizationMembership, PersonalAPIKey, Project, User
 from accounts.services import personal_api_key_create
+from events.clickhouse import EVENTS_TABLE, clickhouse_client, schema_migrate
 from flags.definitions import forget_process_definitions
 from tests.factories import MembershipFactory, ProjectFactory, UserFactory
 
@@ -108,3 +111,51 @@ def other_project(db) -> Project:
     owner = UserFactory(current_project=other)
     MembershipFactory(organization=other.organization, user=owner, level=OrganizationMembership.Level.OWNER)
     return other
+
+
+@pytest.fixture(scope="session")
+def clickhouse_store():
+    """The ClickHouse test store, schema applied: the server at CLICKHOUSE_URL when that is set
+    (point it at a throw-away database: tests empty its events table), else chDB in a temporary
+    directory. Returns (url, client)."""
+    url = (
+        os.environ.get("CLICKHOUSE_URL") or f"chdb://{tempfile.mkdtemp(prefix='experiments-api-test-chdb-')}"
+    )
+    client = clickhouse_client(url)
+    schema_migrate(client)
+    return url, client
+
+
+@pytest.fixture
+def clickhouse_backend(settings, clickhouse_store):
+    """EVENTS_BACKEND=clickhouse on an empty events table; yields the client."""
+    url, client = clickhouse_store
+    client.command(f"TRUNCATE TABLE {EVENTS_TABLE}")
+    settings.EVENTS_BACKEND = "clickhouse"
+    settings.CLICKHOUSE_URL = url
+    return client
+
+
+# Results tests that read no events (pure statistics) or test PostgreSQL-only machinery (the
+# incremental rollups, which ClickHouse does not use) run once.
+SINGLE_BACKEND_RESULTS_MODULES = ("test_statistics", "test_rollups")
+
+
+def pytest_generate_tests(metafunc):
+    """The results tests run on both event stores: PostgreSQL, and ClickHouse (chDB, or the server
+    at CLICKHOUSE_URL) fed through the outbox and its drain."""
+    path = metafunc.definition.path
+    if (
+        path.parent.name == "results"
+        and not path.name.startswith(SINGLE_BACKEND_RESULTS_MODULES)
+        and "events_backend" in metafunc.fixturenames
+    ):
+        metafunc.parametrize("events_backend", ["postgres", "clickhouse"], indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def events_backend(request) -> str:
+    backend = getattr(request, "param", "postgres")
+    if backend == "clickhouse":
+        request.getfixturevalue("clickhouse_backend")
+    return backend

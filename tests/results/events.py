@@ -4,9 +4,12 @@ import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from django.conf import settings
 from django.test import Client
 
+from events.clickhouse import clickhouse_client
 from events.models import Event
+from events.services import pending_events_drain
 from tests.factories import ExperimentFactory, FeatureFlagFactory, multivariate_filters
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -50,13 +53,25 @@ def event(name: str, distinct_id: str, when: datetime, **properties) -> dict:
     }
 
 
+def stored_events(project) -> int:
+    """How many events of `project` results can see: in ClickHouse (after draining the outbox) or
+    in PostgreSQL, whichever `EVENTS_BACKEND` says."""
+    if settings.EVENTS_BACKEND != "clickhouse":
+        return Event.objects.filter(project=project).count()
+    pending_events_drain()
+    rows = clickhouse_client().query(
+        "SELECT count() FROM events FINAL WHERE project_id = {project:Int64}", {"project": project.id}
+    )
+    return rows[0][0]
+
+
 def send(project, events: list[dict]) -> None:
     """POST the events to `/batch/` with the project's token, as an SDK does; all must be stored."""
-    before = Event.objects.filter(project=project).count()
+    before = stored_events(project)
     response = Client().post(
         "/batch/",
         json.dumps({"api_key": project.api_token, "batch": events}),
         content_type="application/json",
     )
     assert response.status_code == 200, response.content
-    assert Event.objects.filter(project=project).count() == before + len(events)
+    assert stored_events(project) == before + len(events)
