@@ -11,7 +11,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('accounts', '0002_project_secret_api_key_and_flag_definitions_version'),
-        ('experiments', '0003_results'),
+        ('experiments', '0004_saved_metric_tags'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
