@@ -85,7 +85,7 @@ def test_requests_answer_503_in_the_error_format(outage_answers, endpoint):
 def test_health_and_readiness_fail(outage_answers, endpoint):
     answer = outage_answers[endpoint]
     assert answer["status"] == 503
-    assert json.loads(answer["body"]) == {"status": "error", "database": "unreachable"}
+    assert json.loads(answer["body"]) == {"status": "error", "database": "unreachable", "cache": "local"}
 
 
 def test_liveness_still_answers(outage_answers):
@@ -97,4 +97,4 @@ def test_liveness_still_answers(outage_answers):
 def test_readiness_with_the_database_up(path):
     response = APIClient().get(path)
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok"}
+    assert response.json() == {"status": "ok", "database": "ok", "cache": "local"}

@@ -27,6 +27,19 @@ def queue_rows(sql: str, *params) -> list[tuple]:
         return cursor.fetchall()
 
 
+@pytest.fixture(autouse=True)
+def empty_queue(request) -> None:
+    """Each test sees an empty queue: jobs committed by an earlier transactional test (or its other
+    event-store run) must not show up in this one's assertions."""
+    uses_database = request.node.get_closest_marker("django_db") is not None or bool(
+        {"db", "transactional_db", "live_server", "api"} & set(request.fixturenames)
+    )
+    if uses_database:
+        request.getfixturevalue("db")
+        with connection.cursor() as cursor:
+            cursor.execute(f"TRUNCATE {', '.join(QUEUE_TABLES)} CASCADE")
+
+
 @pytest.fixture
 def run_worker(monkeypatch, settings) -> Iterator[Callable[[], None]]:
     """Run a worker until the queue has nothing left to do now (jobs waiting for a retry stay)."""

@@ -8,6 +8,7 @@ import shutil
 import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
 
 from accounts.models import User
 from tests.results.events import event, exposure, send
@@ -39,6 +40,8 @@ def log_in(browser, live_server) -> None:
     browser.find_element(By.NAME, "username").send_keys("admin@example.com")
     browser.find_element(By.NAME, "password").send_keys(PASSWORD)
     browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    # The click returns before the login answer arrives; the next page needs its session cookie.
+    WebDriverWait(browser, 30).until(lambda driver: "/admin/login/" not in driver.current_url)
 
 
 def send_skewed_traffic(project, experiment) -> None:
