@@ -12,6 +12,7 @@ results app's worker does the computing and registers itself here as the queue (
 cannot import it), so a request and its job are committed in the same transaction.
 """
 
+import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -410,8 +411,10 @@ def metrics_recalculation_get(
     *, experiment: Experiment, recalculation_id: str
 ) -> ExperimentMetricsRecalculation:
     try:
-        return ExperimentMetricsRecalculation.objects.get(experiment=experiment, pk=recalculation_id)
-    except (ExperimentMetricsRecalculation.DoesNotExist, ValueError, ValidationError) as error:
+        # The route admits hex digits and dashes in any arrangement; only a real UUID reaches a query.
+        recalculation_uuid = uuid.UUID(recalculation_id)
+        return ExperimentMetricsRecalculation.objects.get(experiment=experiment, pk=recalculation_uuid)
+    except (ExperimentMetricsRecalculation.DoesNotExist, ValueError) as error:
         raise NotFound(RECALCULATION_NOT_FOUND) from error
 
 

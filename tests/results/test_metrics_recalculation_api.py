@@ -183,6 +183,9 @@ def test_requests_for_drafts_and_unknown_ids_are_refused(api, running):
     assert bad_trigger.status_code == 400
     unknown = api.get(recalculation_url(api, running, "00000000-0000-4000-8000-000000000000/"))
     assert (unknown.status_code, unknown.json()["detail"]) == (404, RECALCULATION_NOT_FOUND)
+    # Hex digits and dashes the route admits, but not a UUID (found by make fuzz: it was a 500).
+    malformed = api.get(recalculation_url(api, running, "cBd-6BF550FadA5a50cb4e09eF9E739FEE8/"))
+    assert (malformed.status_code, malformed.json()["detail"]) == (404, RECALCULATION_NOT_FOUND)
     assert ExperimentMetricsRecalculation.objects.count() == 0
 
 
