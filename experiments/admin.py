@@ -6,8 +6,9 @@ from django.http import HttpRequest
 from rest_framework.exceptions import ValidationError
 
 from approvals.gate import ApprovalRequired, PolicyConflict
-from experiments.lifecycle import TRANSITION_FUNCTIONS, Transition
+from experiments.lifecycle import TRANSITION_FUNCTIONS, ExperimentStatus, Transition, experiment_status
 from experiments.models import Experiment, ExperimentSavedMetric, ExperimentToSavedMetric
+from experiments.selectors import filter_by_status
 
 
 class SavedMetricLinkInline(admin.TabularInline):
@@ -20,6 +21,19 @@ class SavedMetricLinkInline(admin.TabularInline):
         return False
 
 
+class ExperimentStatusFilter(admin.SimpleListFilter):
+    """The status a client sees (paused included), filtered by the same selector as the API."""
+
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return list(ExperimentStatus.choices)
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        return filter_by_status(queryset, self.value()) if self.value() else queryset
+
+
 @admin.register(Experiment)
 class ExperimentAdmin(admin.ModelAdmin):
     """Experiments are changed through the API or the lifecycle actions below, never by editing
@@ -28,24 +42,29 @@ class ExperimentAdmin(admin.ModelAdmin):
     list_display = [
         "name",
         "project",
-        "status",
+        "derived_status",
         "feature_flag",
         "archived",
         "deleted",
         "start_date",
         "end_date",
     ]
-    list_filter = ["status", "archived", "deleted", "type", "project"]
+    list_filter = [ExperimentStatusFilter, "archived", "deleted", "type", "project"]
+    list_select_related = ["project", "feature_flag"]
     search_fields = ["name", "description", "feature_flag__key"]
     readonly_fields = [field.name for field in Experiment._meta.fields]
     inlines = [SavedMetricLinkInline]
-    actions = ["launch", "pause", "resume", "end", "reset", "archive"]
+    actions = ["launch", "pause", "resume", "end", "reset", "archive", "unarchive"]
 
     def has_add_permission(self, request) -> bool:
         return False
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+    @admin.display(description="status")
+    def derived_status(self, experiment: Experiment) -> str:
+        return experiment_status(experiment).label
 
     def run_transition(self, request: HttpRequest, queryset: QuerySet, transition: Transition) -> None:
         """Apply one lifecycle transition to each selected experiment through the lifecycle module,
@@ -103,6 +122,10 @@ class ExperimentAdmin(admin.ModelAdmin):
     @admin.action(description="Archive selected ended experiments")
     def archive(self, request: HttpRequest, queryset: QuerySet) -> None:
         self.run_transition(request, queryset, Transition.ARCHIVE)
+
+    @admin.action(description="Unarchive selected experiments")
+    def unarchive(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self.run_transition(request, queryset, Transition.UNARCHIVE)
 
 
 @admin.register(ExperimentSavedMetric)

@@ -76,3 +76,31 @@ def test_other_actions(admin_client, action, start, end, expected_status):
         assert experiment.feature_flag.active is False
     if action == "archive":
         assert experiment.archived is True
+
+
+def test_the_list_shows_and_filters_paused_experiments(admin_client):
+    running = ExperimentFactory(name="Still running", start_date="2024-01-01T00:00:00Z")
+    paused = ExperimentFactory(name="Taking a break", start_date="2024-01-01T00:00:00Z")
+    paused.feature_flag.active = False
+    paused.feature_flag.save()
+    running.feature_flag.active = True
+    running.feature_flag.save()
+
+    listed = admin_client.get("/admin/experiments/experiment/").content.decode()
+    assert '<td class="field-derived_status">Paused</td>' in listed
+    assert '<td class="field-derived_status">Running</td>' in listed
+
+    filtered = admin_client.get("/admin/experiments/experiment/?status=paused").content.decode()
+    assert "Taking a break" in filtered
+    assert "Still running" not in filtered
+
+
+def test_unarchive_action_goes_through_the_lifecycle(admin_client):
+    archived = ExperimentFactory(
+        name="Archived one", start_date="2024-01-01T00:00:00Z", end_date="2024-02-01T00:00:00Z", archived=True
+    )
+    admin_client.post(
+        "/admin/experiments/experiment/", {"action": "unarchive", "_selected_action": [archived.pk]}
+    )
+    archived.refresh_from_db()
+    assert archived.archived is False
