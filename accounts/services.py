@@ -17,6 +17,7 @@ from accounts.models import (
     User,
     random_base62,
 )
+from experiments_api.secret_key import require_usable_secret_key
 
 PERSONAL_API_KEY_PREFIX = "phx_"
 PERSONAL_API_KEY_SECRET_LENGTH = 43
@@ -33,6 +34,7 @@ def personal_api_key_generate_secret() -> str:
 
 def personal_api_key_digest(secret: str) -> str:
     """HMAC-SHA256 of the secret keyed with the server secret: fast to verify, useless if leaked alone."""
+    require_usable_secret_key()
     key = settings.PERSONAL_API_KEY_SECRET.encode()
     return hmac.new(key, secret.encode(), hashlib.sha256).hexdigest()
 

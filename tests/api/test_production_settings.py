@@ -66,16 +66,65 @@ def test_debug_is_off_unless_asked_for():
     assert result.stdout.strip() == "False"
 
 
+def start_the_application(env: dict[str, str]) -> subprocess.CompletedProcess:
+    """What gunicorn does first: import the WSGI application."""
+    return subprocess.run(
+        [sys.executable, "-c", "import experiments_api.wsgi; print('serving')"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def test_missing_secret_key_refuses_to_start():
-    result = run_manage(operator_environment(), "check")
-    assert result.returncode != 0
-    assert "ImproperlyConfigured" in result.stderr
-    assert "SECRET_KEY" in result.stderr
+    started = start_the_application(operator_environment())
+    assert started.returncode != 0
+    assert "ImproperlyConfigured" in started.stderr
+    assert "SECRET_KEY" in started.stderr
+    checked = run_manage(operator_environment(), "check", "--deploy")
+    assert checked.returncode != 0
+    assert "experiments_api.E001" in checked.stderr
 
 
 @pytest.mark.parametrize("published", [*sorted(PUBLISHED_SECRET_KEYS), "   ", f" {DEVELOPMENT_SECRET_KEY} "])
 def test_published_secret_key_refuses_to_start(published):
-    result = run_manage(operator_environment(SECRET_KEY=published), "check")
+    started = start_the_application(operator_environment(SECRET_KEY=published))
+    assert started.returncode != 0
+    assert "ImproperlyConfigured" in started.stderr
+    assert "serving" not in started.stdout
+
+
+def test_a_real_secret_key_starts():
+    started = start_the_application(operator_environment(SECRET_KEY=a_real_secret()))
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.strip() == "serving"
+
+
+def test_commands_that_only_read_code_work_without_a_secret():
+    """makemigrations never signs anything, so an operator (or a check) can run it anywhere."""
+    result = run_manage(
+        operator_environment(DATABASE_URL="sqlite:///:memory:"), "makemigrations", "--check", "--dry-run"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "No changes detected" in result.stdout
+
+
+def test_an_unusable_secret_never_digests_an_api_key():
+    code = (
+        "import django; django.setup()\n"
+        "from accounts.services import personal_api_key_digest\n"
+        "personal_api_key_digest('phx_x')"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=operator_environment(DATABASE_URL="sqlite:///:memory:"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr
 
