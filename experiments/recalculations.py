@@ -15,7 +15,7 @@ cannot import it), so a request and its job are committed in the same transactio
 import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from django.db import IntegrityError, transaction
@@ -32,6 +32,10 @@ from experiments.models import (
     ExperimentTimeseriesRecalculation,
 )
 from experiments_api.representation import api_datetime
+
+RecalculationModel = TypeVar(
+    "RecalculationModel", ExperimentTimeseriesRecalculation, ExperimentMetricsRecalculation
+)
 
 CANNOT_RECALCULATE_DRAFT_METRICS = "Cannot recalculate metrics for experiment that hasn't started"
 NO_COMPLETED_RECALCULATION = "No completed recalculation found"
@@ -105,23 +109,30 @@ def experiment_metric_definitions(experiment: Experiment) -> list[dict[str, Any]
 # --- timeseries recalculations (the request side lives in experiments/results.py) ---
 
 
-def timeseries_recalculation_start(*, recalculation_id: str) -> ExperimentTimeseriesRecalculation | None:
-    """Mark a timeseries recalculation in progress for one more attempt. Returns None when it is
-    gone or already finished (a job delivered twice, or for a superseded request)."""
+def recalculation_attempt_start(
+    model: type[RecalculationModel], recalculation_id: str
+) -> RecalculationModel | None:
+    """Mark a recalculation (timeseries or metrics) in progress for one more attempt, under its row
+    lock. Returns None when it is gone or already finished (a job delivered twice, or superseded)."""
     with transaction.atomic():
         recalculation = (
-            ExperimentTimeseriesRecalculation.objects.select_for_update()
+            model.objects.select_for_update()
             .select_related("experiment__project")
-            .filter(pk=recalculation_id, status__in=ExperimentTimeseriesRecalculation.ACTIVE_STATUSES)
+            .filter(pk=recalculation_id, status__in=model.ACTIVE_STATUSES)
             .first()
         )
         if recalculation is None:
             return None
-        recalculation.status = ExperimentTimeseriesRecalculation.Status.IN_PROGRESS
+        recalculation.status = model.Status.IN_PROGRESS
         recalculation.attempts += 1
         recalculation.started_at = recalculation.started_at or timezone.now()
         recalculation.save(update_fields=["status", "attempts", "started_at"])
         return recalculation
+
+
+def timeseries_recalculation_start(*, recalculation_id: str) -> ExperimentTimeseriesRecalculation | None:
+    """Start one more attempt of a timeseries recalculation (see `recalculation_attempt_start`)."""
+    return recalculation_attempt_start(ExperimentTimeseriesRecalculation, recalculation_id)
 
 
 def timeseries_day_store(
@@ -274,21 +285,8 @@ def metrics_recalculation_request(
 
 
 def metrics_recalculation_start(*, recalculation_id: str) -> ExperimentMetricsRecalculation | None:
-    """Mark a metrics recalculation in progress for one more attempt; None when it is finished."""
-    with transaction.atomic():
-        recalculation = (
-            ExperimentMetricsRecalculation.objects.select_for_update()
-            .select_related("experiment__project")
-            .filter(pk=recalculation_id, status__in=ExperimentMetricsRecalculation.ACTIVE_STATUSES)
-            .first()
-        )
-        if recalculation is None:
-            return None
-        recalculation.status = ExperimentMetricsRecalculation.Status.IN_PROGRESS
-        recalculation.attempts += 1
-        recalculation.started_at = recalculation.started_at or timezone.now()
-        recalculation.save(update_fields=["status", "attempts", "started_at"])
-        return recalculation
+    """Start one more attempt of a metrics recalculation (see `recalculation_attempt_start`)."""
+    return recalculation_attempt_start(ExperimentMetricsRecalculation, recalculation_id)
 
 
 def metrics_recalculation_store_metric(

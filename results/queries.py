@@ -20,10 +20,10 @@ from rest_framework.exceptions import ValidationError
 
 from accounts.models import Project
 from experiments.models import Experiment
+from results import services
 from results.definitions import analysis_window, metric_analysis
 from results.engines.postgres import statement_timeout_seconds
 from results.models import QueryRun
-from results.services import experiment_exposure_result, experiment_metric_result, project_timezone_name
 
 logger = logging.getLogger(__name__)
 
@@ -127,8 +127,8 @@ def validate_for_experiment(experiment: Experiment, query: dict[str, Any]) -> No
 
 def compute(experiment: Experiment, query: dict[str, Any]) -> dict[str, Any]:
     if query["kind"] == EXPERIMENT_QUERY:
-        return experiment_metric_result(experiment=experiment, metric=query["metric"])
-    return experiment_exposure_result(experiment=experiment)
+        return services.experiment_metric_result(experiment=experiment, metric=query["metric"])
+    return services.experiment_exposure_result(experiment=experiment)
 
 
 def with_envelope(run: QueryRun, *, is_cached: bool) -> dict[str, Any]:
@@ -140,7 +140,7 @@ def with_envelope(run: QueryRun, *, is_cached: bool) -> dict[str, Any]:
         "next_allowed_client_refresh": (last_refresh + MIN_CLIENT_REFRESH_INTERVAL).isoformat(),
         "cache_target_age": (last_refresh + CACHE_TARGET_AGE).isoformat(),
         "cache_key": run.cache_key,
-        "timezone": project_timezone_name(run.project),
+        "timezone": services.project_timezone_name(run.project),
         "query_status": None,
         "query_metadata": None,
         "calculation_trigger": None,
