@@ -2,9 +2,10 @@ from typing import Any
 
 from accounts.access import user_access_level
 from accounts.representations import user_basic
+from experiments.flag_config import flag_config_projection
 from experiments.lifecycle import experiment_status
 from experiments.models import Experiment, ExperimentToSavedMetric
-from experiments.services import flag_config_projection, is_legacy
+from experiments.selectors import is_legacy
 from experiments_api.representation import api_datetime
 from flags.representations import minimal_flag
 from holdouts.representations import holdout_body

@@ -182,3 +182,19 @@ def experiment_list(project: Project, params: Mapping[str, str]) -> QuerySet[Exp
     if prompt_name := params.get("prompt_name"):
         queryset = queryset.filter(parameters__prompt_metadata__name=prompt_name)
     return order_experiments(queryset, params.get("order"))
+
+
+def is_legacy(experiment: Experiment, links: list[ExperimentToSavedMetric] | None = None) -> bool:
+    """An experiment using PostHog's retired metric kinds (inline or through a saved metric).
+    A list query may have computed the inline part in SQL (`uses_legacy_metrics`)."""
+    annotated = getattr(experiment, "uses_legacy_metrics", None)
+    if annotated:
+        return True
+    for metric in (
+        [] if annotated is False else [*(experiment.metrics or []), *(experiment.metrics_secondary or [])]
+    ):
+        if isinstance(metric, dict) and metric.get("kind") in LEGACY_METRIC_KINDS:
+            return True
+    if links is None:
+        links = list(experiment.experimenttosavedmetric_set.select_related("saved_metric"))
+    return any((link.saved_metric.query or {}).get("kind") in LEGACY_METRIC_KINDS for link in links)

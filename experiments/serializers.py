@@ -7,6 +7,7 @@ from rest_framework import serializers
 
 from accounts.serializers import UserBasicSerializer
 from experiments.lifecycle import ExperimentStatus
+from experiments.metric_schema import validate_metrics
 from experiments.models import (
     Experiment,
     ExperimentMetricsRecalculation,
@@ -19,7 +20,6 @@ from experiments.validation import (
     validate_date_range,
     validate_excluded_variants_shape,
     validate_exposure_criteria,
-    validate_metrics,
     validate_ordering_shape,
     validate_running_time_calculation,
     validate_saved_metrics_ids_shape,

@@ -13,10 +13,16 @@ from django.db import transaction
 from rest_framework.exceptions import ValidationError
 
 from accounts.models import Project, User
-from activity.services import activity_log_changes, activity_log_record, changes_between, to_json_value
+from activity.services import activity_log_record, changes_between, to_json_value
 from approvals.gate import approval_gate
 from approvals.observer import Facet, record, state
 from experiments import lifecycle
+from experiments.flag_config import (
+    DEFAULT_VARIANTS,
+    changed_flag_config,
+    flag_changes_for_config,
+    new_flag_filters,
+)
 from experiments.lifecycle import EXPERIMENT_ACTIVITY_SCOPE
 from experiments.metrics import (
     assign_metric_uuids,
@@ -24,12 +30,12 @@ from experiments.metrics import (
     synced_ordering,
     with_fingerprints,
 )
-from experiments.models import LEGACY_METRIC_KINDS, Experiment, ExperimentSavedMetric, ExperimentToSavedMetric
+from experiments.models import Experiment, ExperimentSavedMetric
+from experiments.saved_metrics import link_uuids_by_type, resolve_saved_metrics, sync_saved_metric_links
+from experiments.selectors import is_legacy
 from experiments.validation import (
     CONTROL,
     GLOBAL_FILTER_PROPERTIES,
-    SAVED_METRIC_NOT_IN_PROJECT,
-    normalize_variants,
     split_parameters,
     validate_excluded_variant_keys,
     validate_flag_for_experiment,
@@ -41,11 +47,6 @@ from flags.models import FeatureFlag
 from flags.services import flag_create, flag_snapshot, flag_write
 from holdouts.models import ExperimentHoldout
 
-DEFAULT_ROLLOUT_PERCENTAGE = 100
-DEFAULT_VARIANTS = [
-    {"key": "control", "name": "Control Group", "rollout_percentage": 50},
-    {"key": "test", "name": "Test Variant", "rollout_percentage": 50},
-]
 UPDATABLE_FIELDS = frozenset(
     {
         "name",
@@ -122,200 +123,8 @@ RESTORE_WITH_DELETED_FLAG = (
 )
 
 
-# --- reading what an experiment is made of ----------------------------------------------------
-
-
-def is_legacy(experiment: Experiment, links: list[ExperimentToSavedMetric] | None = None) -> bool:
-    """An experiment using PostHog's retired metric kinds (inline or through a saved metric).
-    A list query may have computed the inline part in SQL (`uses_legacy_metrics`)."""
-    annotated = getattr(experiment, "uses_legacy_metrics", None)
-    if annotated:
-        return True
-    for metric in (
-        [] if annotated is False else [*(experiment.metrics or []), *(experiment.metrics_secondary or [])]
-    ):
-        if isinstance(metric, dict) and metric.get("kind") in LEGACY_METRIC_KINDS:
-            return True
-    if links is None:
-        links = list(experiment.experimenttosavedmetric_set.select_related("saved_metric"))
-    return any((link.saved_metric.query or {}).get("kind") in LEGACY_METRIC_KINDS for link in links)
-
-
 def experiment_snapshot(experiment: Experiment) -> dict[str, Any]:
     return {field: deepcopy(getattr(experiment, field)) for field in TRACKED_FIELDS}
-
-
-def flag_config_projection(flag: FeatureFlag) -> dict[str, Any]:
-    """The flag configuration as the experiment's `parameters` shows it on read."""
-    filters = flag.filters or {}
-    projected: dict[str, Any] = {
-        "feature_flag_variants": [
-            {**variant, "split_percent": variant.get("rollout_percentage")}
-            if isinstance(variant, dict)
-            else variant
-            for variant in flag.variants
-        ]
-    }
-    groups = filters.get("groups") or []
-    if groups and isinstance(groups[0], dict) and groups[0].get("rollout_percentage") is not None:
-        projected["rollout_percentage"] = groups[0]["rollout_percentage"]
-    if filters.get("aggregation_group_type_index") is not None:
-        projected["aggregation_group_type_index"] = filters["aggregation_group_type_index"]
-    if filters.get("payloads"):
-        projected["feature_flag_payloads"] = filters["payloads"]
-    if flag.ensure_experience_continuity is not None:
-        projected["ensure_experience_continuity"] = flag.ensure_experience_continuity
-    return projected
-
-
-def changed_flag_config(flag_config: dict[str, Any], flag: FeatureFlag) -> dict[str, Any]:
-    """The part of `flag_config` that differs from the flag's current configuration: a client that
-    sends back what it read is not asking for a change."""
-    current = flag_config_projection(flag)
-    current["feature_flag_variants"] = normalize_variants(current["feature_flag_variants"])
-    changed = {}
-    for key, value in flag_config.items():
-        if key == "feature_flag_variants":
-            if normalize_variants(value) != current["feature_flag_variants"]:
-                changed[key] = value
-        elif value != current.get(key):
-            changed[key] = value
-    return changed
-
-
-# --- flag configuration ----------------------------------------------------------------------
-
-
-def holdout_filter(holdout: ExperimentHoldout | None) -> dict[str, Any] | None:
-    return holdout.flag_holdout_filter() if holdout is not None else None
-
-
-def new_flag_filters(flag_config: dict[str, Any], holdout: ExperimentHoldout | None) -> dict[str, Any]:
-    filters: dict[str, Any] = {
-        "groups": [
-            {
-                "properties": [],
-                "rollout_percentage": flag_config.get("rollout_percentage", DEFAULT_ROLLOUT_PERCENTAGE),
-            }
-        ],
-        "multivariate": {"variants": flag_config.get("feature_flag_variants") or deepcopy(DEFAULT_VARIANTS)},
-        "aggregation_group_type_index": flag_config.get("aggregation_group_type_index"),
-        "holdout": holdout_filter(holdout),
-    }
-    if flag_config.get("feature_flag_payloads"):
-        filters["payloads"] = flag_config["feature_flag_payloads"]
-    return filters
-
-
-def synced_flag_filters(
-    current: dict[str, Any], flag_config: dict[str, Any], holdout: ExperimentHoldout | None
-) -> dict[str, Any]:
-    """The flag's filters after an experiment edit: sent configuration replaces the matching part
-    (the rollout only in the first release condition), everything else is kept."""
-    filters = deepcopy(current or {})
-    if "feature_flag_variants" in flag_config:
-        filters["multivariate"] = {
-            "variants": flag_config["feature_flag_variants"] or deepcopy(DEFAULT_VARIANTS)
-        }
-    if flag_config.get("rollout_percentage") is not None:
-        groups = filters.get("groups") or []
-        if groups:
-            filters["groups"] = [
-                {**groups[0], "rollout_percentage": flag_config["rollout_percentage"]},
-                *groups[1:],
-            ]
-        else:
-            filters["groups"] = [{"properties": [], "rollout_percentage": flag_config["rollout_percentage"]}]
-    if "aggregation_group_type_index" in flag_config:
-        filters["aggregation_group_type_index"] = flag_config["aggregation_group_type_index"]
-    if "feature_flag_payloads" in flag_config:
-        filters["payloads"] = flag_config["feature_flag_payloads"] or {}
-    filters["holdout"] = holdout_filter(holdout)
-    return filters
-
-
-def flag_changes_for_config(
-    flag: FeatureFlag, flag_config: dict[str, Any], holdout: ExperimentHoldout | None
-) -> dict[str, Any]:
-    changes: dict[str, Any] = {"filters": synced_flag_filters(flag.filters, flag_config, holdout)}
-    if "ensure_experience_continuity" in flag_config:
-        changes["ensure_experience_continuity"] = bool(flag_config["ensure_experience_continuity"])
-    return changes
-
-
-# --- saved metrics ---------------------------------------------------------------------------
-
-
-def resolve_saved_metrics(
-    project: Project, saved_metrics_ids: list[dict] | None
-) -> dict[int, ExperimentSavedMetric]:
-    """The saved metrics referenced, all of which must belong to `project`."""
-    if not saved_metrics_ids:
-        return {}
-    ids = [item["id"] for item in saved_metrics_ids]
-    found = {
-        metric.id: metric for metric in ExperimentSavedMetric.objects.filter(project=project, id__in=ids)
-    }
-    if len(found) != len(set(ids)) or len(ids) != len(set(ids)):
-        raise ValidationError(SAVED_METRIC_NOT_IN_PROJECT)
-    return found
-
-
-def link_uuids_by_type(links: list[tuple[ExperimentSavedMetric, dict]]) -> dict[str, list[str]]:
-    result: dict[str, list[str]] = {"primary": [], "secondary": []}
-    for saved_metric, metadata in links:
-        uuid = (saved_metric.query or {}).get("uuid")
-        if uuid:
-            kind = "primary" if (metadata or {}).get("type", "primary") == "primary" else "secondary"
-            result[kind].append(uuid)
-    return result
-
-
-def sync_saved_metric_links(
-    experiment: Experiment,
-    *,
-    user: User | None,
-    saved_metrics_ids: list[dict],
-    saved_metrics: dict[int, ExperimentSavedMetric],
-) -> None:
-    """Make the experiment's links match `saved_metrics_ids`, in place, logging each link change."""
-    existing = {
-        link.saved_metric_id: link
-        for link in experiment.experimenttosavedmetric_set.select_related("saved_metric")
-    }
-    wanted = {item["id"]: item.get("metadata") or {} for item in saved_metrics_ids}
-
-    def log(
-        activity: str, saved_metric: ExperimentSavedMetric, before: dict | None, after: dict | None
-    ) -> None:
-        changes = changes_between(EXPERIMENT_ACTIVITY_SCOPE, {"metadata": before}, {"metadata": after})
-        activity_log_record(
-            project=experiment.project,
-            user=user,
-            scope=EXPERIMENT_ACTIVITY_SCOPE,
-            item_id=experiment.id,
-            activity=activity,
-            name=saved_metric.name,
-            changes=changes,
-            detail_type="saved_metric_config",
-        )
-
-    for saved_metric_id, link in existing.items():
-        if saved_metric_id not in wanted:
-            link.delete()
-            log("deleted", link.saved_metric, link.metadata, None)
-    for saved_metric_id, metadata in wanted.items():
-        link = existing.get(saved_metric_id)
-        if link is None:
-            ExperimentToSavedMetric.objects.create(
-                experiment=experiment, saved_metric=saved_metrics[saved_metric_id], metadata=metadata
-            )
-            log("created", saved_metrics[saved_metric_id], None, metadata)
-        elif (link.metadata or {}) != metadata:
-            before = link.metadata
-            link.metadata = metadata
-            link.save(update_fields=["metadata", "updated_at"])
-            log("updated", link.saved_metric, before, metadata)
 
 
 def validate_orderings(
@@ -804,107 +613,3 @@ def record_update_activity(
         name=experiment.name,
         changes=changes,
     )
-
-
-# --- saved metrics ---------------------------------------------------------------------------
-
-SAVED_METRIC_TRACKED_FIELDS = ("name", "description", "query", "metadata", "tags")
-
-
-def saved_metric_snapshot(saved_metric: ExperimentSavedMetric) -> dict[str, Any]:
-    return {field: deepcopy(getattr(saved_metric, field)) for field in SAVED_METRIC_TRACKED_FIELDS}
-
-
-def saved_metric_create(
-    *,
-    project: Project,
-    user: User | None,
-    name: str,
-    query: dict,
-    description: str | None = None,
-    metadata: dict | None = None,
-    tags: list[str] | None = None,
-) -> ExperimentSavedMetric:
-    """Create a shared metric; its query gets a uuid when it has none."""
-    query = deepcopy(query)
-    if not query.get("uuid"):
-        query["uuid"] = assign_metric_uuids([query], seen=set())[0]["uuid"]
-    with transaction.atomic():
-        saved_metric = ExperimentSavedMetric.objects.create(
-            project=project,
-            created_by=user,
-            name=name,
-            description=description,
-            query=query,
-            metadata=metadata or {},
-            tags=tags or [],
-        )
-        activity_log_record(
-            project=project,
-            user=user,
-            scope=EXPERIMENT_ACTIVITY_SCOPE,
-            item_id=saved_metric.id,
-            activity="created",
-            name=name,
-            detail_type="shared_metric",
-        )
-    return saved_metric
-
-
-def saved_metric_update(
-    *, saved_metric: ExperimentSavedMetric, user: User | None, changes: dict[str, Any]
-) -> ExperimentSavedMetric:
-    with transaction.atomic():
-        saved_metric = ExperimentSavedMetric.objects.select_for_update().get(pk=saved_metric.pk)
-        before = saved_metric_snapshot(saved_metric)
-        if "query" in changes:
-            query = deepcopy(changes["query"])
-            if not query.get("uuid"):
-                query["uuid"] = (saved_metric.query or {}).get("uuid") or assign_metric_uuids(
-                    [query], seen=set()
-                )[0]["uuid"]
-            changes = {**changes, "query": query}
-        for field, value in changes.items():
-            setattr(saved_metric, field, value)
-        saved_metric.save()
-        activity_log_changes(
-            project=saved_metric.project,
-            user=user,
-            scope=EXPERIMENT_ACTIVITY_SCOPE,
-            item_id=saved_metric.id,
-            activity="updated",
-            before=before,
-            after=saved_metric_snapshot(saved_metric),
-            name=saved_metric.name,
-            detail_type="shared_metric",
-        )
-    return saved_metric
-
-
-def saved_metric_delete(*, saved_metric: ExperimentSavedMetric, user: User | None) -> None:
-    """Delete a shared metric; the experiments using it lose the link (logged on each experiment)."""
-    with transaction.atomic():
-        saved_metric = ExperimentSavedMetric.objects.select_for_update().get(pk=saved_metric.pk)
-        for link in saved_metric.experimenttosavedmetric_set.select_related("experiment"):
-            activity_log_record(
-                project=saved_metric.project,
-                user=user,
-                scope=EXPERIMENT_ACTIVITY_SCOPE,
-                item_id=link.experiment_id,
-                activity="deleted",
-                name=saved_metric.name,
-                changes=changes_between(
-                    EXPERIMENT_ACTIVITY_SCOPE, {"metadata": link.metadata}, {"metadata": None}
-                ),
-                detail_type="saved_metric_config",
-            )
-        activity_log_record(
-            project=saved_metric.project,
-            user=user,
-            scope=EXPERIMENT_ACTIVITY_SCOPE,
-            item_id=saved_metric.id,
-            activity="deleted",
-            name=saved_metric.name,
-            detail_type="shared_metric",
-        )
-        saved_metric.delete()

@@ -29,6 +29,7 @@ from experiments.results import (
     experiment_velocity_stats,
     timeseries_results,
 )
+from experiments.saved_metrics import saved_metric_create, saved_metric_delete, saved_metric_update
 from experiments.selectors import experiment_list, experiment_queryset, parse_created_by_ids
 from experiments.serializers import (
     ArchiveExperimentSerializer,
@@ -42,13 +43,7 @@ from experiments.serializers import (
     RecalculateTimeseriesSerializer,
     ShipVariantSerializer,
 )
-from experiments.services import (
-    experiment_create,
-    experiment_update,
-    saved_metric_create,
-    saved_metric_delete,
-    saved_metric_update,
-)
+from experiments.services import experiment_create, experiment_update
 from experiments_api.mixins import BodylessActionsMixin, ForbidDestroyModel
 from experiments_api.pagination import MAX_OFFSET
 from experiments_api.response_cache import VersionedResponseCacheMixin

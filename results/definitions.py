@@ -14,8 +14,8 @@ from rest_framework.exceptions import ValidationError
 
 from accounts.models import Project
 from events.models import GroupTypeMapping
+from experiments.metric_schema import validate_metrics
 from experiments.models import Experiment
-from experiments.validation import validate_metrics
 from results.engines.base import (
     SUPPORTED_OPERATORS,
     EntityValue,
