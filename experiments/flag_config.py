@@ -111,3 +111,41 @@ def flag_changes_for_config(
     if "ensure_experience_continuity" in flag_config:
         changes["ensure_experience_continuity"] = bool(flag_config["ensure_experience_continuity"])
     return changes
+
+
+RELEASE_TO_EVERYONE_DESCRIPTION = (
+    "Added automatically when the experiment was ended to keep only one variant."
+)
+
+
+def shipped_filters(
+    filters: dict[str, Any], variant_key: str, *, release_to_everyone: bool
+) -> dict[str, Any]:
+    """The flag filters that serve only `variant_key`: that variant at 100%, the others at 0%, in
+    their order; release conditions kept (a catch-all group prepended with `release_to_everyone`);
+    payloads, aggregation and the holdout kept."""
+    groups = deepcopy(filters.get("groups") or [])
+    if release_to_everyone:
+        groups = [
+            {"properties": [], "rollout_percentage": 100, "description": RELEASE_TO_EVERYONE_DESCRIPTION},
+            *groups,
+        ]
+    variants = ((filters.get("multivariate") or {}).get("variants")) or []
+    rewritten = {
+        "aggregation_group_type_index": filters.get("aggregation_group_type_index"),
+        "payloads": deepcopy(filters.get("payloads") or {}),
+        "multivariate": {
+            "variants": [
+                {
+                    "key": variant["key"],
+                    "rollout_percentage": 100 if variant["key"] == variant_key else 0,
+                    **({"name": variant["name"]} if variant.get("name") else {}),
+                }
+                for variant in variants
+            ]
+        },
+        "groups": groups,
+    }
+    if filters.get("holdout") is not None:
+        rewritten["holdout"] = deepcopy(filters["holdout"])
+    return rewritten

@@ -5,7 +5,7 @@ from accounts.representations import user_basic
 from experiments.flag_config import flag_config_projection
 from experiments.lifecycle import experiment_status
 from experiments.models import Experiment, ExperimentToSavedMetric
-from experiments.selectors import is_legacy
+from experiments.selectors import experiment_links, is_legacy
 from experiments_api.representation import api_datetime
 from flags.representations import minimal_flag
 from holdouts.representations import holdout_body
@@ -23,15 +23,6 @@ def saved_metric_link(link: ExperimentToSavedMetric) -> dict[str, Any]:
     }
 
 
-def links_of(experiment: Experiment) -> list[ExperimentToSavedMetric]:
-    links = getattr(experiment, "prefetched_links", None)
-    if links is None:
-        links = list(
-            experiment.experimenttosavedmetric_set.select_related("saved_metric").order_by("created_at", "id")
-        )
-    return links
-
-
 def saved_metrics_ids_of(links: list[ExperimentToSavedMetric]) -> list[dict[str, Any]] | None:
     """The links as `saved_metrics_ids` takes them, so an experiment read and sent back whole keeps
     its saved metrics; null when there are none, as PostHog renders it."""
@@ -43,7 +34,7 @@ def experiment_basic(experiment: Experiment, *, user_id: int | None, membership_
     with the flag's live configuration projected over them."""
     flag = experiment.feature_flag
     stored = experiment.parameters if isinstance(experiment.parameters, dict) else {}
-    links = links_of(experiment)
+    links = experiment_links(experiment)
     return {
         "id": experiment.id,
         "name": experiment.name,

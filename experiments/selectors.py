@@ -40,6 +40,23 @@ def links_prefetch() -> Prefetch:
     )
 
 
+def experiment_links(experiment: Experiment) -> list[ExperimentToSavedMetric]:
+    """The experiment's saved-metric links in their display order, read once and kept on the
+    instance (where a list's prefetch puts them too)."""
+    links = getattr(experiment, "prefetched_links", None)
+    if links is None:
+        links = list(
+            experiment.experimenttosavedmetric_set.select_related("saved_metric").order_by("created_at", "id")
+        )
+        experiment.prefetched_links = links
+    return links
+
+
+def forget_links(experiment: Experiment) -> None:
+    """Drop the links kept on the instance after they were changed, so the next read is fresh."""
+    experiment.__dict__.pop("prefetched_links", None)
+
+
 def experiment_queryset(project: Project, *, include_deleted: bool = False) -> QuerySet[Experiment]:
     """Experiments of a project with everything their representation needs, in fixed queries."""
     queryset = (
@@ -47,6 +64,13 @@ def experiment_queryset(project: Project, *, include_deleted: bool = False) -> Q
         .select_related("feature_flag", "created_by", "holdout__created_by", "project")
         .prefetch_related(links_prefetch())
     )
+    return queryset if include_deleted else queryset.filter(deleted=False)
+
+
+def experiment_to_lock(project: Project, *, include_deleted: bool = False) -> QuerySet[Experiment]:
+    """Experiments of a project as a write finds them before its service locks and re-reads the
+    row: the row and its project (which the approval gate needs), nothing else."""
+    queryset = Experiment.objects.filter(project=project).select_related("project")
     return queryset if include_deleted else queryset.filter(deleted=False)
 
 

@@ -6,6 +6,7 @@ refused request changes nothing. Lifecycle transitions live in `experiments/life
 """
 
 from copy import deepcopy
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -27,12 +28,13 @@ from experiments.lifecycle import EXPERIMENT_ACTIVITY_SCOPE
 from experiments.metrics import (
     assign_metric_uuids,
     metric_uuids,
+    refresh_fingerprints,
     synced_ordering,
     with_fingerprints,
 )
-from experiments.models import Experiment, ExperimentSavedMetric
+from experiments.models import Experiment, ExperimentSavedMetric, ExperimentToSavedMetric
 from experiments.saved_metrics import link_uuids_by_type, resolve_saved_metrics, sync_saved_metric_links
-from experiments.selectors import is_legacy
+from experiments.selectors import experiment_links, forget_links, is_legacy
 from experiments.validation import (
     CONTROL,
     GLOBAL_FILTER_PROPERTIES,
@@ -164,52 +166,8 @@ def baseline_key(stats_config: dict | None) -> str:
     return (stats_config or {}).get("baseline_variant_key") or CONTROL
 
 
-# --- approvals ---------------------------------------------------------------------------------
-
-# PATCH fields that are transitions in disguise, and the approval key each one is gated by.
-TRANSITION_FIELD_KEYS = {
-    "start_date": "experiment.launch",
-    "end_date": "experiment.end",
-    "archived": "experiment.archive",
-}
+# A flag change made by an experiment write is gated by the experiment's keys first.
 EXPERIMENT_FLAG_ACTION_KEYS = {"enable": ["experiment.launch"], "update": ["experiment.update"]}
-
-
-def record_update_facets(experiment: Experiment, before: dict[str, Any], after: dict[str, Any]) -> None:
-    """Report what a PATCH changes to the approval gate: launching, ending, archiving and deleting
-    are gated by their own keys; every other changed field by `experiment.update`."""
-    changed = {
-        field for field in after if to_json_value(before.get(field)) != to_json_value(after.get(field))
-    }
-    resource_id = str(experiment.id)
-    name = experiment.name
-
-    def facet(key: str, fields: set[str], description: str) -> None:
-        record(
-            Facet(
-                [key],
-                "experiment",
-                resource_id,
-                description,
-                state({field: to_json_value(before.get(field)) for field in sorted(fields)}),
-                state({field: to_json_value(after.get(field)) for field in sorted(fields)}),
-            )
-        )
-
-    if "deleted" in changed and after["deleted"]:
-        facet("experiment.delete", {"deleted"}, f"Delete experiment '{name}'")
-        changed.discard("deleted")
-    if "start_date" in changed and before["start_date"] is None:
-        facet(TRANSITION_FIELD_KEYS["start_date"], {"start_date"}, f"Launch experiment '{name}'")
-        changed.discard("start_date")
-    if "end_date" in changed and before["end_date"] is None:
-        facet(TRANSITION_FIELD_KEYS["end_date"], {"end_date"}, f"End experiment '{name}'")
-        changed.discard("end_date")
-    if "archived" in changed:
-        facet(TRANSITION_FIELD_KEYS["archived"], {"archived"}, f"Archive experiment '{name}'")
-        changed.discard("archived")
-    if changed:
-        facet("experiment.update", changed, f"Update experiment '{name}': {', '.join(sorted(changed))}")
 
 
 # --- create ----------------------------------------------------------------------------------
@@ -380,7 +338,7 @@ def experiment_create(
         if start_date is not None:
             record(
                 Facet(
-                    [TRANSITION_FIELD_KEYS["start_date"]],
+                    [lifecycle.APPROVAL_KEYS[lifecycle.Transition.LAUNCH]],
                     "experiment",
                     None,
                     f"Create experiment '{name}' already launched",
@@ -404,7 +362,21 @@ def experiment_create(
     return experiment
 
 
-# --- update ----------------------------------------------------------------------------------
+# --- update: validate, plan, apply ----------------------------------------------------------
+
+
+@dataclass
+class ExperimentUpdatePlan:
+    """What a validated PATCH writes: the experiment's new field values, the lifecycle edits among
+    them, the flag changes (empty: the flag is untouched), the saved-metric links (None: untouched),
+    and the orderings that only follow metric changes (left out of the activity entry)."""
+
+    values: dict[str, Any]
+    edits: list[lifecycle.FieldEdit]
+    flag_changes: dict[str, Any]
+    saved_metrics_ids: list[dict] | None
+    saved_metrics: dict[int, ExperimentSavedMetric]
+    auto_orderings: dict[str, list[str]]
 
 
 @approval_gate(
@@ -423,165 +395,212 @@ def experiment_update(
 ) -> Experiment:
     """Apply a PATCH/PUT. A draft's flag follows its flag configuration; a running experiment's
     flag changes only with `update_feature_flag_params` (and then only the rollouts of the same
-    variant keys). Setting a draft's start_date launches it (with the launch guards), `end_date`
-    ends it, `deleted` soft-deletes or restores it. Everything is validated before anything is
-    written; the experiment, its flag and the activity entries change in one transaction."""
+    variant keys). Edits of lifecycle fields are the transitions `lifecycle.PATCH_EDITS` says
+    (setting a draft's start_date launches it, with the launch guards); `deleted` soft-deletes or
+    restores. Everything is validated and planned before anything is written; the experiment, its
+    flag, its links and the activity entries change in one transaction, with the rows locked."""
     with transaction.atomic():
         experiment, flag = lifecycle.lock_experiment_and_flag(experiment.pk)
-        project = experiment.project
-        data = dict(data)
-        current_key = experiment.feature_flag_key
-        requested_key = data.pop("feature_flag_key", current_key)
-
-        # A field that cannot change but is sent with its current value is an object read and sent
-        # back whole (read-modify-write), not an attempt to change it.
-        for name in set(data) - UPDATABLE_FIELDS:
-            if data[name] == getattr(experiment, name, UNSET):
-                del data[name]
-        extra = set(data) - UPDATABLE_FIELDS
-        if requested_key != current_key:
-            extra.add("get_feature_flag_key")
-        links_before = list(experiment.experimenttosavedmetric_set.select_related("saved_metric"))
-
-        if experiment.deleted and data.get("deleted") is False and flag.deleted:
-            raise ValidationError(RESTORE_WITH_DELETED_FLAG)
-        if is_legacy(experiment, links_before):
-            disallowed = (set(data) | extra) - LEGACY_UPDATABLE_FIELDS
-            if disallowed:
-                raise ValidationError(
-                    "This experiment uses legacy metric formats and can only have its name, description, "
-                    f"or end_date updated. Cannot update: {', '.join(sorted(disallowed))}"
-                )
-        if extra:
-            raise ValidationError(f"Can't update keys: {', '.join(sorted(extra))} on Experiment")
-
-        launching = experiment.is_draft and data.get("start_date") is not None
-        if launching:
-            lifecycle.assert_launchable(flag)
-
-        stored_parameters, flag_config = split_parameters(data.get("parameters"))
-        if "parameters" in data:
-            data["parameters"] = stored_parameters
-        flag_config = changed_flag_config(flag_config, flag) if flag_config else {}
-        holdout_changed = "holdout" in data and data["holdout"] != experiment.holdout
-        if not experiment.is_draft:
-            if flag_config and not update_feature_flag_params:
-                raise ValidationError({"parameters": [RUNNING_FLAG_CONFIG_NEEDS_OPT_IN]})
-            sent_variants = flag_config.get("feature_flag_variants")
-            if sent_variants is not None:
-                current_keys = flag.variant_keys
-                if len(sent_variants) != len(current_keys) or any(
-                    current_keys.count(variant["key"]) != 1 for variant in sent_variants
-                ):
-                    raise ValidationError(CANT_UPDATE_VARIANTS)
-            if holdout_changed:
-                raise ValidationError(CANT_UPDATE_HOLDOUT)
-        if (data.get("filters") or {}).get("properties"):
-            raise ValidationError(GLOBAL_FILTER_PROPERTIES)
-
-        update_links = "saved_metrics_ids" in data
-        saved_metrics_ids = data.pop("saved_metrics_ids", None) or []
-        saved_metrics = resolve_saved_metrics(project, saved_metrics_ids) if update_links else {}
-        links_after = (
-            [(saved_metrics[item["id"]], item.get("metadata") or {}) for item in saved_metrics_ids]
-            if update_links
-            else [(link.saved_metric, link.metadata) for link in links_before]
+        links = experiment_links(experiment)
+        values = update_values_checked(experiment, flag, data, links)
+        plan = update_plan(
+            experiment, flag, values, links, update_feature_flag_params=update_feature_flag_params
         )
-
-        seen = {uuid for uuids in link_uuids_by_type(links_after).values() for uuid in uuids}
-        if "metrics" in data and "metrics_secondary" not in data:
-            seen.update(metric_uuids(experiment.metrics_secondary))
-        if "metrics_secondary" in data and "metrics" not in data:
-            seen.update(metric_uuids(experiment.metrics))
-        for field in ("metrics", "metrics_secondary"):
-            if field in data:
-                data[field] = assign_metric_uuids(data[field], seen=seen)
-        if "metrics" in data or "metrics_secondary" in data:
-            validate_no_duplicate_metric_uuids(data.get("metrics"), data.get("metrics_secondary"))
-
-        new_variant_keys = [
-            variant["key"] for variant in flag_config.get("feature_flag_variants") or flag.variants
-        ]
-        effective_stats = data.get("stats_config", experiment.stats_config)
-        if "stats_config" in data or "feature_flag_variants" in flag_config:
-            validate_stats_config(effective_stats, new_variant_keys)
-        if data.get("excluded_variants"):
-            validate_excluded_variant_keys(
-                data["excluded_variants"], new_variant_keys, baseline_key(effective_stats)
-            )
-
-        # Ordering arrays follow inline metric and saved-metric changes; an explicit reorder sent by
-        # the client is kept and validated.
-        before = experiment_snapshot(experiment)
-        auto_orderings = {}
-        links_before_uuids = link_uuids_by_type([(link.saved_metric, link.metadata) for link in links_before])
-        links_after_uuids = link_uuids_by_type(links_after)
-        for ordering_field, metrics_field, kind in (
-            ("primary_metrics_ordered_uuids", "metrics", "primary"),
-            ("secondary_metrics_ordered_uuids", "metrics_secondary", "secondary"),
-        ):
-            old_uuids = [*metric_uuids(getattr(experiment, metrics_field)), *links_before_uuids[kind]]
-            new_uuids = [
-                *metric_uuids(data.get(metrics_field, getattr(experiment, metrics_field))),
-                *links_after_uuids[kind],
-            ]
-            added = [uuid for uuid in new_uuids if uuid not in old_uuids]
-            removed = set(old_uuids) - set(new_uuids)
-            auto_orderings[ordering_field] = synced_ordering(
-                getattr(experiment, ordering_field), added=added, removed=removed
-            )
-            if added or removed:
-                base = data.get(ordering_field, getattr(experiment, ordering_field))
-                data[ordering_field] = synced_ordering(base, added=added, removed=removed)
-        validate_orderings(
-            {
-                "metrics": data.get("metrics", experiment.metrics),
-                "metrics_secondary": data.get("metrics_secondary", experiment.metrics_secondary),
-                "primary_metrics_ordered_uuids": data.get(
-                    "primary_metrics_ordered_uuids", experiment.primary_metrics_ordered_uuids
-                ),
-                "secondary_metrics_ordered_uuids": data.get(
-                    "secondary_metrics_ordered_uuids", experiment.secondary_metrics_ordered_uuids
-                ),
-            },
-            links_after,
-        )
-
-        # Validation is complete: from here on, write.
-        flag_before = flag_snapshot(flag)
-        if update_links:
-            sync_saved_metric_links(
-                experiment, user=user, saved_metrics_ids=saved_metrics_ids, saved_metrics=saved_metrics
-            )
-        new_holdout = data.get("holdout", experiment.holdout)
-        if (experiment.is_draft or update_feature_flag_params) and (flag_config or holdout_changed):
-            flag_write(flag=flag, user=user, changes=flag_changes_for_config(flag, flag_config, new_holdout))
-
-        for field, value in data.items():
-            setattr(experiment, field, value)
-        if launching:
-            lifecycle.start_running(experiment, flag, user=user, start_date=experiment.start_date)
-        else:
-            lifecycle.refresh_fingerprints(experiment)
-        experiment.save()
-        record_update_facets(experiment, before, experiment_snapshot(experiment))
-        record_update_activity(
-            experiment, user=user, before=before, auto_orderings=auto_orderings, flag_before=flag_before
-        )
+        update_apply(experiment, flag, plan, user=user)
     return experiment
 
 
-def record_update_activity(
+def update_values_checked(
+    experiment: Experiment, flag: FeatureFlag, data: dict[str, Any], links: list[ExperimentToSavedMetric]
+) -> dict[str, Any]:
+    """The sent values, after the rules on which keys a PATCH may carry. A field that cannot change
+    but is sent with its current value is an object read and sent back whole (read-modify-write),
+    not an attempt to change it, so it is dropped."""
+    values = dict(data)
+    current_key = experiment.feature_flag_key
+    requested_key = values.pop("feature_flag_key", current_key)
+    for name in set(values) - UPDATABLE_FIELDS:
+        if values[name] == getattr(experiment, name, UNSET):
+            del values[name]
+    extra = set(values) - UPDATABLE_FIELDS
+    if requested_key != current_key:
+        extra.add("get_feature_flag_key")
+    if experiment.deleted and values.get("deleted") is False and flag.deleted:
+        raise ValidationError(RESTORE_WITH_DELETED_FLAG)
+    if is_legacy(experiment, links):
+        disallowed = (set(values) | extra) - LEGACY_UPDATABLE_FIELDS
+        if disallowed:
+            raise ValidationError(
+                "This experiment uses legacy metric formats and can only have its name, description, "
+                f"or end_date updated. Cannot update: {', '.join(sorted(disallowed))}"
+            )
+    if extra:
+        raise ValidationError(f"Can't update keys: {', '.join(sorted(extra))} on Experiment")
+    return values
+
+
+def update_plan(
+    experiment: Experiment,
+    flag: FeatureFlag,
+    values: dict[str, Any],
+    links: list[ExperimentToSavedMetric],
+    *,
+    update_feature_flag_params: bool,
+) -> ExperimentUpdatePlan:
+    """Check the sent values against the experiment and its flag, and work out everything the
+    update writes. Raises before anything is written."""
+    values = dict(values)
+    edits = lifecycle.patch_edits(experiment_snapshot(experiment), values)
+    if lifecycle.patch_launches(edits):
+        lifecycle.assert_launchable(flag)
+
+    stored_parameters, flag_config = split_parameters(values.get("parameters"))
+    if "parameters" in values:
+        values["parameters"] = stored_parameters
+    flag_config = changed_flag_config(flag_config, flag) if flag_config else {}
+    holdout_changed = "holdout" in values and values["holdout"] != experiment.holdout
+    if not experiment.is_draft:
+        if flag_config and not update_feature_flag_params:
+            raise ValidationError({"parameters": [RUNNING_FLAG_CONFIG_NEEDS_OPT_IN]})
+        sent_variants = flag_config.get("feature_flag_variants")
+        if sent_variants is not None:
+            current_keys = flag.variant_keys
+            if len(sent_variants) != len(current_keys) or any(
+                current_keys.count(variant["key"]) != 1 for variant in sent_variants
+            ):
+                raise ValidationError(CANT_UPDATE_VARIANTS)
+        if holdout_changed:
+            raise ValidationError(CANT_UPDATE_HOLDOUT)
+    if (values.get("filters") or {}).get("properties"):
+        raise ValidationError(GLOBAL_FILTER_PROPERTIES)
+
+    update_links = "saved_metrics_ids" in values
+    saved_metrics_ids = values.pop("saved_metrics_ids", None) or []
+    saved_metrics = resolve_saved_metrics(experiment.project, saved_metrics_ids) if update_links else {}
+    links_before = [(link.saved_metric, link.metadata) for link in links]
+    links_after = (
+        [(saved_metrics[item["id"]], item.get("metadata") or {}) for item in saved_metrics_ids]
+        if update_links
+        else links_before
+    )
+
+    seen = {uuid for uuids in link_uuids_by_type(links_after).values() for uuid in uuids}
+    if "metrics" in values and "metrics_secondary" not in values:
+        seen.update(metric_uuids(experiment.metrics_secondary))
+    if "metrics_secondary" in values and "metrics" not in values:
+        seen.update(metric_uuids(experiment.metrics))
+    for field in ("metrics", "metrics_secondary"):
+        if field in values:
+            values[field] = assign_metric_uuids(values[field], seen=seen)
+    if "metrics" in values or "metrics_secondary" in values:
+        validate_no_duplicate_metric_uuids(values.get("metrics"), values.get("metrics_secondary"))
+
+    new_variant_keys = [
+        variant["key"] for variant in flag_config.get("feature_flag_variants") or flag.variants
+    ]
+    effective_stats = values.get("stats_config", experiment.stats_config)
+    if "stats_config" in values or "feature_flag_variants" in flag_config:
+        validate_stats_config(effective_stats, new_variant_keys)
+    if values.get("excluded_variants"):
+        validate_excluded_variant_keys(
+            values["excluded_variants"], new_variant_keys, baseline_key(effective_stats)
+        )
+
+    # Ordering arrays follow inline metric and saved-metric changes; an explicit reorder sent by
+    # the client is kept and validated.
+    auto_orderings = {}
+    uuids_before = link_uuids_by_type(links_before)
+    uuids_after = link_uuids_by_type(links_after)
+    for ordering_field, metrics_field, kind in (
+        ("primary_metrics_ordered_uuids", "metrics", "primary"),
+        ("secondary_metrics_ordered_uuids", "metrics_secondary", "secondary"),
+    ):
+        old_uuids = [*metric_uuids(getattr(experiment, metrics_field)), *uuids_before[kind]]
+        new_uuids = [
+            *metric_uuids(values.get(metrics_field, getattr(experiment, metrics_field))),
+            *uuids_after[kind],
+        ]
+        added = [uuid for uuid in new_uuids if uuid not in old_uuids]
+        removed = set(old_uuids) - set(new_uuids)
+        auto_orderings[ordering_field] = synced_ordering(
+            getattr(experiment, ordering_field), added=added, removed=removed
+        )
+        if added or removed:
+            base = values.get(ordering_field, getattr(experiment, ordering_field))
+            values[ordering_field] = synced_ordering(base, added=added, removed=removed)
+    validate_orderings(
+        {
+            field: values.get(field, getattr(experiment, field))
+            for field in (
+                "metrics",
+                "metrics_secondary",
+                "primary_metrics_ordered_uuids",
+                "secondary_metrics_ordered_uuids",
+            )
+        },
+        links_after,
+    )
+
+    flag_changes = {}
+    if (experiment.is_draft or update_feature_flag_params) and (flag_config or holdout_changed):
+        flag_changes = flag_changes_for_config(flag, flag_config, values.get("holdout", experiment.holdout))
+    return ExperimentUpdatePlan(
+        values=values,
+        edits=edits,
+        flag_changes=flag_changes,
+        saved_metrics_ids=saved_metrics_ids if update_links else None,
+        saved_metrics=saved_metrics,
+        auto_orderings=auto_orderings,
+    )
+
+
+def update_apply(
+    experiment: Experiment, flag: FeatureFlag, plan: ExperimentUpdatePlan, *, user: User | None
+) -> None:
+    """Write a planned update: links, flag, experiment (launching it if the plan does), then report
+    it to the approval gate and log it."""
+    before = experiment_snapshot(experiment)
+    flag_before = flag_snapshot(flag)
+    if plan.saved_metrics_ids is not None:
+        sync_saved_metric_links(
+            experiment, user=user, saved_metrics_ids=plan.saved_metrics_ids, saved_metrics=plan.saved_metrics
+        )
+        forget_links(experiment)
+    if plan.flag_changes:
+        flag_write(flag=flag, user=user, changes=plan.flag_changes)
+    for field, value in plan.values.items():
+        setattr(experiment, field, value)
+    if lifecycle.patch_launches(plan.edits):
+        lifecycle.start_running(experiment, flag, user=user, start_date=experiment.start_date)
+    else:
+        refresh_fingerprints(experiment)
+    experiment.save()
+    after = experiment_snapshot(experiment)
+    lifecycle.record_patch_facets(experiment, before, after)
+    update_log_activity(
+        experiment,
+        user=user,
+        activity=lifecycle.patch_activity(plan.edits),
+        before=before,
+        after=after,
+        auto_orderings=plan.auto_orderings,
+        flag_before=flag_before,
+    )
+
+
+def update_log_activity(
     experiment: Experiment,
     *,
     user: User | None,
+    activity: str,
     before: dict[str, Any],
+    after: dict[str, Any],
     auto_orderings: dict[str, list[str]],
     flag_before: dict[str, Any],
 ) -> None:
-    """Log the update under the right activity name, leaving out bookkeeping nobody asked for:
+    """Log the update under its activity name, leaving out bookkeeping nobody asked for:
     orderings that only followed metric changes, and running-time recommendations."""
-    after = experiment_snapshot(experiment)
+    before, after = dict(before), dict(after)
     for field, auto_value in auto_orderings.items():
         if after[field] == auto_value:
             before[field] = after[field]
@@ -593,13 +612,6 @@ def record_update_activity(
             }
         if experiment.type == Experiment.Type.WEB:
             snapshot.pop("parameters", None)
-    activity = "updated"
-    if before["deleted"] != after["deleted"]:
-        activity = "deleted" if after["deleted"] else "restored"
-    elif before["start_date"] is not None and after["start_date"] is None:
-        activity = "reset"
-    elif before["start_date"] is None and after["start_date"] is not None:
-        activity = "launched"
     changes = changes_between(EXPERIMENT_ACTIVITY_SCOPE, before, after)
     changes += changes_between("FeatureFlag", flag_before, flag_snapshot(experiment.feature_flag))
     if not changes:

@@ -30,7 +30,12 @@ from experiments.results import (
     timeseries_results,
 )
 from experiments.saved_metrics import saved_metric_create, saved_metric_delete, saved_metric_update
-from experiments.selectors import experiment_list, experiment_queryset, parse_created_by_ids
+from experiments.selectors import (
+    experiment_list,
+    experiment_queryset,
+    experiment_to_lock,
+    parse_created_by_ids,
+)
 from experiments.serializers import (
     ArchiveExperimentSerializer,
     CopyToProjectSerializer,
@@ -70,6 +75,22 @@ LIST_PARAMETERS = [
     ),
 ]
 CREATE_ONLY_FIELDS = ("allow_unknown_events", "update_feature_flag_params", "_create_in_folder")
+# Actions whose service re-reads the experiment under a lock (with what the response shows): the
+# view's own read only finds the row and its project.
+LOCKING_ACTIONS = frozenset(
+    {
+        "update",
+        "partial_update",
+        "launch",
+        "pause",
+        "resume",
+        "end",
+        "ship_variant",
+        "reset",
+        "archive",
+        "unarchive",
+    }
+)
 INVALID_LIMIT_OR_OFFSET = "Invalid limit or offset"
 ELIGIBLE_DEFAULT_LIMIT = 20
 ELIGIBLE_MAX_LIMIT = 100
@@ -114,14 +135,19 @@ class ExperimentViewSet(
             and "deleted" in self.request.data
             and not is_truthy(self.request.data.get("deleted"))
         )
+        if self.action in LOCKING_ACTIONS:
+            return experiment_to_lock(self.project, include_deleted=restoring)
         return experiment_queryset(self.project, include_deleted=restoring)
 
-    def reloaded(self, experiment: Experiment) -> Experiment:
-        return experiment_queryset(self.project, include_deleted=True).get(pk=experiment.pk)
-
     def respond(self, experiment: Experiment, status_code: int = status.HTTP_200_OK) -> Response:
-        serializer = ExperimentSerializer(self.reloaded(experiment), context=self.get_serializer_context())
+        """Render an experiment as a write service returned it: read under its lock with everything
+        its representation shows, so it is not read again."""
+        serializer = ExperimentSerializer(experiment, context=self.get_serializer_context())
         return Response(serializer.data, status=status_code)
+
+    def respond_created(self, experiment: Experiment) -> Response:
+        created = experiment_queryset(self.project).get(pk=experiment.pk)
+        return self.respond(created, status.HTTP_201_CREATED)
 
     def create(self, request: Request, *args, **kwargs) -> Response:
         serializer = self.get_serializer(data=request.data)
@@ -136,7 +162,7 @@ class ExperimentViewSet(
             feature_flag_key=data.pop("feature_flag_key"),
             **data,
         )
-        return self.respond(experiment, status.HTTP_201_CREATED)
+        return self.respond_created(experiment)
 
     def update(self, request: Request, *args, **kwargs) -> Response:
         partial = kwargs.pop("partial", False)
@@ -237,7 +263,7 @@ class ExperimentViewSet(
             feature_flag_key=values.get("feature_flag_key"),
             name=values.get("name"),
         )
-        return self.respond(experiment, status.HTTP_201_CREATED)
+        return self.respond_created(experiment)
 
     @extend_schema(request=CopyToProjectSerializer, responses={201: ExperimentSerializer})
     @action(detail=True, methods=["post"], required_scopes=WRITE)
