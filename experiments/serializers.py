@@ -6,6 +6,7 @@ from typing import Any
 from rest_framework import serializers
 
 from accounts.serializers import UserBasicSerializer
+from experiments.fields import DETAIL_FIELDS, LIST_FIELDS, READ_ONLY_FIELDS
 from experiments.lifecycle import ExperimentStatus
 from experiments.metric_schema import validate_metrics
 from experiments.models import (
@@ -32,6 +33,8 @@ from holdouts.models import ExperimentHoldout
 from holdouts.serializers import ExperimentHoldoutSerializer
 
 CONCLUSION_CHOICES = Experiment.Conclusion.choices
+# Accepted on writes, never rendered: they steer the write.
+WRITE_CONTROLS = ("allow_unknown_events", "_create_in_folder", "update_feature_flag_params")
 MUST_BE_AN_OBJECT = "{field} must be an object"
 MUST_BE_A_LIST = "{field} must be a list"
 MUST_BE_A_LIST_OF_OBJECTS = "{field} must be a list of objects"
@@ -138,61 +141,8 @@ class ExperimentSerializer(StrictFieldsMixin, ExperimentBaseSerializer):
 
     class Meta:
         model = Experiment
-        fields = [
-            "id",
-            "name",
-            "description",
-            "start_date",
-            "end_date",
-            "feature_flag_key",
-            "feature_flag",
-            "holdout",
-            "holdout_id",
-            "exposure_cohort",
-            "parameters",
-            "running_time_calculation",
-            "excluded_variants",
-            "secondary_metrics",
-            "saved_metrics",
-            "saved_metrics_ids",
-            "filters",
-            "archived",
-            "deleted",
-            "created_by",
-            "created_at",
-            "updated_at",
-            "type",
-            "exposure_criteria",
-            "metrics",
-            "metrics_secondary",
-            "stats_config",
-            "scheduling_config",
-            "allow_unknown_events",
-            "_create_in_folder",
-            "conclusion",
-            "conclusion_comment",
-            "primary_metrics_ordered_uuids",
-            "secondary_metrics_ordered_uuids",
-            "only_count_matured_users",
-            "exposure_preaggregation_enabled",
-            "update_feature_flag_params",
-            "status",
-            "is_legacy",
-            "user_access_level",
-        ]
-        read_only_fields = [
-            "id",
-            "created_by",
-            "created_at",
-            "updated_at",
-            "feature_flag",
-            "exposure_cohort",
-            "holdout",
-            "saved_metrics",
-            "status",
-            "is_legacy",
-            "user_access_level",
-        ]
+        fields = [*DETAIL_FIELDS, *WRITE_CONTROLS]
+        read_only_fields = list(READ_ONLY_FIELDS)
 
     def get_fields(self) -> dict[str, serializers.Field]:
         fields = super().get_fields()
@@ -285,33 +235,7 @@ class ExperimentBasicSerializer(ExperimentBaseSerializer):
 
     class Meta:
         model = Experiment
-        fields = [
-            "id",
-            "name",
-            "description",
-            "start_date",
-            "end_date",
-            "feature_flag_key",
-            "feature_flag",
-            "holdout",
-            "exposure_cohort",
-            "parameters",
-            "running_time_calculation",
-            "excluded_variants",
-            "archived",
-            "deleted",
-            "created_by",
-            "created_at",
-            "updated_at",
-            "type",
-            "conclusion",
-            "conclusion_comment",
-            "saved_metrics",
-            "saved_metrics_ids",
-            "status",
-            "is_legacy",
-            "user_access_level",
-        ]
+        fields = list(LIST_FIELDS)
         read_only_fields = fields
 
     def to_representation(self, experiment: Experiment) -> dict[str, Any]:

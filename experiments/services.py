@@ -18,6 +18,7 @@ from activity.services import activity_log_record, changes_between, to_json_valu
 from approvals.gate import approval_gate
 from approvals.observer import Facet, record, state
 from experiments import lifecycle
+from experiments.fields import TRACKED_FIELDS, UPDATABLE_FIELDS, plain_field_values
 from experiments.flag_config import (
     DEFAULT_VARIANTS,
     changed_flag_config,
@@ -49,63 +50,9 @@ from flags.models import FeatureFlag
 from flags.services import flag_create, flag_snapshot, flag_write
 from holdouts.models import ExperimentHoldout
 
-UPDATABLE_FIELDS = frozenset(
-    {
-        "name",
-        "description",
-        "start_date",
-        "end_date",
-        "filters",
-        "parameters",
-        "running_time_calculation",
-        "excluded_variants",
-        "archived",
-        "deleted",
-        "secondary_metrics",
-        "holdout",
-        "exposure_criteria",
-        "metrics",
-        "metrics_secondary",
-        "stats_config",
-        "scheduling_config",
-        "conclusion",
-        "conclusion_comment",
-        "primary_metrics_ordered_uuids",
-        "secondary_metrics_ordered_uuids",
-        "saved_metrics_ids",
-        "only_count_matured_users",
-        "exposure_preaggregation_enabled",
-    }
-)
 # Stands for a field the experiment does not have, so no sent value can equal it.
 UNSET = object()
 LEGACY_UPDATABLE_FIELDS = frozenset({"name", "description", "end_date", "deleted"})
-TRACKED_FIELDS = (
-    "name",
-    "description",
-    "start_date",
-    "end_date",
-    "filters",
-    "parameters",
-    "running_time_calculation",
-    "excluded_variants",
-    "archived",
-    "deleted",
-    "secondary_metrics",
-    "holdout_id",
-    "exposure_criteria",
-    "metrics",
-    "metrics_secondary",
-    "stats_config",
-    "scheduling_config",
-    "conclusion",
-    "conclusion_comment",
-    "primary_metrics_ordered_uuids",
-    "secondary_metrics_ordered_uuids",
-    "only_count_matured_users",
-    "exposure_preaggregation_enabled",
-    "type",
-)
 RUNNING_TIME_RECOMMENDATIONS = ("recommended_running_time", "recommended_sample_size")
 
 FLAG_EXISTS_WITH_CONFIG = (
@@ -186,35 +133,28 @@ def experiment_create(
     user: User | None,
     name: str,
     feature_flag_key: str,
-    description: str | None = "",
     type: str | None = Experiment.Type.PRODUCT,
     parameters: dict | None = None,
-    running_time_calculation: dict | None = None,
     excluded_variants: list[str] | None = None,
     metrics: list[dict] | None = None,
     metrics_secondary: list[dict] | None = None,
-    secondary_metrics: list[dict] | None = None,
     stats_config: dict | None = None,
     exposure_criteria: dict | None = None,
     holdout: ExperimentHoldout | None = None,
     saved_metrics_ids: list[dict] | None = None,
     start_date: datetime | None = None,
-    end_date: datetime | None = None,
     primary_metrics_ordered_uuids: list[str] | None = None,
     secondary_metrics_ordered_uuids: list[str] | None = None,
-    filters: dict | None = None,
-    scheduling_config: dict | None = None,
     only_count_matured_users: bool | None = None,
-    exposure_preaggregation_enabled: bool = False,
-    archived: bool = False,
-    deleted: bool = False,
-    conclusion: str | None = None,
-    conclusion_comment: str | None = None,
+    **plain_fields: Any,
 ) -> Experiment:
     """Create an experiment and resolve its flag: an existing live flag with the key is reused as
     it is (it must have two variants including `control`); otherwise a new flag is created from
     the parameters (default control/test 50/50 at 100% rollout), active only if the experiment is
-    created already started. All in one transaction: a failure leaves no flag behind."""
+    created already started. The plain fields of `experiments/fields.py` (description, filters,
+    conclusion, ...) are stored as given, or their defaults. All in one transaction: a failure
+    leaves no flag behind."""
+    stored_fields = plain_field_values(plain_fields)
     stored_parameters, flag_config = split_parameters(parameters)
     with transaction.atomic():
         saved_metrics = resolve_saved_metrics(project, saved_metrics_ids)
@@ -297,29 +237,19 @@ def experiment_create(
             created_by=user,
             feature_flag=flag,
             name=name,
-            description=description if description is not None else "",
             type=type or Experiment.Type.PRODUCT,
             parameters=stored_parameters,
-            running_time_calculation=running_time_calculation or {},
             excluded_variants=excluded_variants,
             metrics=metrics if metrics is not None else [],
             metrics_secondary=metrics_secondary if metrics_secondary is not None else [],
-            secondary_metrics=secondary_metrics if secondary_metrics is not None else [],
             stats_config=stats_config,
             exposure_criteria=exposure_criteria,
             holdout=holdout,
             start_date=start_date,
-            end_date=end_date,
-            filters=filters if filters is not None else {},
             primary_metrics_ordered_uuids=primary_metrics_ordered_uuids,
             secondary_metrics_ordered_uuids=secondary_metrics_ordered_uuids,
-            scheduling_config=scheduling_config,
             only_count_matured_users=only_count_matured_users,
-            exposure_preaggregation_enabled=exposure_preaggregation_enabled,
-            archived=archived,
-            deleted=deleted,
-            conclusion=conclusion,
-            conclusion_comment=conclusion_comment,
+            **stored_fields,
         )
         if experiment.type == Experiment.Type.WEB:
             experiment.variants = {
