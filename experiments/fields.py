@@ -80,6 +80,7 @@ EXPERIMENT_FIELDS: tuple[ExperimentField, ...] = (
     ExperimentField("scheduling_config", W, in_list=False, default=null),
     ExperimentField("conclusion", W, in_list=True, default=null),
     ExperimentField("conclusion_comment", W, in_list=True, default=null),
+    ExperimentField("tags", W, in_list=True, default=list),
     ExperimentField("primary_metrics_ordered_uuids", W, in_list=False),
     ExperimentField("secondary_metrics_ordered_uuids", W, in_list=False),
     ExperimentField("only_count_matured_users", W, in_list=False),

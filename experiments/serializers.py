@@ -120,6 +120,7 @@ class ExperimentSerializer(StrictFieldsMixin, ExperimentBaseSerializer):
     )
     archived = serializers.BooleanField(required=False)
     deleted = serializers.BooleanField(required=False, allow_null=True)
+    tags = TagsField(help_text="Tag names (trimmed, lowercased).")
     only_count_matured_users = serializers.BooleanField(required=False)
     exposure_preaggregation_enabled = serializers.BooleanField(required=False)
     allow_unknown_events = serializers.BooleanField(

@@ -3,6 +3,7 @@ what the representations show, and what PATCH and activity know about: nothing c
 
 import pytest
 
+from activity.models import ActivityLog
 from experiments.fields import EXPERIMENT_FIELDS, TRACKED_FIELDS, UPDATABLE_FIELDS, Write
 from experiments.models import Experiment
 from experiments.serializers import ExperimentBasicSerializer, ExperimentSerializer
@@ -34,3 +35,26 @@ def test_every_writable_field_is_writable_in_the_serializer_and_known_to_patch_a
         if row.stored:
             assert row.name in model_fields, row.name
             assert (row.name in TRACKED_FIELDS) is (row.write is not Write.NEVER), row.name
+
+
+def test_tags_are_a_plain_field_of_the_table(api):
+    """Added by one table row (with its model field and migration), tags are accepted on create,
+    trimmed and lowercased, shown in the detail and the list, changed by PATCH and logged."""
+    experiment = create_experiment(api, tags=[" Checkout ", "checkout", "Beta"])
+    assert experiment["tags"] == ["checkout", "beta"]
+    listed = api.get(api.url("experiments/")).json()["results"][0]
+    assert listed["tags"] == ["checkout", "beta"]
+    untagged = create_experiment(api)
+    assert untagged["tags"] == []
+
+    response = api.patch(api.url(f"experiments/{experiment['id']}/"), {"tags": ["pricing"]}, format="json")
+    assert response.status_code == 200, response.json()
+    assert response.json()["tags"] == ["pricing"]
+    assert Experiment.objects.get(pk=experiment["id"]).tags == ["pricing"]
+    entry = ActivityLog.objects.filter(item_id=str(experiment["id"]), activity="updated").get()
+    assert [change["field"] for change in entry.detail["changes"]] == ["tags"]
+    assert entry.detail["changes"][0]["before"] == ["checkout", "beta"]
+
+    response = api.patch(api.url(f"experiments/{experiment['id']}/"), {"tags": "pricing"}, format="json")
+    assert response.status_code == 400
+    assert response.json()["attr"] == "tags"
