@@ -8,7 +8,7 @@ from accounts.models import OrganizationMembership
 from accounts.serializers import UserBasicSerializer
 from approvals.actions import ACTIONS
 from approvals.models import QUORUM_EXCEEDS_APPROVERS, Approval, ApprovalPolicy, ChangeRequest
-from experiments_api.serializers import ActionBodySerializer, StrictFieldsMixin
+from experiments_api.serializers import ActionBodySerializer, UnknownFieldHandlingMixin
 
 QUORUM_AT_LEAST_ONE = "Quorum must be at least 1"
 CONDITIONS_NOT_AN_OBJECT = "Conditions must be an object."
@@ -105,7 +105,7 @@ class ChangeRequestActionBodySerializer(ActionBodySerializer):
     reason = serializers.CharField(required=False, allow_blank=True, allow_null=True)
 
 
-class ApprovalPolicySerializer(StrictFieldsMixin, serializers.ModelSerializer):
+class ApprovalPolicySerializer(UnknownFieldHandlingMixin, serializers.ModelSerializer):
     created_by = UserBasicSerializer(read_only=True, allow_null=True)
     action_key = serializers.ChoiceField(choices=sorted(ACTIONS))
     conditions = serializers.JSONField(required=False)

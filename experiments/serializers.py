@@ -25,7 +25,7 @@ from experiments.validation import (
     validate_running_time_calculation,
     validate_saved_metrics_ids_shape,
 )
-from experiments_api.serializers import ActionBodySerializer, StrictFieldsMixin
+from experiments_api.serializers import ActionBodySerializer, UnknownFieldHandlingMixin
 from experiments_api.tags import TagsField
 from flags.serializers import MinimalFeatureFlagSerializer
 from flags.validation import FLAG_KEY_INVALID, FLAG_KEY_PATTERN
@@ -83,7 +83,7 @@ class ExperimentBaseSerializer(serializers.ModelSerializer):
         }
 
 
-class ExperimentSerializer(StrictFieldsMixin, ExperimentBaseSerializer):
+class ExperimentSerializer(UnknownFieldHandlingMixin, ExperimentBaseSerializer):
     """The full experiment, for create, retrieve, update and every lifecycle action."""
 
     name = serializers.CharField(max_length=400)
@@ -316,7 +316,7 @@ class MetricsRecalculationSerializer(ActionBodySerializer):
     )
 
 
-class ExperimentSavedMetricSerializer(StrictFieldsMixin, serializers.ModelSerializer):
+class ExperimentSavedMetricSerializer(UnknownFieldHandlingMixin, serializers.ModelSerializer):
     """A shared metric; its query is validated like an inline experiment metric."""
 
     created_by = UserBasicSerializer(read_only=True, allow_null=True)

@@ -4,7 +4,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.serializers import UserBasicSerializer
-from experiments_api.serializers import StrictFieldsMixin
+from experiments_api.serializers import UnknownFieldHandlingMixin
 from experiments_api.tags import TagsField
 from flags.models import Cohort, FeatureFlag
 from flags.representations import flag_full, minimal_flag
@@ -16,7 +16,7 @@ DEFAULT_NEW_FLAG_FILTERS: dict[str, Any] = {"groups": [{"properties": [], "rollo
 NOTHING_BEHIND = "This server has none: always {value}."
 
 
-class FeatureFlagSerializer(StrictFieldsMixin, serializers.ModelSerializer):
+class FeatureFlagSerializer(UnknownFieldHandlingMixin, serializers.ModelSerializer):
     """A feature flag as PostHog's `FeatureFlag` schema. Fields this server has nothing behind
     (surveys, dashboards, rollbacks, encrypted payloads, remote configuration, evaluation tags)
     answer PostHog's empty values."""
