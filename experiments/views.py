@@ -49,7 +49,8 @@ from experiments.serializers import (
     RecalculateTimeseriesSerializer,
     ShipVariantSerializer,
 )
-from experiments.services import experiment_create, experiment_update
+from experiments.services import experiment_create
+from experiments.updates import experiment_update
 from experiments_api.mixins import BodylessActionsMixin, ForbidDestroyModel
 from experiments_api.pagination import MAX_OFFSET
 from experiments_api.response_cache import VersionedResponseCacheMixin
