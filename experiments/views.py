@@ -129,14 +129,10 @@ class ExperimentViewSet(
         return experiment_queryset(self.project, include_deleted=restoring)
 
     def respond(self, experiment: Experiment, status_code: int = status.HTTP_200_OK) -> Response:
-        """Render an experiment as a write service returned it: read under its lock with everything
-        its representation shows, so it is not read again."""
+        """Render an experiment as a write service returned it (created, or read under its lock with
+        everything its representation shows), so it is not read again."""
         serializer = ExperimentSerializer(experiment, context=self.get_serializer_context())
         return Response(serializer.data, status=status_code)
-
-    def respond_created(self, experiment: Experiment) -> Response:
-        created = experiment_queryset(self.project).get(pk=experiment.pk)
-        return self.respond(created, status.HTTP_201_CREATED)
 
     def create(self, request: Request, *args, **kwargs) -> Response:
         serializer = self.get_serializer(data=request.data)
@@ -151,7 +147,7 @@ class ExperimentViewSet(
             feature_flag_key=data.pop("feature_flag_key"),
             **data,
         )
-        return self.respond_created(experiment)
+        return self.respond(experiment, status.HTTP_201_CREATED)
 
     def update(self, request: Request, *args, **kwargs) -> Response:
         partial = kwargs.pop("partial", False)
@@ -252,7 +248,7 @@ class ExperimentViewSet(
             feature_flag_key=values.get("feature_flag_key"),
             name=values.get("name"),
         )
-        return self.respond_created(experiment)
+        return self.respond(experiment, status.HTTP_201_CREATED)
 
     @extend_schema(request=CopyToProjectSerializer, responses={201: ExperimentSerializer})
     @action(detail=True, methods=["post"], required_scopes=WRITE)

@@ -77,3 +77,30 @@ def test_a_write_answers_what_a_read_afterwards_shows(api):
     assert body["holdout"]["id"] == holdout.id
     assert [link["saved_metric"] for link in body["saved_metrics"]] == [saved_metric.id]
     assert body == api.get(api.url(f"experiments/{experiment['id']}/")).json()
+
+
+def test_create_answers_what_a_read_afterwards_shows(api, django_assert_max_num_queries):
+    """Create renders the experiment it made (with its new flag, links and holdout) without
+    reading it back: 23 queries before issue 14 item 7, for this body without a holdout."""
+    holdout = ExperimentHoldoutFactory(project=api.project)
+    saved_metric = ExperimentSavedMetricFactory(project=api.project)
+    with django_assert_max_num_queries(22):
+        response = api.post(
+            api.url("experiments/"),
+            {"name": "Plain", "feature_flag_key": "plain", "metrics": [mean_metric()]},
+            format="json",
+        )
+    assert response.status_code == 201, response.json()
+    plain = response.json()
+    created = create_experiment(
+        api,
+        holdout_id=holdout.id,
+        saved_metrics_ids=[{"id": saved_metric.id, "metadata": {"type": "secondary"}}],
+        metrics=[mean_metric()],
+        parameters={"feature_flag_variants": variants(("control", 40), ("test", 60)), "custom": 1},
+        stats_config={"method": "frequentist"},
+        start_date="2024-01-01T00:00:00Z",
+        tags=["Beta"],
+    )
+    for body in (plain, created):
+        assert body == api.get(api.url(f"experiments/{body['id']}/")).json()
