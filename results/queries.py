@@ -22,7 +22,7 @@ from accounts.models import Project
 from experiments.models import Experiment
 from results import services
 from results.definitions import analysis_window, metric_analysis
-from results.engines.postgres import statement_timeout_seconds
+from results.engines.timeouts import statement_timeout_seconds
 from results.models import QueryRun
 
 logger = logging.getLogger(__name__)

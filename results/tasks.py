@@ -21,7 +21,7 @@ from procrastinate.contrib.django import app
 from procrastinate.exceptions import AlreadyEnqueued
 
 from experiments.models import ExperimentMetricsRecalculation, ExperimentTimeseriesRecalculation
-from results.engines.postgres import statement_timeout_seconds
+from results.engines.timeouts import statement_timeout_seconds
 from results.refresh import metrics_recalculation_run, refresh_running_experiments
 from results.timeseries import timeseries_recalculation_run
 
