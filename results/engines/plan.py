@@ -28,6 +28,14 @@ NUMERIC_STRING = r"^\s*[-+]?[0-9]{1,90}(\.[0-9]{1,90})?\s*$"
 MAX_ABS_NUMBER = 1e100
 NUMBER_COMPARISONS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 
+RATIO_SUMS = (
+    "sum",
+    "sum_squares",
+    "denominator_sum",
+    "denominator_sum_squares",
+    "numerator_denominator_sum_product",
+)
+
 RETENTION_UNIT_SECONDS = {"hour": 3600, "day": 86400, "week": 604800, "month": 2592000}
 # PostHog lets a completion run this far past the window's end before truncation decides.
 RETENTION_BUFFERS = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
@@ -76,59 +84,40 @@ def metric_selectors(metric: MetricDefinition) -> list[EventSelector]:
 
 
 def variant_statistics(metric: MetricDefinition, rows: list[tuple]) -> list[VariantStatistics]:
-    """An engine's per-variant rows as `VariantStatistics`. Columns, after the variant and its
-    number of entities: mean: sum, sum of squares, the three CUPED sums; ratio: numerator sum and
-    sum of squares, denominator sum and sum of squares, sum of products; retention: entities
-    retained; funnel: entities reaching each step, the three CUPED sums of completing the last."""
-    if isinstance(metric, MeanMetric):
-        return [
-            VariantStatistics(
-                key=row[0],
-                number_of_samples=row[1],
-                sum=row[2],
-                sum_squares=row[3],
-                **covariate_fields(row[4:7]),
-            )
-            for row in rows
-        ]
-    if isinstance(metric, RatioMetric):
-        return [
-            VariantStatistics(
-                key=row[0],
-                number_of_samples=row[1],
-                sum=row[2],
-                sum_squares=row[3],
-                denominator_sum=row[4],
-                denominator_sum_squares=row[5],
-                numerator_denominator_sum_product=row[6],
-            )
-            for row in rows
-        ]
-    if isinstance(metric, RetentionMetric):
-        return [
-            VariantStatistics(
-                key=row[0],
-                number_of_samples=row[1],
-                sum=float(row[2]),
-                sum_squares=float(row[2]),
-                denominator_sum=float(row[1]),
-                denominator_sum_squares=float(row[1]),
-                numerator_denominator_sum_product=float(row[2]),
-            )
-            for row in rows
-        ]
-    steps = len(metric.steps)
+    """An engine's per-variant rows as `VariantStatistics`. A row is the variant, its number of
+    entities, then the sums of the metric's kind (`variant_sums`)."""
     return [
-        VariantStatistics(
-            key=row[0],
-            number_of_samples=row[1],
-            sum=float(row[1 + steps]),
-            sum_squares=float(row[1 + steps]),
-            step_counts=list(row[2 : 2 + steps]),
-            **covariate_fields(row[2 + steps : 5 + steps]),
-        )
-        for row in rows
+        VariantStatistics(key=row[0], number_of_samples=row[1], **variant_sums(metric, row)) for row in rows
     ]
+
+
+def variant_sums(metric: MetricDefinition, row: tuple) -> dict[str, object]:
+    """The sums of a row after its variant and entity count, by `VariantStatistics` field: mean: sum,
+    sum of squares, the three CUPED sums; ratio: `RATIO_SUMS`; retention: entities retained; funnel:
+    entities reaching each step, the three CUPED sums of completing the last step."""
+    if isinstance(metric, MeanMetric):
+        return {"sum": row[2], "sum_squares": row[3], **covariate_fields(row[4:7])}
+    if isinstance(metric, RatioMetric):
+        return dict(zip(RATIO_SUMS, row[2:7], strict=True))
+    if isinstance(metric, RetentionMetric):
+        # Retained (0 or 1, so its own square) over a denominator of 1 per entity.
+        retained, entities = float(row[2]), float(row[1])
+        return {
+            "sum": retained,
+            "sum_squares": retained,
+            "denominator_sum": entities,
+            "denominator_sum_squares": entities,
+            "numerator_denominator_sum_product": retained,
+        }
+    steps = len(metric.steps)
+    # Completing the funnel is 0 or 1, so its own square.
+    completed = float(row[1 + steps])
+    return {
+        "sum": completed,
+        "sum_squares": completed,
+        "step_counts": list(row[2 : 2 + steps]),
+        **covariate_fields(row[2 + steps : 5 + steps]),
+    }
 
 
 def covariate_fields(sums: tuple) -> dict[str, float]:
