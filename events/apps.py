@@ -4,3 +4,9 @@ from django.apps import AppConfig
 class EventsConfig(AppConfig):
     name = "events"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from accounts.group_types import register_group_type_mapping
+        from events.selectors import group_type_mapping
+
+        register_group_type_mapping(group_type_mapping)

@@ -1,27 +1,19 @@
 """Reads of flags and cohorts that need more than a plain filter: fixed query counts for lists."""
 
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Q, QuerySet
+from rest_framework.exceptions import ValidationError
 
 from accounts.models import Project
 from experiments_api.tags import tagged_with_any
+from flags.hooks import flag_experiments
 from flags.models import Cohort, FeatureFlag
-
-
-def live_experiments_prefetch() -> Prefetch:
-    from experiments.models import Experiment
-
-    return Prefetch(
-        "experiment_set",
-        queryset=Experiment.objects.filter(deleted=False).only("id", "feature_flag_id").order_by("id"),
-        to_attr="live_experiments",
-    )
 
 
 def flag_queryset(project: Project) -> QuerySet[FeatureFlag]:
     return (
         FeatureFlag.objects.filter(project=project)
         .select_related("created_by", "last_modified_by")
-        .prefetch_related(live_experiments_prefetch())
+        .prefetch_related(flag_experiments().live_experiments_prefetch())
     )
 
 
@@ -39,18 +31,10 @@ def flag_list(
 
 
 def cohort_queryset(project: Project) -> QuerySet[Cohort]:
-    from experiments.models import Experiment
-
     return (
         Cohort.objects.filter(project=project, deleted=False)
         .select_related("created_by")
-        .prefetch_related(
-            Prefetch(
-                "experiment_set",
-                queryset=Experiment.objects.only("id", "exposure_cohort_id").order_by("id"),
-                to_attr="linked_experiments",
-            )
-        )
+        .prefetch_related(flag_experiments().cohort_experiments_prefetch())
         .order_by("-created_at", "-id")
     )
 
@@ -71,8 +55,6 @@ def eligible_flags_for_experiments(
     has_evaluation_contexts: str | None = None,
 ) -> QuerySet[FeatureFlag]:
     """Live multivariate flags an experiment can run on: at least two variants, `control` first."""
-    from rest_framework.exceptions import ValidationError
-
     queryset = flag_queryset(project).filter(
         deleted=False,
         filters__multivariate__variants__0__key="control",

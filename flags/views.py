@@ -8,6 +8,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts.project_tokens import delivery_project_for_token
 from accounts.scoping import ProjectScopedViewSetMixin
 from activity.models import ActivityLog
 from activity.pagination import activity_page_response
@@ -15,7 +16,7 @@ from approvals.mixins import ApprovalHandlingMixin
 from experiments_api.mixins import ForbidDestroyModel
 from experiments_api.response_cache import VersionedResponseCacheMixin
 from experiments_api.tags import tags_from_query
-from flags.definitions import delivery_project_for_token, project_flag_definitions
+from flags.definitions import project_flag_definitions
 from flags.models import Cohort, FeatureFlag
 from flags.selectors import cohort_queryset, flag_list, flag_queryset
 from flags.serializers import DEFAULT_NEW_FLAG_FILTERS, CohortSerializer, FeatureFlagSerializer
