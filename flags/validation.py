@@ -14,9 +14,9 @@ from typing import Any
 from rest_framework.exceptions import ValidationError
 
 from accounts.models import Project
-from flags.evaluation import PROPERTY_OPERATORS
 from flags.hooks import holdout_exists
 from flags.models import Cohort, FeatureFlag
+from flags.operators import PROPERTY_OPERATORS
 from flags.regex import flag_regex_is_valid
 
 FLAG_KEY_PATTERN = re.compile(r"^[a-zA-Z0-9_-]+$")
