@@ -4,7 +4,6 @@ from django.db.models import Q, QuerySet
 from rest_framework.exceptions import ValidationError
 
 from accounts.models import Project
-from experiments_api.tags import tagged_with_any
 from flags.hooks import flag_experiments
 from flags.models import Cohort, FeatureFlag
 
@@ -17,17 +16,9 @@ def flag_queryset(project: Project) -> QuerySet[FeatureFlag]:
     )
 
 
-def flag_list(
-    project: Project, *, search: str | None = None, active: str | None = None, tags: list[str] | None = None
-) -> QuerySet[FeatureFlag]:
-    """Live flags of a project, newest first, optionally matching `search` (key or name), `active`
-    and any of `tags`."""
-    queryset = tagged_with_any(flag_queryset(project).filter(deleted=False), tags or [])
-    if search:
-        queryset = queryset.filter(Q(key__icontains=search) | Q(name__icontains=search))
-    if active is not None and active.lower() in ("true", "false"):
-        queryset = queryset.filter(active=active.lower() == "true")
-    return queryset.order_by("-created_at", "-id")
+def flag_list(project: Project) -> QuerySet[FeatureFlag]:
+    """Live flags of a project, newest first (the list's query parameters are `flags.filters`)."""
+    return flag_queryset(project).filter(deleted=False).order_by("-created_at", "-id")
 
 
 def cohort_queryset(project: Project) -> QuerySet[Cohort]:
