@@ -6,8 +6,10 @@ class HoldoutsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from accounts.versions import watch_project_data
         from approvals.actions import GatedAction, register_actions
         from flags.hooks import register_holdout_lookup
+        from holdouts.models import ExperimentHoldout
         from holdouts.selectors import holdout_exists
 
         register_actions(
@@ -17,3 +19,4 @@ class HoldoutsConfig(AppConfig):
             GatedAction("experiment_holdout.delete", "experiment_holdout", "Delete a holdout"),
         )
         register_holdout_lookup(holdout_exists)
+        watch_project_data(ExperimentHoldout, moves_flag_definitions=False)
