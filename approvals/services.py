@@ -27,6 +27,7 @@ from approvals.gate import (
 )
 from approvals.models import Approval, ChangeRequest
 
+ONLY_PENDING = "Only pending change requests can be approved"
 CANNOT_APPROVE = "This change request can no longer be approved."
 OWN_REQUEST = "You cannot approve your own change request"
 NOT_AN_APPROVER = "You are not in the approver set for this change request"
@@ -45,8 +46,9 @@ class ChangeRequestActionError(Exception):
     """A refused approve/reject/cancel; rendered as PostHog's `{"error": ...}` 400 body."""
 
 
-class NotAnApprover(ChangeRequestActionError):
-    """The user may not vote on this change request (the approver rule); the API answers 403."""
+class VoteRefused(ChangeRequestActionError):
+    """PostHog's approver rule refuses the vote (the request is not pending, it is the user's own,
+    or the user is not an approver); the API answers 403."""
 
 
 @dataclass
@@ -146,21 +148,25 @@ def fail(change_request: ChangeRequest, reason: str) -> Outcome:
 
 
 def check_may_vote(change_request: ChangeRequest, user: User) -> None:
-    """Raise `NotAnApprover` unless the approver rule lets `user` vote on the request."""
+    """Raise `VoteRefused` unless the approver rule lets `user` vote on the request as it was read.
+    PostHog checks this before acting, so a request found no longer pending only after expiring
+    it or locking it (a lost race) is the 400 of the action instead."""
+    if change_request.state != ChangeRequest.State.PENDING:
+        raise VoteRefused(ONLY_PENDING)
     refusal = approver_refusal(change_request, user.id)
     if refusal is not None:
-        raise NotAnApprover(refusal)
+        raise VoteRefused(refusal)
 
 
 def change_request_approve(*, change_request: ChangeRequest, user: User, reason: str = "") -> Outcome:
     """Record an approval by one of the request's approvers; when the quorum is reached the change
     is applied at once. Raises if the request is not pending or `user` may not vote on it."""
+    check_may_vote(change_request, user)
     expire_if_due(change_request)
     with transaction.atomic():
         change_request = lock(change_request)
         if change_request.state != ChangeRequest.State.PENDING:
             raise ChangeRequestActionError(CANNOT_APPROVE)
-        check_may_vote(change_request, user)
         _, created = Approval.objects.get_or_create(
             change_request=change_request,
             created_by=user,
@@ -182,12 +188,12 @@ def change_request_approve(*, change_request: ChangeRequest, user: User, reason:
 def change_request_reject(*, change_request: ChangeRequest, user: User, reason: str) -> Outcome:
     """One rejection by one of the request's approvers rejects the request, whatever the quorum.
     Raises if the request is not pending, `user` may not vote on it or no reason is given."""
+    check_may_vote(change_request, user)
     expire_if_due(change_request)
     with transaction.atomic():
         change_request = lock(change_request)
         if change_request.state != ChangeRequest.State.PENDING:
             raise ChangeRequestActionError(CANNOT_REJECT)
-        check_may_vote(change_request, user)
         if not (reason or "").strip():
             raise ChangeRequestActionError(REASON_REQUIRED)
         _, created = Approval.objects.get_or_create(

@@ -19,8 +19,8 @@ from approvals.serializers import (
 )
 from approvals.services import (
     ChangeRequestActionError,
-    NotAnApprover,
     Outcome,
+    VoteRefused,
     change_request_approve,
     change_request_cancel,
     change_request_reject,
@@ -108,7 +108,7 @@ class ChangeRequestViewSet(ProjectScopedViewSetMixin, viewsets.ReadOnlyModelView
             outcome = change_request_approve(
                 change_request=self.get_object(), user=request.user, reason=self.reason()
             )
-        except NotAnApprover as error:
+        except VoteRefused as error:
             raise exceptions.PermissionDenied(str(error)) from error
         except ChangeRequestActionError as error:
             return Response({"error": str(error)}, status=status.HTTP_400_BAD_REQUEST)
@@ -122,7 +122,7 @@ class ChangeRequestViewSet(ProjectScopedViewSetMixin, viewsets.ReadOnlyModelView
             outcome = change_request_reject(
                 change_request=self.get_object(), user=request.user, reason=self.reason()
             )
-        except NotAnApprover as error:
+        except VoteRefused as error:
             raise exceptions.PermissionDenied(str(error)) from error
         except ChangeRequestActionError as error:
             return Response({"error": str(error)}, status=status.HTTP_400_BAD_REQUEST)

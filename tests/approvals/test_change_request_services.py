@@ -7,9 +7,10 @@ from approvals.models import Approval, ChangeRequest
 from approvals.services import (
     CANNOT_APPROVE,
     NOT_AN_APPROVER,
+    ONLY_PENDING,
     OWN_REQUEST,
     ChangeRequestActionError,
-    NotAnApprover,
+    VoteRefused,
     change_request_approve,
     change_request_reject,
 )
@@ -41,7 +42,7 @@ def launched(change_request: ChangeRequest) -> bool:
 @pytest.mark.parametrize("vote", [change_request_approve, change_request_reject])
 def test_someone_outside_the_approvers_cannot_vote(api, change_request, vote):
     outsider = member_client(api.project).user
-    with pytest.raises(NotAnApprover, match=NOT_AN_APPROVER):
+    with pytest.raises(VoteRefused, match=NOT_AN_APPROVER):
         vote(change_request=change_request, user=outsider, reason="looks fine")
     change_request.refresh_from_db()
     assert change_request.state == ChangeRequest.State.PENDING
@@ -50,7 +51,7 @@ def test_someone_outside_the_approvers_cannot_vote(api, change_request, vote):
 
 
 def test_the_requester_cannot_approve_their_own_request(api, change_request):
-    with pytest.raises(NotAnApprover, match=OWN_REQUEST):
+    with pytest.raises(VoteRefused, match=OWN_REQUEST):
         change_request_approve(change_request=change_request, user=api.user)
     change_request.refresh_from_db()
     assert change_request.state == ChangeRequest.State.PENDING
@@ -77,8 +78,18 @@ def test_an_approver_approves_and_the_change_is_applied(change_request, approver
 
 def test_a_request_that_is_not_pending_cannot_be_approved_by_anyone(api, change_request, approver):
     change_request_reject(change_request=change_request, user=approver.user, reason="not now")
+    rejected = ChangeRequest.objects.get(pk=change_request.pk)
     outsider = member_client(api.project).user
     for user in (approver.user, outsider):
-        with pytest.raises(ChangeRequestActionError, match=CANNOT_APPROVE):
-            change_request_approve(change_request=change_request, user=user)
+        with pytest.raises(VoteRefused, match=ONLY_PENDING):
+            change_request_approve(change_request=rejected, user=user)
     assert not launched(change_request)
+
+
+def test_a_request_decided_after_it_was_read_is_refused_once_locked(api, change_request, approver):
+    read_before = ChangeRequest.objects.get(pk=change_request.pk)
+    ChangeRequest.objects.filter(pk=change_request.pk).update(state=ChangeRequest.State.REJECTED)
+    with pytest.raises(ChangeRequestActionError, match=CANNOT_APPROVE) as refused:
+        change_request_approve(change_request=read_before, user=approver.user)
+    assert not isinstance(refused.value, VoteRefused)
+    assert not Approval.objects.filter(change_request=change_request).exists()

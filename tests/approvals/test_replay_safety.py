@@ -5,7 +5,7 @@ import pytest
 
 from accounts.models import OrganizationMembership
 from approvals.models import ChangeRequest
-from approvals.services import APPLY_FAILED_UNEXPECTEDLY, CANNOT_APPROVE, REQUESTER_NOT_A_MEMBER
+from approvals.services import APPLY_FAILED_UNEXPECTEDLY, ONLY_PENDING, REQUESTER_NOT_A_MEMBER
 from experiments.models import Experiment
 from tests.approvals.helpers import make_policy, member_client, world_state
 from tests.factories import ExperimentFactory
@@ -119,8 +119,8 @@ def test_any_error_while_applying_ends_failed_with_the_reason(api, approver, dra
     assert change_request.apply_error == APPLY_FAILED_UNEXPECTEDLY.format(error_type="RuntimeError")
     assert Experiment.objects.get(pk=draft.pk).start_date is None
     again = approver.post(api.url(f"change_requests/{change_request_id}/approve/"), {}, format="json")
-    assert again.status_code == 400, again.content
-    assert again.json() == {"error": CANNOT_APPROVE}
+    assert again.status_code == 403, again.content
+    assert again.json()["detail"] == ONLY_PENDING
     assert ChangeRequest.objects.get(pk=change_request_id).state == ChangeRequest.State.FAILED
 
 
