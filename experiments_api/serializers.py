@@ -6,11 +6,12 @@ from rest_framework import exceptions, serializers
 from rest_framework.fields import empty
 from rest_framework.request import Request
 
-from accounts.authentication import PERSONAL_API_KEY_FIELD
 from experiments_api.handling import WHOLE_BODY, current_handling
 
 UNKNOWN_FIELD = "Unknown field."
 NOT_SUPPORTED = "This server does not support other values of this field."
+# The body or query field that may carry the personal API key (PostHog's name); authentication reads it.
+PERSONAL_API_KEY_FIELD = "personal_api_key"
 CONSUMED_FIELDS = (PERSONAL_API_KEY_FIELD, "csrfmiddlewaretoken")
 
 

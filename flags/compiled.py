@@ -17,17 +17,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from flags.evaluation import (
-    REASON_PRIORITY,
-    EvaluationContext,
-    FlagResult,
-    ReasonCode,
-    evaluate_flag,
-    holdout_variant,
-    match_property,
-    rollout_hash,
-    variant_hash,
-)
+from flags.bucketing import holdout_variant, rollout_hash, variant_hash
+from flags.evaluation import REASON_PRIORITY, EvaluationContext, FlagResult, ReasonCode, evaluate_flag
+from flags.operators import match_property
 
 
 @dataclass(frozen=True, slots=True)

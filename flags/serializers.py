@@ -6,6 +6,7 @@ from rest_framework import serializers
 from accounts.serializers import UserBasicSerializer
 from experiments_api.serializers import UnknownFieldHandlingMixin
 from experiments_api.tags import TagsField
+from flags.hooks import COHORT_EXPERIMENTS_ATTRIBUTE, flag_experiments
 from flags.models import Cohort, FeatureFlag
 from flags.representations import flag_full, minimal_flag
 from flags.validation import validate_flag_filters, validate_flag_key
@@ -244,10 +245,10 @@ class CohortSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(serializers.ListField(child=serializers.IntegerField()))
     def get_experiment_set(self, cohort: Cohort) -> list[int]:
-        prefetched = getattr(cohort, "linked_experiments", None)
+        prefetched = getattr(cohort, COHORT_EXPERIMENTS_ATTRIBUTE, None)
         if prefetched is not None:
             return [experiment.id for experiment in prefetched]
-        return list(cohort.experiment_set.order_by("id").values_list("id", flat=True))
+        return flag_experiments().cohort_experiment_ids(cohort)
 
     @extend_schema_field(serializers.IntegerField(allow_null=True))
     def get_count(self, cohort: Cohort) -> int | None:
