@@ -13,6 +13,7 @@ from experiments.selectors import filter_by_status, order_experiments, parse_cre
 from experiments_api.tags import tagged_with_any, tags_from_query
 
 FEATURE_FLAG_ID_NOT_INTEGER = "feature_flag_id must be an integer"
+TAGS_HELP = "JSON-encoded list of tag names: those with any of them"
 ORDER_HELP = (
     "created_at, created_by, updated_at, name, start_date, end_date, duration, status "
     "(prefix - to reverse); default -created_at"
@@ -38,11 +39,21 @@ class ExperimentFilter(django_filters.FilterSet):
         help_text="Case-insensitive match on the name",
     )
     prompt_name = django_filters.CharFilter(field_name="parameters__prompt_metadata__name", strip=False)
+    tags = django_filters.CharFilter(method="filter_tags", help_text=TAGS_HELP)
     order = django_filters.CharFilter(method="filter_order", help_text=ORDER_HELP)
 
     class Meta:
         model = Experiment
-        fields = ["status", "archived", "created_by_id", "feature_flag_id", "search", "prompt_name", "order"]
+        fields = [
+            "status",
+            "archived",
+            "created_by_id",
+            "feature_flag_id",
+            "search",
+            "prompt_name",
+            "tags",
+            "order",
+        ]
 
     def filter_queryset(self, queryset: QuerySet[Experiment]) -> QuerySet[Experiment]:
         """The filters given, then the defaults of the absent ones: non-archived, newest first."""
@@ -74,14 +85,15 @@ class ExperimentFilter(django_filters.FilterSet):
             raise ValidationError(FEATURE_FLAG_ID_NOT_INTEGER) from None
         return queryset.filter(feature_flag_id=flag_id) if 0 < flag_id < 2**63 else queryset.none()
 
+    def filter_tags(self, queryset: QuerySet[Experiment], name: str, value: str) -> QuerySet[Experiment]:
+        return tagged_with_any(queryset, tags_from_query(value))
+
     def filter_order(self, queryset: QuerySet[Experiment], name: str, value: str) -> QuerySet[Experiment]:
         return order_experiments(queryset, value)
 
 
 class ExperimentSavedMetricFilter(django_filters.FilterSet):
-    tags = django_filters.CharFilter(
-        method="filter_tags", help_text="JSON-encoded list of tag names: metrics with any of them"
-    )
+    tags = django_filters.CharFilter(method="filter_tags", help_text=TAGS_HELP)
 
     class Meta:
         model = ExperimentSavedMetric

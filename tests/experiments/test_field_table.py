@@ -58,3 +58,15 @@ def test_tags_are_a_plain_field_of_the_table(api):
     response = api.patch(api.url(f"experiments/{experiment['id']}/"), {"tags": "pricing"}, format="json")
     assert response.status_code == 400
     assert response.json()["attr"] == "tags"
+
+
+def test_the_list_filters_on_tags(api):
+    tagged = create_experiment(api, name="Tagged", tags=["beta"])
+    create_experiment(api, name="Other", tags=["pricing"])
+    create_experiment(api, name="Untagged")
+    response = api.get(api.url("experiments/"), {"tags": '["Beta", "checkout"]'})
+    assert response.status_code == 200
+    assert [item["id"] for item in response.json()["results"]] == [tagged["id"]]
+    response = api.get(api.url("experiments/"), {"tags": '{"beta": 1}'})
+    assert response.status_code == 400
+    assert response.json()["attr"] == "tags"
