@@ -17,13 +17,13 @@ from experiments.models import (
 )
 from experiments.representations import experiment_basic, experiment_full, saved_metric_link
 from experiments.validation import (
-    split_parameters,
     validate_date_range,
     validate_excluded_variants_shape,
     validate_exposure_criteria,
     validate_ordering_shape,
     validate_running_time_calculation,
     validate_saved_metrics_ids_shape,
+    validated_parameters,
 )
 from experiments_api.serializers import ActionBodySerializer, UnknownFieldHandlingMixin
 from experiments_api.tags import TagsField
@@ -161,9 +161,7 @@ class ExperimentSerializer(UnknownFieldHandlingMixin, ExperimentBaseSerializer):
         return key
 
     def validate_parameters(self, value: Any) -> Any:
-        object_or_null(value, "parameters")
-        split_parameters(value)
-        return value
+        return validated_parameters(object_or_null(value, "parameters"))
 
     def validate_running_time_calculation(self, value: Any) -> Any:
         validate_running_time_calculation(value)

@@ -120,19 +120,30 @@ def validate_parameter_variants(variants: Any) -> list[dict[str, Any]]:
     return normalized
 
 
+def validated_parameters(parameters: Any) -> Any:
+    """`parameters` with the flag variants it carries checked (shape, count, `control`) and
+    normalized. The serializer calls it, so the check runs once per request."""
+    if not isinstance(parameters, dict) or "feature_flag_variants" not in parameters:
+        return parameters
+    return {
+        **parameters,
+        "feature_flag_variants": validate_parameter_variants(parameters["feature_flag_variants"]),
+    }
+
+
 def split_parameters(parameters: Any) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-    """Split `parameters` into what the experiment stores and the flag configuration it carries.
+    """Split `parameters` (as `validated_parameters` left them) into what the experiment stores and
+    the flag configuration it carries.
 
     The flag is the source of truth for variants, rollout, aggregation, payloads and continuity,
-    so those keys are applied to the flag and never stored on the experiment."""
+    so those keys are applied to the flag and never stored on the experiment. Variants are
+    normalized again (it is idempotent) for calls recorded before they were normalized on the way in."""
     if not isinstance(parameters, dict):
         return parameters, {}
     stored = {key: value for key, value in parameters.items() if key not in FLAG_CONFIG_PARAMETER_KEYS}
     flag_config = {key: parameters[key] for key in FLAG_CONFIG_PARAMETER_KEYS if key in parameters}
     if "feature_flag_variants" in flag_config:
-        flag_config["feature_flag_variants"] = validate_parameter_variants(
-            flag_config["feature_flag_variants"]
-        )
+        flag_config["feature_flag_variants"] = normalize_variants(flag_config["feature_flag_variants"])
     return stored, flag_config
 
 

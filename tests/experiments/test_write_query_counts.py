@@ -6,6 +6,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from experiments import validation
 from tests.experiments.helpers import create_experiment, mean_metric, variants
 from tests.factories import ExperimentHoldoutFactory, ExperimentSavedMetricFactory
 
@@ -104,3 +105,30 @@ def test_create_answers_what_a_read_afterwards_shows(api, django_assert_max_num_
     )
     for body in (plain, created):
         assert body == api.get(api.url(f"experiments/{body['id']}/")).json()
+
+
+@pytest.mark.parametrize("method", ["post", "patch"])
+def test_parameter_variants_are_validated_once_per_request(api, monkeypatch, method):
+    checked = []
+    check = validation.validate_parameter_variants
+
+    def counted(variants_sent):
+        checked.append(variants_sent)
+        return check(variants_sent)
+
+    monkeypatch.setattr(validation, "validate_parameter_variants", counted)
+    body = {"parameters": {"feature_flag_variants": variants(("Control", 30), ("test", 70))}}
+    if method == "post":
+        response = api.post(
+            api.url("experiments/"), {"name": "E", "feature_flag_key": "e", **body}, format="json"
+        )
+    else:
+        experiment = create_experiment(api)
+        checked.clear()
+        response = api.patch(api.url(f"experiments/{experiment['id']}/"), body, format="json")
+    assert response.status_code in (200, 201), response.json()
+    assert len(checked) == 1
+    assert [variant["key"] for variant in response.json()["parameters"]["feature_flag_variants"]] == [
+        "control",
+        "test",
+    ]
