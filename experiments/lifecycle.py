@@ -149,11 +149,6 @@ class FieldEdit:
     label: str
 
 
-# Which PATCH edits are which transition, in the order their activity names win. PostHog's gaps are
-# kept on purpose: no edit checks the status (`archived` on a running experiment, `end_date` on a
-# draft are accepted); only launching runs its guards; ending and (un)archiving are logged as
-# "updated"; clearing a running experiment's start_date is a reset that leaves the flag active and
-# is gated as an update; restoring is gated as an update.
 def transition_edit(
     field: str, applies: Callable[[Any, Any], bool], transition: Transition, *, own_key: bool, logged: bool
 ) -> FieldEdit:
@@ -185,6 +180,11 @@ def was_switched_off(stored: Any, sent: Any) -> bool:
     return bool(stored) and not sent
 
 
+# Which PATCH edits are which transition, in the order their activity names win. PostHog's gaps are
+# kept on purpose: no edit checks the status (`archived` on a running experiment, `end_date` on a
+# draft are accepted); only launching runs its guards; ending and (un)archiving are logged as
+# "updated"; clearing a running experiment's start_date is a reset that leaves the flag active and
+# is gated as an update; restoring is gated as an update.
 PATCH_EDITS: tuple[FieldEdit, ...] = (
     FieldEdit("deleted", was_switched_on, None, DELETE_APPROVAL_KEY, "deleted", "Delete"),
     FieldEdit("deleted", was_switched_off, None, None, "restored", "Restore"),

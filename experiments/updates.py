@@ -92,7 +92,7 @@ def experiment_update(
     with transaction.atomic():
         experiment, flag = lifecycle.lock_experiment_and_flag(experiment.pk)
         links = experiment_links(experiment)
-        values = update_values_checked(experiment, flag, data, links)
+        values = update_validate(experiment, flag, data, links)
         plan = update_plan(
             experiment, flag, values, links, update_feature_flag_params=update_feature_flag_params
         )
@@ -100,7 +100,7 @@ def experiment_update(
     return experiment
 
 
-def update_values_checked(
+def update_validate(
     experiment: Experiment, flag: FeatureFlag, data: dict[str, Any], links: list[ExperimentToSavedMetric]
 ) -> dict[str, Any]:
     """The sent values, after the rules on which keys a PATCH may carry. A field that cannot change
