@@ -11,6 +11,10 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from rest_framework import serializers
+
+from experiments_api.tags import TagsField
+
 
 class Write(Enum):
     NEVER = "read-only"
@@ -24,7 +28,9 @@ class ExperimentField:
     as stored (datetimes in the API's form) unless `computed`, and computes every field that is not
     stored. `source`: the key the serializer
     validates it into, when not the name. `default`: set for a plain field, which create stores as
-    sent, or this default when absent or null (the services treat it no other way)."""
+    sent, or this default when absent or null (the services treat it no other way).
+    `serializer_field`: builds the field that validates it, when DRF's default for the model field
+    would not."""
 
     name: str
     write: Write
@@ -33,6 +39,7 @@ class ExperimentField:
     computed: bool = False
     source: str | None = None
     default: Callable[[], Any] | None = None
+    serializer_field: Callable[[], serializers.Field] | None = None
 
     @property
     def key(self) -> str:
@@ -47,6 +54,7 @@ def null() -> None:
     return None
 
 
+TAGS_HELP = "Tag names (trimmed, lowercased)."
 R, C, W = Write.NEVER, Write.ON_CREATE, Write.ALWAYS
 EXPERIMENT_FIELDS: tuple[ExperimentField, ...] = (
     ExperimentField("id", R, in_list=True),
@@ -80,7 +88,9 @@ EXPERIMENT_FIELDS: tuple[ExperimentField, ...] = (
     ExperimentField("scheduling_config", W, in_list=False, default=null),
     ExperimentField("conclusion", W, in_list=True, default=null),
     ExperimentField("conclusion_comment", W, in_list=True, default=null),
-    ExperimentField("tags", W, in_list=True, default=list),
+    ExperimentField(
+        "tags", W, in_list=True, default=list, serializer_field=lambda: TagsField(help_text=TAGS_HELP)
+    ),
     ExperimentField("primary_metrics_ordered_uuids", W, in_list=False),
     ExperimentField("secondary_metrics_ordered_uuids", W, in_list=False),
     ExperimentField("only_count_matured_users", W, in_list=False),
@@ -99,6 +109,9 @@ UPDATABLE_FIELDS = frozenset(field.key for field in EXPERIMENT_FIELDS if field.w
 TRACKED_FIELDS = tuple(
     field.name for field in EXPERIMENT_FIELDS if field.stored and field.write is not Write.NEVER
 )
+DECLARED_SERIALIZER_FIELDS = {
+    field.name: field.serializer_field for field in EXPERIMENT_FIELDS if field.serializer_field is not None
+}
 PLAIN_FIELDS = {field.name: field for field in EXPERIMENT_FIELDS if field.default is not None}
 # The fields the representations render as stored, in the list and only in the detail.
 AS_STORED_IN_LIST = tuple(

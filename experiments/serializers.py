@@ -6,7 +6,7 @@ from typing import Any
 from rest_framework import serializers
 
 from accounts.serializers import UserBasicSerializer
-from experiments.fields import DETAIL_FIELDS, LIST_FIELDS, READ_ONLY_FIELDS
+from experiments.fields import DECLARED_SERIALIZER_FIELDS, DETAIL_FIELDS, LIST_FIELDS, READ_ONLY_FIELDS
 from experiments.lifecycle import ExperimentStatus
 from experiments.metric_schema import validate_metrics
 from experiments.models import (
@@ -75,6 +75,13 @@ class ExperimentBaseSerializer(serializers.ModelSerializer):
     user_access_level = serializers.CharField(read_only=True, allow_null=True)
     parameters = serializers.JSONField(required=False, allow_null=True)
 
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        for name, build in DECLARED_SERIALIZER_FIELDS.items():
+            if name in fields:
+                fields[name] = build()
+        return fields
+
     def render_context(self) -> dict[str, Any]:
         request = self.context.get("request")
         return {
@@ -120,7 +127,6 @@ class ExperimentSerializer(UnknownFieldHandlingMixin, ExperimentBaseSerializer):
     )
     archived = serializers.BooleanField(required=False)
     deleted = serializers.BooleanField(required=False, allow_null=True)
-    tags = TagsField(help_text="Tag names (trimmed, lowercased).")
     only_count_matured_users = serializers.BooleanField(required=False)
     exposure_preaggregation_enabled = serializers.BooleanField(required=False)
     allow_unknown_events = serializers.BooleanField(
