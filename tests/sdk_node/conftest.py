@@ -45,7 +45,6 @@ FAST_OPTIONS: dict[str, Any] = {
 }
 
 
-
 def is_deprecation_notice(message: str) -> bool:
     """5.x deprecates the single-flag getters in favour of evaluateFlags() and says so once per process.
     They still work and are what most integrations call, so they are tested and the notice is expected."""
@@ -58,12 +57,24 @@ class Undefined:
     def __repr__(self) -> str:
         return "undefined"
 
+    def __bool__(self) -> bool:
+        return False  # falsy, as in JavaScript
+
 
 UNDEFINED = Undefined()
 
 
+UNDEFINED_MARKER = {"$undefined": True}
+
+
 def _decode(value: dict) -> Any:
-    return UNDEFINED if value == {"$undefined": True} else value
+    return UNDEFINED if value == UNDEFINED_MARKER else value
+
+
+def _encode(value: Any) -> Any:
+    if value is UNDEFINED:
+        return UNDEFINED_MARKER
+    raise TypeError(f"{value!r} cannot be sent to Node")
 
 
 class NodeError(AssertionError):
@@ -93,12 +104,14 @@ class NodeProcess:
 
     def request(self, op: str, **fields: Any) -> Any:
         request_id = next(self.ids)
-        self.process.stdin.write(json.dumps({"id": request_id, "op": op, **fields}) + "\n")
+        self.process.stdin.write(json.dumps({"id": request_id, "op": op, **fields}, default=_encode) + "\n")
         self.process.stdin.flush()
         try:
             line = self.answers.get(timeout=ANSWER_TIMEOUT_SECONDS)
         except queue.Empty:
-            raise AssertionError(f"posthog-node did not answer {op} within {ANSWER_TIMEOUT_SECONDS}s") from None
+            raise AssertionError(
+                f"posthog-node did not answer {op} within {ANSWER_TIMEOUT_SECONDS}s"
+            ) from None
         answer = json.loads(line, object_hook=_decode)
         assert answer["id"] == request_id, answer
         if not answer["ok"]:
@@ -204,9 +217,7 @@ class NodeSDK:
 
 @pytest.fixture
 def node(sdk, node_process) -> Iterator[NodeSDK]:  # noqa: F811 (the re-exported fixture)
-    harness = NodeSDK(
-        node_process, sdk.host, sdk.project, sdk.personal_api_key, sdk.project_secret_key
-    )
+    harness = NodeSDK(node_process, sdk.host, sdk.project, sdk.personal_api_key, sdk.project_secret_key)
     node_process.request("problems")
     try:
         yield harness

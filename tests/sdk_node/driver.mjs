@@ -3,7 +3,8 @@
 // One JSON request per stdin line, one JSON answer per stdout line:
 //   {"id": 1, "op": "client", "name": "remote", "token": "phc_…", "options": {…}}  → {"id": 1, "ok": true, "result": …}
 // Ops: client, call, calls, snapshot, shutdown, problems (see the handlers below). JavaScript's
-// `undefined` (a getter's "no result") is sent as {"$undefined": true}, so the harness can tell it from null.
+// `undefined` (a getter's "no result", an omitted argument) travels as {"$undefined": true} both ways, so
+// it stays distinct from null.
 // stdout carries only answers: everything the SDK logs is recorded and handed over by `problems`.
 
 import readline from 'node:readline'
@@ -67,6 +68,8 @@ const handlers = {
 }
 
 const UNDEFINED = { $undefined: true }
+const isUndefinedMarker = (value) =>
+  value !== null && typeof value === 'object' && Object.keys(value).length === 1 && value.$undefined === true
 
 function answer(message) {
   const line = JSON.stringify(message, (_key, value) => (value === undefined ? UNDEFINED : value))
@@ -75,7 +78,7 @@ function answer(message) {
 
 const lines = readline.createInterface({ input: process.stdin })
 for await (const line of lines) {
-  const request = JSON.parse(line)
+  const request = JSON.parse(line, (_key, value) => (isUndefinedMarker(value) ? undefined : value))
   try {
     answer({ id: request.id, ok: true, result: await handlers[request.op](request) })
   } catch (error) {
@@ -83,3 +86,5 @@ for await (const line of lines) {
   }
 }
 for (const client of clients.values()) await client.shutdown()
+// Idle keep-alive sockets to the test server would hold the process open for seconds otherwise.
+process.exit(0)
