@@ -30,8 +30,10 @@ from typing import Any
 import pytest
 
 from accounts.models import Project
+from tests.factories import FeatureFlagFactory
 from tests.npm import npm_ci
 from tests.sdk.conftest import sdk  # noqa: F401 (the project, its keys and the Python SDK clients)
+from tests.sdk.test_posthog_python import FLAG_SHAPES, call_options, flag_shapes  # noqa: F401
 
 NODE_DIR = Path(__file__).parent
 ANSWER_TIMEOUT_SECONDS = 60
@@ -170,6 +172,8 @@ class NodeSDK:
     personal_api_key: str
     project_secret_key: str
     clients: list[NodeClient] = field(default_factory=list)
+    logged: list[tuple[str, str]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
 
     def client(self, token: str | None = None, **options: Any) -> NodeClient:
         """A client of the live server for the project (or `token`), with the fast-failing options."""
@@ -199,15 +203,29 @@ class NodeSDK:
             if client.definitions is not None:
                 client.call("reloadFeatureFlags")
 
-    def problems(self) -> dict[str, list]:
-        """What the SDK logged as warnings or errors, and its `error` events, since the last call."""
+    def collect_logs(self) -> None:
+        """Move what the SDK logged, and its `error` events, from the Node process into `logged`/`errors`."""
         reported = self.process.request("problems")
-        logged = [
-            entry["message"]
-            for entry in reported["logged"]
-            if entry["level"] in ("warn", "error") and not is_deprecation_notice(entry["message"])
+        self.logged.extend((entry["level"], entry["message"]) for entry in reported["logged"])
+        self.errors.extend(error["message"] for error in reported["errors"])
+
+    def messages(self, *levels: str) -> list[str]:
+        """What the SDK logged at these console levels (`debug` only from clients with `debug()` on)."""
+        self.collect_logs()
+        return [message for level, message in self.logged if level in levels]
+
+    def problems(self) -> dict[str, list[str]]:
+        """What the SDK logged as warnings or errors, and its `error` events."""
+        warnings = [
+            message for message in self.messages("warn", "error") if not is_deprecation_notice(message)
         ]
-        return {"logged": logged, "errors": [error["message"] for error in reported["errors"]]}
+        return {"logged": warnings, "errors": self.errors}
+
+    def forget_problems(self) -> None:
+        """After a test has asserted on problems it caused on purpose."""
+        self.collect_logs()
+        self.logged.clear()
+        self.errors.clear()
 
     def close(self) -> None:
         for client in self.clients:
@@ -224,3 +242,43 @@ def node(sdk, node_process) -> Iterator[NodeSDK]:  # noqa: F811 (the re-exported
     finally:
         harness.close()
     assert harness.problems() == {"logged": [], "errors": []}
+
+
+PLAN_GATED = {
+    "filters": {
+        "groups": [
+            {
+                "properties": [
+                    {"key": "plan", "operator": "exact", "value": ["pro", "enterprise"], "type": "person"}
+                ],
+                "rollout_percentage": 100,
+            }
+        ],
+        "payloads": {"true": '{"seats": 10}'},
+    }
+}
+PLANS = ("pro", "Enterprise", "free")
+KEYS = [*FLAG_SHAPES, "plan-gated"]
+
+
+@pytest.fixture
+def flags(sdk, flag_shapes):  # noqa: F811 (the re-exported fixture)
+    """The Python SDK tests' flag shapes (boolean, multivariate, payloads, holdouts, a variant override,
+    group-aggregated, paused, shipped) plus a flag targeted by a person property."""
+    return {
+        **flag_shapes,
+        "plan-gated": FeatureFlagFactory(project=sdk.project, key="plan-gated", **PLAN_GATED),
+    }
+
+
+def python_options(distinct_id: str) -> dict:
+    """posthog-python's keyword arguments: a company for the group flag, an email and a plan."""
+    options = call_options(distinct_id)
+    number = int(distinct_id.rsplit("_", 1)[1])
+    return {**options, "person_properties": {**options["person_properties"], "plan": PLANS[number % 3]}}
+
+
+def node_options(distinct_id: str, **extra) -> dict:
+    """The same person and groups as posthog-node's options object."""
+    options = python_options(distinct_id)
+    return {"personProperties": options["person_properties"], "groups": options["groups"], **extra}

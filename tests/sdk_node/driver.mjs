@@ -32,7 +32,8 @@ async function createClient({ name, host, token, options }) {
   client.on('error', (error) => emittedErrors.push({ client: name, message: format(error) }))
   clients.set(name, client)
   if (!(options.secretKey || options.personalApiKey)) return null
-  await client.waitForLocalEvaluationReady(10000)
+  // Joins the load the constructor started (or polls once more): resolves when it succeeded or failed.
+  await client.reloadFeatureFlags()
   // The definitions as the SDK holds them (its poller is internal), so tests can see what loaded.
   return (client.featureFlagsPoller?.featureFlags ?? []).map((flag) => flag.key)
 }

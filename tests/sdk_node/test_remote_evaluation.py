@@ -7,53 +7,14 @@ import pytest
 from django.test import Client
 
 from tests.factories import FeatureFlagFactory
-from tests.sdk.test_posthog_python import FLAG_SHAPES, call_options, flag_shapes  # noqa: F401
-from tests.sdk_node.conftest import UNDEFINED
+from tests.sdk_node.conftest import KEYS, UNDEFINED, node_options, python_options
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.filterwarnings("ignore:`get_feature_flag.*is deprecated:DeprecationWarning"),
 ]
 
-PLAN_GATED = {
-    "filters": {
-        "groups": [
-            {
-                "properties": [
-                    {"key": "plan", "operator": "exact", "value": ["pro", "enterprise"], "type": "person"}
-                ],
-                "rollout_percentage": 100,
-            }
-        ],
-        "payloads": {"true": '{"seats": 10}'},
-    }
-}
-PLANS = ("pro", "Enterprise", "free")
-KEYS = [*FLAG_SHAPES, "plan-gated"]
 IDS = [f"user_{number}" for number in range(24)]
-
-
-@pytest.fixture
-def flags(sdk, flag_shapes):  # noqa: F811 (the imported fixture)
-    """The Python SDK tests' flag shapes (boolean, multivariate, payloads, holdouts, a variant override,
-    group-aggregated, paused, shipped) plus a flag targeted by a person property."""
-    return {
-        **flag_shapes,
-        "plan-gated": FeatureFlagFactory(project=sdk.project, key="plan-gated", **PLAN_GATED),
-    }
-
-
-def python_options(distinct_id: str) -> dict:
-    """posthog-python's keyword arguments: a company for the group flag, an email and a plan."""
-    options = call_options(distinct_id)
-    number = int(distinct_id.rsplit("_", 1)[1])
-    return {**options, "person_properties": {**options["person_properties"], "plan": PLANS[number % 3]}}
-
-
-def node_options(distinct_id: str, **extra) -> dict:
-    """The same person and groups as posthog-node's options object."""
-    options = python_options(distinct_id)
-    return {"personProperties": options["person_properties"], "groups": options["groups"], **extra}
 
 
 def server_flags(sdk, distinct_id: str) -> dict[str, dict]:
@@ -152,3 +113,4 @@ def test_a_missing_flag_or_an_unknown_token_is_no_result(sdk, node, flags):
     # The SDK reports the 401s as error events, as it should; the harness checks only the rest.
     errors = node.problems()["errors"]
     assert errors and all("401" in error for error in errors), errors
+    node.forget_problems()
