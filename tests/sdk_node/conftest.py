@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 
 from accounts.models import Project
-from tests.factories import FeatureFlagFactory
+from tests.factories import CohortFactory, FeatureFlagFactory
 from tests.npm import npm_ci
 from tests.sdk.conftest import sdk  # noqa: F401 (the project, its keys and the Python SDK clients)
 from tests.sdk.test_posthog_python import FLAG_SHAPES, call_options, flag_shapes  # noqa: F401
@@ -258,16 +258,24 @@ PLAN_GATED = {
     }
 }
 PLANS = ("pro", "Enterprise", "free")
-KEYS = [*FLAG_SHAPES, "plan-gated"]
+KEYS = [*FLAG_SHAPES, "plan-gated", "pro-cohort"]
 
 
 @pytest.fixture
 def flags(sdk, flag_shapes):  # noqa: F811 (the re-exported fixture)
     """The Python SDK tests' flag shapes (boolean, multivariate, payloads, holdouts, a variant override,
-    group-aggregated, paused, shipped) plus a flag targeted by a person property."""
+    group-aggregated, paused, shipped) plus flags targeted by a person property and by a cohort
+    (the factory's: plan is pro)."""
+    cohort = CohortFactory(project=sdk.project)
+    in_cohort = {"key": "id", "type": "cohort", "operator": "in", "value": cohort.id}
     return {
         **flag_shapes,
         "plan-gated": FeatureFlagFactory(project=sdk.project, key="plan-gated", **PLAN_GATED),
+        "pro-cohort": FeatureFlagFactory(
+            project=sdk.project,
+            key="pro-cohort",
+            filters={"groups": [{"properties": [in_cohort], "rollout_percentage": 100}]},
+        ),
     }
 
 
