@@ -7,7 +7,7 @@ from tests.sdk.test_experiment_lifecycle_sdk import manager, post  # noqa: F401
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-IDS = [f"user_{number}" for number in range(80)]
+IDS = [f"user_{number}" for number in range(40)]
 QUIET = {"sendFeatureFlagEvents": False}
 
 
