@@ -258,19 +258,33 @@ PLAN_GATED = {
     }
 }
 PLANS = ("pro", "Enterprise", "free")
-KEYS = [*FLAG_SHAPES, "plan-gated", "pro-cohort"]
+BIG_COMPANIES = {
+    "filters": {
+        "aggregation_group_type_index": 0,
+        "groups": [
+            {
+                "properties": [
+                    {"key": "size", "operator": "gt", "value": "10", "type": "group", "group_type_index": 0}
+                ],
+                "rollout_percentage": 100,
+            }
+        ],
+    }
+}
+KEYS = [*FLAG_SHAPES, "plan-gated", "pro-cohort", "big-companies"]
 
 
 @pytest.fixture
 def flags(sdk, flag_shapes):  # noqa: F811 (the re-exported fixture)
     """The Python SDK tests' flag shapes (boolean, multivariate, payloads, holdouts, a variant override,
-    group-aggregated, paused, shipped) plus flags targeted by a person property and by a cohort
-    (the factory's: plan is pro)."""
+    group-aggregated, paused, shipped) plus flags targeted by a person property, by a cohort (the
+    factory's: plan is pro) and by a group property."""
     cohort = CohortFactory(project=sdk.project)
     in_cohort = {"key": "id", "type": "cohort", "operator": "in", "value": cohort.id}
     return {
         **flag_shapes,
         "plan-gated": FeatureFlagFactory(project=sdk.project, key="plan-gated", **PLAN_GATED),
+        "big-companies": FeatureFlagFactory(project=sdk.project, key="big-companies", **BIG_COMPANIES),
         "pro-cohort": FeatureFlagFactory(
             project=sdk.project,
             key="pro-cohort",
@@ -280,13 +294,22 @@ def flags(sdk, flag_shapes):  # noqa: F811 (the re-exported fixture)
 
 
 def python_options(distinct_id: str) -> dict:
-    """posthog-python's keyword arguments: a company for the group flag, an email and a plan."""
+    """posthog-python's keyword arguments: a company and its size for the group flags, an email and a plan."""
     options = call_options(distinct_id)
     number = int(distinct_id.rsplit("_", 1)[1])
-    return {**options, "person_properties": {**options["person_properties"], "plan": PLANS[number % 3]}}
+    return {
+        **options,
+        "person_properties": {**options["person_properties"], "plan": PLANS[number % 3]},
+        "group_properties": {"company": {"size": number % 23}},
+    }
 
 
 def node_options(distinct_id: str, **extra) -> dict:
     """The same person and groups as posthog-node's options object."""
     options = python_options(distinct_id)
-    return {"personProperties": options["person_properties"], "groups": options["groups"], **extra}
+    return {
+        "personProperties": options["person_properties"],
+        "groups": options["groups"],
+        "groupProperties": options["group_properties"],
+        **extra,
+    }

@@ -64,6 +64,7 @@ def test_single_flag_getters_equal_the_flags_endpoint_and_the_python_sdk(sdk, no
     assert seen["paused"] == {False}
     assert seen["plan-gated"] == {True, False}
     assert seen["pro-cohort"] == {True, False}
+    assert seen["big-companies"] == {True, False}
     assert seen["group-aggregated"] >= {"control", "test"}
     served = [payload for (key, _), payload in zip(cases, payloads, strict=True) if key == "fifty-fifty"]
     assert {json.dumps(payload) for payload in served} == {'{"color": "grey"}', '{"color": "blue"}'}
