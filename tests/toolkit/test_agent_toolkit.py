@@ -18,11 +18,11 @@ from accounts.services import personal_api_key_create
 from experiments.models import Experiment
 from flags.models import FeatureFlag
 from tests.factories import MembershipFactory, ProjectFactory, UserFactory
+from tests.npm import npm_ci
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 TOOLKIT_DIR = Path(__file__).parent
-INSTALLED_LOCK = TOOLKIT_DIR / "node_modules" / ".package-lock.json"
 FLAG_TOOLS = {
     "create-feature-flag",
     "feature-flag-get-all",
@@ -33,25 +33,9 @@ FLAG_TOOLS = {
 EXPERIMENT_TOOLS = {"experiment-create", "experiment-get", "experiment-get-all", "experiment-update"}
 
 
-def install_toolkit() -> None:
-    """`npm ci` the pinned toolkit unless the installed tree already matches the lock file."""
-    lock = TOOLKIT_DIR / "package-lock.json"
-    if INSTALLED_LOCK.exists() and INSTALLED_LOCK.stat().st_mtime >= lock.stat().st_mtime:
-        return
-    npm = shutil.which("npm")
-    assert npm, "Node.js and npm are needed to run PostHog's agent toolkit (https://nodejs.org)"
-    subprocess.run(
-        [npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts"],
-        cwd=TOOLKIT_DIR,
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
-
-
 @pytest.fixture(scope="module")
 def toolkit_installed() -> None:
-    install_toolkit()
+    npm_ci(TOOLKIT_DIR)
 
 
 def run_toolkit(host: str, secret: str) -> dict:
