@@ -25,13 +25,13 @@ from rest_framework.exceptions import ValidationError
 from accounts.models import User
 from activity.services import activity_log_record, changes_between, to_json_value
 from approvals.gate import approval_gate
-from approvals.observer import Facet, record, state
+from approvals.observer import Facet, condition_state, report_facet
 from experiments.flag_config import shipped_filters
 from experiments.metrics import refresh_fingerprints
 from experiments.models import Experiment
 from experiments.validation import validate_flag_for_experiment
 from flags.models import FeatureFlag
-from flags.services import flag_lock, flag_snapshot, flag_write
+from flags.services import flag_lock, flag_snapshot, flag_apply_changes
 
 EXPERIMENT_ACTIVITY_SCOPE = "Experiment"
 
@@ -214,7 +214,7 @@ def patch_activity(edits: list[FieldEdit]) -> str:
     return next((edit.activity for edit in edits if edit.activity), UPDATED_ACTIVITY)
 
 
-def record_patch_facets(experiment: Experiment, before: dict[str, Any], after: dict[str, Any]) -> None:
+def report_patch_facets(experiment: Experiment, before: dict[str, Any], after: dict[str, Any]) -> None:
     """Report what a PATCH changes to the approval gate: each lifecycle edit with its own key is
     gated by it; every other changed field by `experiment.update`."""
     changed = {
@@ -222,14 +222,14 @@ def record_patch_facets(experiment: Experiment, before: dict[str, Any], after: d
     }
 
     def facet(key: str, fields: set[str], description: str) -> None:
-        record(
+        report_facet(
             Facet(
                 [key],
                 "experiment",
                 str(experiment.id),
                 description,
-                state({field: to_json_value(before.get(field)) for field in sorted(fields)}),
-                state({field: to_json_value(after.get(field)) for field in sorted(fields)}),
+                condition_state({field: to_json_value(before.get(field)) for field in sorted(fields)}),
+                condition_state({field: to_json_value(after.get(field)) for field in sorted(fields)}),
             )
         )
 
@@ -320,14 +320,14 @@ def record_transition(
     changes = changes_between(EXPERIMENT_ACTIVITY_SCOPE, experiment_before, lifecycle_snapshot(experiment))
     changes += changes_between("FeatureFlag", flag_before, flag_snapshot(experiment.feature_flag))
     changes += extra_changes
-    record(
+    report_facet(
         Facet(
             [APPROVAL_KEYS[transition]],
             "experiment",
             str(experiment.id),
             f"{transition.label} experiment '{experiment.name}'",
-            state({"status": experiment_before["status"]}),
-            state({"status": experiment_status(experiment).value}),
+            condition_state({"status": experiment_before["status"]}),
+            condition_state({"status": experiment_status(experiment).value}),
         )
     )
     activity_log_record(
@@ -374,7 +374,7 @@ def start_running(
     assert_launchable(flag)
     experiment.start_date = start_date
     refresh_fingerprints(experiment)
-    flag_write(flag=flag, user=user, changes={"active": True})
+    flag_apply_changes(flag=flag, user=user, changes={"active": True})
 
 
 @gated_transition(Transition.LAUNCH)
@@ -391,7 +391,7 @@ def experiment_launch(*, experiment: Experiment, user: User | None) -> Experimen
 def experiment_pause(*, experiment: Experiment, user: User | None) -> Experiment:
     """Pause a running experiment: its flag becomes inactive, so SDKs stop assigning variants."""
     with transition_of(Transition.PAUSE, experiment, user=user) as (experiment, flag, _):
-        flag_write(flag=flag, user=user, changes={"active": False})
+        flag_apply_changes(flag=flag, user=user, changes={"active": False})
     return experiment
 
 
@@ -399,7 +399,7 @@ def experiment_pause(*, experiment: Experiment, user: User | None) -> Experiment
 def experiment_resume(*, experiment: Experiment, user: User | None) -> Experiment:
     """Resume a paused experiment: its flag becomes active again."""
     with transition_of(Transition.RESUME, experiment, user=user) as (experiment, flag, _):
-        flag_write(flag=flag, user=user, changes={"active": True})
+        flag_apply_changes(flag=flag, user=user, changes={"active": True})
     return experiment
 
 
@@ -439,7 +439,7 @@ def experiment_ship_variant(
     with transition_of(Transition.SHIP_VARIANT, experiment, user=user) as (experiment, flag, extra_changes):
         if variant_key not in flag.variant_keys:
             raise ValidationError(VARIANT_NOT_FOUND.format(variant_key=variant_key))
-        flag_write(
+        flag_apply_changes(
             flag=flag,
             user=user,
             changes={

@@ -33,7 +33,7 @@ from experiments.validation import (
     validate_stats_config,
 )
 from flags.models import FeatureFlag
-from flags.services import flag_snapshot, flag_write
+from flags.services import flag_snapshot, flag_apply_changes
 
 # Stands for a field the experiment does not have, so no sent value can equal it.
 UNSET = object()
@@ -257,7 +257,7 @@ def update_apply(
         )
         forget_links(experiment)
     if plan.flag_changes:
-        flag_write(flag=flag, user=user, changes=plan.flag_changes)
+        flag_apply_changes(flag=flag, user=user, changes=plan.flag_changes)
     for field, value in plan.values.items():
         setattr(experiment, field, value)
     if lifecycle.patch_launches(plan.edits):
@@ -266,7 +266,7 @@ def update_apply(
         refresh_fingerprints(experiment)
     experiment.save()
     after = experiment_snapshot(experiment)
-    lifecycle.record_patch_facets(experiment, before, after)
+    lifecycle.report_patch_facets(experiment, before, after)
     update_log_activity(
         experiment,
         user=user,
