@@ -31,7 +31,7 @@ from experiments.metrics import refresh_fingerprints
 from experiments.models import Experiment
 from experiments.validation import validate_flag_for_experiment
 from flags.models import FeatureFlag
-from flags.services import flag_lock, flag_snapshot, flag_apply_changes
+from flags.services import flag_apply_changes, flag_lock, flag_snapshot
 
 EXPERIMENT_ACTIVITY_SCOPE = "Experiment"
 

@@ -33,7 +33,7 @@ from experiments.validation import (
     validate_stats_config,
 )
 from flags.models import FeatureFlag
-from flags.services import flag_snapshot, flag_apply_changes
+from flags.services import flag_apply_changes, flag_snapshot
 
 # Stands for a field the experiment does not have, so no sent value can equal it.
 UNSET = object()

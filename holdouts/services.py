@@ -11,7 +11,7 @@ from activity.services import activity_log_changes, activity_log_record
 from approvals.gate import approval_gate
 from approvals.observer import Facet, report_facet
 from flags.models import FeatureFlag
-from flags.services import flag_lock, flag_apply_changes
+from flags.services import flag_apply_changes, flag_lock
 from holdouts.models import ExperimentHoldout
 from holdouts.validation import with_holdout_variant
 
