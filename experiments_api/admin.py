@@ -10,7 +10,8 @@ class ServiceWrittenModelAdmin(admin.ModelAdmin):
     deleted here. Admin actions that call those services may still change them."""
 
     def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:
-        return [field.name for field in self.model._meta.fields]
+        # `readonly_fields` names what a subclass adds to the stored fields (computed ones).
+        return [*self.readonly_fields, *(field.name for field in self.model._meta.fields)]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
