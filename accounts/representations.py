@@ -4,10 +4,8 @@ from accounts.models import Organization, PersonalAPIKey, Project, User
 from experiments_api.representation import api_datetime
 
 
-def user_basic(user: User | None) -> dict[str, Any] | None:
-    """How a user appears inside other objects (PostHog's `UserBasic`)."""
-    if user is None:
-        return None
+def user_identity(user: User) -> dict[str, Any]:
+    """The fields that begin both `UserBasic` and `@me`."""
     return {
         "id": user.id,
         "uuid": str(user.uuid),
@@ -16,6 +14,15 @@ def user_basic(user: User | None) -> dict[str, Any] | None:
         "last_name": user.last_name,
         "email": user.email,
         "is_email_verified": None,
+    }
+
+
+def user_basic(user: User | None) -> dict[str, Any] | None:
+    """How a user appears inside other objects (PostHog's `UserBasic`)."""
+    if user is None:
+        return None
+    return {
+        **user_identity(user),
         "hedgehog_config": None,
         "role_at_organization": None,
     }
@@ -54,13 +61,7 @@ def me(user: User, key: PersonalAPIKey | None = None) -> dict[str, Any]:
         if allowed_organizations is None or str(membership.organization_id) in allowed_organizations
     ]
     return {
-        "id": user.id,
-        "uuid": str(user.uuid),
-        "distinct_id": user.distinct_id,
-        "first_name": user.first_name,
-        "last_name": user.last_name,
-        "email": user.email,
-        "is_email_verified": None,
+        **user_identity(user),
         "is_staff": user.is_staff,
         "date_joined": api_datetime(user.date_joined),
         "team": project_basic(project) if project is not None else None,

@@ -8,6 +8,9 @@ from accounts.representations import me, user_basic
 from accounts.scopes import is_valid_scope
 from experiments_api.serializers import UnknownFieldHandlingMixin
 
+# The fields that begin both `UserBasic` and `@me` (`accounts.representations.user_identity`).
+USER_IDENTITY_FIELDS = ["id", "uuid", "distinct_id", "first_name", "last_name", "email", "is_email_verified"]
+
 
 class UserBasicSerializer(serializers.ModelSerializer):
     """PostHog's `UserBasic`: how a user appears inside other objects (`created_by`, approvers)."""
@@ -19,13 +22,7 @@ class UserBasicSerializer(serializers.ModelSerializer):
     class Meta:
         model = User
         fields = [
-            "id",
-            "uuid",
-            "distinct_id",
-            "first_name",
-            "last_name",
-            "email",
-            "is_email_verified",
+            *USER_IDENTITY_FIELDS,
             "hedgehog_config",
             "role_at_organization",
         ]
@@ -96,13 +93,7 @@ class MeSerializer(serializers.ModelSerializer):
     class Meta:
         model = User
         fields = [
-            "id",
-            "uuid",
-            "distinct_id",
-            "first_name",
-            "last_name",
-            "email",
-            "is_email_verified",
+            *USER_IDENTITY_FIELDS,
             "is_staff",
             "date_joined",
             "team",

@@ -5,6 +5,8 @@ from typing import Any
 
 from django.core.paginator import EmptyPage, Paginator
 from django.db.models import QuerySet
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework import pagination
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -14,6 +16,10 @@ from activity.serializers import ActivityLogSerializer
 
 RESOURCE_PAGE_DEFAULT_LIMIT = 10
 RESOURCE_PAGE_MAX_LIMIT = 100
+RESOURCE_PAGE_PARAMETERS = [
+    OpenApiParameter("limit", OpenApiTypes.INT),
+    OpenApiParameter("page", OpenApiTypes.INT),
+]
 
 
 class ActivityCursorPagination(pagination.CursorPagination):

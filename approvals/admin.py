@@ -4,6 +4,7 @@ from django.http import HttpRequest
 
 from approvals.models import Approval, ApprovalPolicy, ChangeRequest
 from approvals.services import ChangeRequestActionError, change_request_approve, change_request_reject
+from experiments_api.admin import ServiceWrittenModelAdmin
 
 
 @admin.register(ApprovalPolicy)
@@ -25,7 +26,7 @@ class ApprovalInline(admin.TabularInline):
 
 
 @admin.register(ChangeRequest)
-class ChangeRequestAdmin(admin.ModelAdmin):
+class ChangeRequestAdmin(ServiceWrittenModelAdmin):
     """Change requests are read-only here; approving and rejecting go through the same services
     (and the same approver rules) as the API."""
 
@@ -40,15 +41,8 @@ class ChangeRequestAdmin(admin.ModelAdmin):
     ]
     list_filter = ["state", "action_key", "validation_status", "project"]
     search_fields = ["action_key", "resource_id", "created_by__email"]
-    readonly_fields = [field.name for field in ChangeRequest._meta.fields]
     inlines = [ApprovalInline]
     actions = ["approve", "reject"]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     @admin.action(description="Approve selected change requests")
     def approve(self, request: HttpRequest, queryset: QuerySet) -> None:

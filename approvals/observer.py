@@ -53,13 +53,14 @@ class Recorder:
 current_recorder: ContextVar[Recorder | None] = ContextVar("approval_recorder", default=None)
 
 
-def record(facet: Facet) -> None:
+def report_facet(facet: Facet) -> None:
+    """Add `facet` to the gated call running now; outside a gated call, do nothing."""
     recorder = current_recorder.get()
     if recorder is not None:
         recorder.facets.append(facet)
 
 
-def state(values: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+def condition_state(values: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """`{field: value}` as the `{field: [{path, value}]}` shape conditions read."""
     return {name: [{"path": name, "value": value}] for name, value in values.items()}
 
@@ -100,7 +101,7 @@ def flag_keys(kind: str) -> list[str]:
     return [*first, f"feature_flag.{kind}"]
 
 
-def record_flag_change(
+def report_flag_change(
     *, flag_id: int | None, flag_key: str, before: dict[str, Any], after: dict[str, Any]
 ) -> None:
     """Report a flag write: enabling, disabling and rollout changes are separate facets."""
@@ -108,26 +109,16 @@ def record_flag_change(
         return
     resource_id = str(flag_id) if flag_id is not None else None
     was_active, is_active = bool(before.get("active")), bool(after.get("active"))
-    if is_active and not was_active:
-        record(
+    if is_active != was_active:
+        kind, verb = (FLAG_ENABLE, "Enable") if is_active else (FLAG_DISABLE, "Disable")
+        report_facet(
             Facet(
-                flag_keys(FLAG_ENABLE),
+                flag_keys(kind),
                 "feature_flag",
                 resource_id,
-                f"Enable feature flag '{flag_key}'",
-                state({"active": was_active}),
-                state({"active": True}),
-            )
-        )
-    if was_active and not is_active:
-        record(
-            Facet(
-                flag_keys(FLAG_DISABLE),
-                "feature_flag",
-                resource_id,
-                f"Disable feature flag '{flag_key}'",
-                state({"active": was_active}),
-                state({"active": False}),
+                f"{verb} feature flag '{flag_key}'",
+                condition_state({"active": was_active}),
+                condition_state({"active": is_active}),
             )
         )
     old_rollouts, new_rollouts = rollout_values(before.get("filters")), rollout_values(after.get("filters"))
@@ -140,7 +131,7 @@ def record_flag_change(
             f"rollout percentage at {entry['path']}: {old_by_path.get(entry['path'])}% -> {entry['value']}%"
             for entry in changed
         )
-        record(
+        report_facet(
             Facet(
                 flag_keys(FLAG_UPDATE),
                 "feature_flag",

@@ -158,22 +158,31 @@ def check_may_vote(change_request: ChangeRequest, user: User) -> None:
         raise VoteRefused(refusal)
 
 
+def lock_pending(change_request: ChangeRequest, refusal: str) -> ChangeRequest:
+    """Lock the request and re-read its state: raise `refusal` unless it is still pending."""
+    locked = lock(change_request)
+    if locked.state != ChangeRequest.State.PENDING:
+        raise ChangeRequestActionError(refusal)
+    return locked
+
+
+def record_vote(change_request: ChangeRequest, user: User, decision: str, reason: str) -> None:
+    """Store `user`'s vote; each approver votes once."""
+    _, created = Approval.objects.get_or_create(
+        change_request=change_request, created_by=user, defaults={"decision": decision, "reason": reason}
+    )
+    if not created:
+        raise ChangeRequestActionError(ALREADY_VOTED)
+
+
 def change_request_approve(*, change_request: ChangeRequest, user: User, reason: str = "") -> Outcome:
     """Record an approval by one of the request's approvers; when the quorum is reached the change
     is applied at once. Raises if the request is not pending or `user` may not vote on it."""
     check_may_vote(change_request, user)
     expire_if_due(change_request)
     with transaction.atomic():
-        change_request = lock(change_request)
-        if change_request.state != ChangeRequest.State.PENDING:
-            raise ChangeRequestActionError(CANNOT_APPROVE)
-        _, created = Approval.objects.get_or_create(
-            change_request=change_request,
-            created_by=user,
-            defaults={"decision": Approval.Decision.APPROVED, "reason": reason or ""},
-        )
-        if not created:
-            raise ChangeRequestActionError(ALREADY_VOTED)
+        change_request = lock_pending(change_request, CANNOT_APPROVE)
+        record_vote(change_request, user, Approval.Decision.APPROVED, reason or "")
         approvals = change_request.approvals.filter(decision=Approval.Decision.APPROVED).count()
         quorum = int(change_request.policy_snapshot.get("quorum") or 1)
         if approvals < quorum:
@@ -191,18 +200,10 @@ def change_request_reject(*, change_request: ChangeRequest, user: User, reason: 
     check_may_vote(change_request, user)
     expire_if_due(change_request)
     with transaction.atomic():
-        change_request = lock(change_request)
-        if change_request.state != ChangeRequest.State.PENDING:
-            raise ChangeRequestActionError(CANNOT_REJECT)
+        change_request = lock_pending(change_request, CANNOT_REJECT)
         if not (reason or "").strip():
             raise ChangeRequestActionError(REASON_REQUIRED)
-        _, created = Approval.objects.get_or_create(
-            change_request=change_request,
-            created_by=user,
-            defaults={"decision": Approval.Decision.REJECTED, "reason": reason},
-        )
-        if not created:
-            raise ChangeRequestActionError(ALREADY_VOTED)
+        record_vote(change_request, user, Approval.Decision.REJECTED, reason)
         change_request.state = ChangeRequest.State.REJECTED
         change_request.save(update_fields=["state", "updated_at"])
     return Outcome("rejected", "Change request rejected.", change_request)

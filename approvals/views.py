@@ -1,3 +1,5 @@
+from collections.abc import Callable
+
 import django_filters
 from django.db.models import Q, QuerySet
 from drf_spectacular.types import OpenApiTypes
@@ -97,48 +99,36 @@ class ChangeRequestViewSet(ProjectScopedViewSetMixin, viewsets.ReadOnlyModelView
             body["result"] = outcome.result
         return Response(body)
 
-    def reason(self) -> str:
-        return validated_body(self.request, ChangeRequestActionBodySerializer).get("reason") or ""
+    def act(self, service: Callable[..., Outcome]) -> Response:
+        """Approve, reject or cancel with the body's reason: a vote the approver rule refuses is a
+        403, any other refusal PostHog's `{"error": ...}` 400."""
+        change_request = self.get_object()
+        reason = validated_body(self.request, ChangeRequestActionBodySerializer).get("reason") or ""
+        try:
+            outcome = service(change_request=change_request, user=self.request.user, reason=reason)
+        except VoteRefused as error:
+            raise exceptions.PermissionDenied(str(error)) from error
+        except ChangeRequestActionError as error:
+            return Response({"error": str(error)}, status=status.HTTP_400_BAD_REQUEST)
+        return self.outcome_response(outcome)
 
     @extend_schema(request=ChangeRequestActionBodySerializer, responses=ACTION_RESPONSE)
     @action(detail=True, methods=["post"])
     def approve(self, request: Request, *args, **kwargs) -> Response:
         """Approve; at the quorum the change is applied as the requester."""
-        try:
-            outcome = change_request_approve(
-                change_request=self.get_object(), user=request.user, reason=self.reason()
-            )
-        except VoteRefused as error:
-            raise exceptions.PermissionDenied(str(error)) from error
-        except ChangeRequestActionError as error:
-            return Response({"error": str(error)}, status=status.HTTP_400_BAD_REQUEST)
-        return self.outcome_response(outcome)
+        return self.act(change_request_approve)
 
     @extend_schema(request=ChangeRequestActionBodySerializer, responses=ACTION_RESPONSE)
     @action(detail=True, methods=["post"])
     def reject(self, request: Request, *args, **kwargs) -> Response:
         """Reject (a reason is required); one rejection rejects the request."""
-        try:
-            outcome = change_request_reject(
-                change_request=self.get_object(), user=request.user, reason=self.reason()
-            )
-        except VoteRefused as error:
-            raise exceptions.PermissionDenied(str(error)) from error
-        except ChangeRequestActionError as error:
-            return Response({"error": str(error)}, status=status.HTTP_400_BAD_REQUEST)
-        return self.outcome_response(outcome)
+        return self.act(change_request_reject)
 
     @extend_schema(request=ChangeRequestActionBodySerializer, responses=ACTION_RESPONSE)
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, *args, **kwargs) -> Response:
-        """The requester withdraws the request."""
-        try:
-            outcome = change_request_cancel(
-                change_request=self.get_object(), user=request.user, reason=self.reason() or None
-            )
-        except ChangeRequestActionError as error:
-            return Response({"error": str(error)}, status=status.HTTP_400_BAD_REQUEST)
-        return self.outcome_response(outcome)
+        """The requester withdraws the request (with the default reason when it gives none)."""
+        return self.act(change_request_cancel)
 
 
 class AdminWritePermission(permissions.BasePermission):

@@ -14,16 +14,24 @@ from django.utils.timezone import now
 MAX_GROUP_TYPES_PER_PROJECT = 5
 
 
-class Event(models.Model):
-    """One captured event. `uuid` is the SDK's id for it; a resent batch does not store it twice."""
+class CapturedEvent(models.Model):
+    """The columns of an event as an SDK sent it, shared by the stored event and the outbox row."""
 
     uuid = models.UUIDField(default=uuid.uuid4, editable=False)
-    project = models.ForeignKey("accounts.Project", on_delete=models.CASCADE, related_name="events")
     event = models.CharField(max_length=400)
     distinct_id = models.CharField(max_length=200)
     timestamp = models.DateTimeField()
     properties = models.JSONField(default=dict, blank=True)
     received_at = models.DateTimeField(default=now, editable=False)
+
+    class Meta:
+        abstract = True
+
+
+class Event(CapturedEvent):
+    """One captured event. `uuid` is the SDK's id for it; a resent batch does not store it twice."""
+
+    project = models.ForeignKey("accounts.Project", on_delete=models.CASCADE, related_name="events")
 
     class Meta:
         ordering = ["-timestamp", "-id"]
@@ -55,7 +63,7 @@ class Event(models.Model):
         super().save(*args, **kwargs)
 
 
-class PendingEvent(models.Model):
+class PendingEvent(CapturedEvent):
     """An accepted event on its way to ClickHouse (`EVENTS_BACKEND=clickhouse`): the outbox.
 
     Intake commits events here, in PostgreSQL, and answers; `clickhouse_drain` moves them to
@@ -64,13 +72,7 @@ class PendingEvent(models.Model):
     event's `seq` in ClickHouse (the tie-break between events at the same instant).
     """
 
-    uuid = models.UUIDField(default=uuid.uuid4, editable=False)
     project = models.ForeignKey("accounts.Project", on_delete=models.CASCADE, related_name="pending_events")
-    event = models.CharField(max_length=400)
-    distinct_id = models.CharField(max_length=200)
-    timestamp = models.DateTimeField()
-    properties = models.JSONField(default=dict, blank=True)
-    received_at = models.DateTimeField(default=now, editable=False)
 
     class Meta:
         ordering = ["id"]

@@ -18,6 +18,7 @@ from experiments.lifecycle import (
 )
 from experiments.models import Experiment, ExperimentSavedMetric, ExperimentToSavedMetric
 from experiments.selectors import filter_by_status
+from experiments_api.admin import ServiceWrittenModelAdmin
 
 
 class SavedMetricLinkInline(admin.TabularInline):
@@ -61,7 +62,7 @@ class ExperimentStatusFilter(admin.SimpleListFilter):
 
 
 @admin.register(Experiment)
-class ExperimentAdmin(admin.ModelAdmin):
+class ExperimentAdmin(ServiceWrittenModelAdmin):
     """Experiments are changed through the API or the lifecycle actions below, never by editing
     fields here, so every change keeps the flag in step and is logged."""
 
@@ -78,15 +79,8 @@ class ExperimentAdmin(admin.ModelAdmin):
     list_filter = [ExperimentStatusFilter, "archived", "deleted", "type", "project"]
     list_select_related = ["project", "feature_flag"]
     search_fields = ["name", "description", "feature_flag__key"]
-    readonly_fields = [field.name for field in Experiment._meta.fields]
     inlines = [SavedMetricLinkInline]
     actions = ["launch", "pause", "resume", "end", "ship_variant", "reset", "archive", "unarchive"]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     @admin.display(description="status")
     def derived_status(self, experiment: Experiment) -> str:

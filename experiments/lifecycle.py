@@ -23,15 +23,15 @@ from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
 from accounts.models import User
-from activity.services import activity_log_record, changes_between, to_json_value
+from activity.services import activity_log_record, changes_between
 from approvals.gate import approval_gate
-from approvals.observer import Facet, record, state
+from approvals.observer import Facet, condition_state, report_facet
 from experiments.flag_config import shipped_filters
 from experiments.metrics import refresh_fingerprints
 from experiments.models import Experiment
 from experiments.validation import validate_flag_for_experiment
 from flags.models import FeatureFlag
-from flags.services import flag_lock, flag_snapshot, flag_write
+from flags.services import flag_apply_changes, flag_lock, flag_snapshot
 
 EXPERIMENT_ACTIVITY_SCOPE = "Experiment"
 
@@ -214,35 +214,21 @@ def patch_activity(edits: list[FieldEdit]) -> str:
     return next((edit.activity for edit in edits if edit.activity), UPDATED_ACTIVITY)
 
 
-def record_patch_facets(experiment: Experiment, before: dict[str, Any], after: dict[str, Any]) -> None:
-    """Report what a PATCH changes to the approval gate: each lifecycle edit with its own key is
-    gated by it; every other changed field by `experiment.update`."""
-    changed = {
-        field for field in after if to_json_value(before.get(field)) != to_json_value(after.get(field))
-    }
-
-    def facet(key: str, fields: set[str], description: str) -> None:
-        record(
-            Facet(
-                [key],
-                "experiment",
-                str(experiment.id),
-                description,
-                state({field: to_json_value(before.get(field)) for field in sorted(fields)}),
-                state({field: to_json_value(after.get(field)) for field in sorted(fields)}),
-            )
+def report_experiment_facet(
+    key: str, experiment_id: int | None, description: str, before: dict[str, Any], after: dict[str, Any]
+) -> None:
+    """Report an experiment change to the approval gate: `key` governs it, its conditions read the
+    `before` and `after` field values."""
+    report_facet(
+        Facet(
+            [key],
+            "experiment",
+            str(experiment_id) if experiment_id is not None else None,
+            description,
+            condition_state(before),
+            condition_state(after),
         )
-
-    for edit in patch_edits(before, {field: after[field] for field in changed}):
-        if edit.approval_key is not None:
-            facet(edit.approval_key, {edit.field}, f"{edit.label} experiment '{experiment.name}'")
-            changed.discard(edit.field)
-    if changed:
-        facet(
-            UPDATE_APPROVAL_KEY,
-            changed,
-            f"Update experiment '{experiment.name}': {', '.join(sorted(changed))}",
-        )
+    )
 
 
 def gated_transition(transition: Transition):
@@ -320,15 +306,12 @@ def record_transition(
     changes = changes_between(EXPERIMENT_ACTIVITY_SCOPE, experiment_before, lifecycle_snapshot(experiment))
     changes += changes_between("FeatureFlag", flag_before, flag_snapshot(experiment.feature_flag))
     changes += extra_changes
-    record(
-        Facet(
-            [APPROVAL_KEYS[transition]],
-            "experiment",
-            str(experiment.id),
-            f"{transition.label} experiment '{experiment.name}'",
-            state({"status": experiment_before["status"]}),
-            state({"status": experiment_status(experiment).value}),
-        )
+    report_experiment_facet(
+        APPROVAL_KEYS[transition],
+        experiment.id,
+        f"{transition.label} experiment '{experiment.name}'",
+        {"status": experiment_before["status"]},
+        {"status": experiment_status(experiment).value},
     )
     activity_log_record(
         project=experiment.project,
@@ -374,7 +357,7 @@ def start_running(
     assert_launchable(flag)
     experiment.start_date = start_date
     refresh_fingerprints(experiment)
-    flag_write(flag=flag, user=user, changes={"active": True})
+    flag_apply_changes(flag=flag, user=user, changes={"active": True})
 
 
 @gated_transition(Transition.LAUNCH)
@@ -391,7 +374,7 @@ def experiment_launch(*, experiment: Experiment, user: User | None) -> Experimen
 def experiment_pause(*, experiment: Experiment, user: User | None) -> Experiment:
     """Pause a running experiment: its flag becomes inactive, so SDKs stop assigning variants."""
     with transition_of(Transition.PAUSE, experiment, user=user) as (experiment, flag, _):
-        flag_write(flag=flag, user=user, changes={"active": False})
+        flag_apply_changes(flag=flag, user=user, changes={"active": False})
     return experiment
 
 
@@ -399,7 +382,7 @@ def experiment_pause(*, experiment: Experiment, user: User | None) -> Experiment
 def experiment_resume(*, experiment: Experiment, user: User | None) -> Experiment:
     """Resume a paused experiment: its flag becomes active again."""
     with transition_of(Transition.RESUME, experiment, user=user) as (experiment, flag, _):
-        flag_write(flag=flag, user=user, changes={"active": True})
+        flag_apply_changes(flag=flag, user=user, changes={"active": True})
     return experiment
 
 
@@ -439,7 +422,7 @@ def experiment_ship_variant(
     with transition_of(Transition.SHIP_VARIANT, experiment, user=user) as (experiment, flag, extra_changes):
         if variant_key not in flag.variant_keys:
             raise ValidationError(VARIANT_NOT_FOUND.format(variant_key=variant_key))
-        flag_write(
+        flag_apply_changes(
             flag=flag,
             user=user,
             changes={

@@ -19,7 +19,7 @@ from typing import Any, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from rest_framework.exceptions import NotFound, ValidationError
 
@@ -106,6 +106,54 @@ def experiment_metric_definitions(experiment: Experiment) -> list[dict[str, Any]
     return definitions
 
 
+def store_metric_result(
+    recalculation: ExperimentTimeseriesRecalculation | ExperimentMetricsRecalculation,
+    *,
+    metric_uuid: str,
+    fingerprint: str | None,
+    query_to: datetime,
+    result: dict[str, Any] | None,
+    error_message: str | None,
+) -> None:
+    """Store (or replace) a metric's result as of `query_to`, computed by `recalculation`; with an
+    `error_message` it is a failed result."""
+    ExperimentMetricResult.objects.update_or_create(
+        experiment_id=recalculation.experiment_id,
+        metric_uuid=metric_uuid,
+        query_to=query_to,
+        defaults={
+            "fingerprint": fingerprint,
+            "query_from": recalculation.experiment.start_date,
+            "status": (
+                ExperimentMetricResult.Status.FAILED
+                if error_message
+                else ExperimentMetricResult.Status.COMPLETED
+            ),
+            "result": result,
+            "error_message": error_message,
+            "completed_at": timezone.now(),
+            "query_id": str(recalculation.id),
+        },
+    )
+
+
+def lock_active(model: type[RecalculationModel], recalculation_id: str) -> RecalculationModel | None:
+    """The recalculation with its row locked, or None when it is gone or already finished."""
+    recalculation = model.objects.select_for_update().filter(pk=recalculation_id).first()
+    if recalculation is None or recalculation.status not in model.ACTIVE_STATUSES:
+        return None
+    return recalculation
+
+
+def recalculation_results(recalculation: ExperimentMetricsRecalculation) -> QuerySet[ExperimentMetricResult]:
+    """The stored results of a metrics recalculation's metrics as of its cutoff."""
+    return ExperimentMetricResult.objects.filter(
+        experiment_id=recalculation.experiment_id,
+        query_to=recalculation.query_to,
+        metric_uuid__in=recalculation.metric_uuids,
+    )
+
+
 # --- timeseries recalculations (the request side lives in experiments/results.py) ---
 
 
@@ -145,25 +193,14 @@ def timeseries_day_store(
 ) -> None:
     """Store one day's cumulative result (or why it could not be computed) and advance the
     recalculation's resume point, in one transaction."""
-    metric_uuid = recalculation.metric.get("uuid") or ""
     with transaction.atomic():
-        ExperimentMetricResult.objects.update_or_create(
-            experiment_id=recalculation.experiment_id,
-            metric_uuid=metric_uuid,
+        store_metric_result(
+            recalculation,
+            metric_uuid=recalculation.metric.get("uuid") or "",
+            fingerprint=recalculation.fingerprint,
             query_to=query_to,
-            defaults={
-                "fingerprint": recalculation.fingerprint,
-                "query_from": recalculation.experiment.start_date,
-                "status": (
-                    ExperimentMetricResult.Status.FAILED
-                    if error_message
-                    else ExperimentMetricResult.Status.COMPLETED
-                ),
-                "result": result,
-                "error_message": error_message,
-                "completed_at": timezone.now(),
-                "query_id": str(recalculation.id),
-            },
+            result=result,
+            error_message=error_message,
         )
         ExperimentTimeseriesRecalculation.objects.filter(pk=recalculation.pk).update(last_successful_date=day)
     recalculation.last_successful_date = day
@@ -175,13 +212,8 @@ def timeseries_recalculation_finish(
     """Complete a recalculation, or record why an attempt failed: with `final` it becomes failed,
     otherwise it stays in progress for the retry."""
     with transaction.atomic():
-        recalculation = (
-            ExperimentTimeseriesRecalculation.objects.select_for_update().filter(pk=recalculation_id).first()
-        )
-        if (
-            recalculation is None
-            or recalculation.status not in ExperimentTimeseriesRecalculation.ACTIVE_STATUSES
-        ):
+        recalculation = lock_active(ExperimentTimeseriesRecalculation, recalculation_id)
+        if recalculation is None:
             return
         recalculation.error_message = error_message
         if error_message is None:
@@ -297,25 +329,14 @@ def metrics_recalculation_store_metric(
     error_message: str | None = None,
 ) -> None:
     """Store one metric's result (or why it has none) as of the recalculation's cutoff."""
-    with transaction.atomic():
-        ExperimentMetricResult.objects.update_or_create(
-            experiment_id=recalculation.experiment_id,
-            metric_uuid=metric["uuid"],
-            query_to=recalculation.query_to,
-            defaults={
-                "fingerprint": metric.get("fingerprint"),
-                "query_from": recalculation.experiment.start_date,
-                "status": (
-                    ExperimentMetricResult.Status.FAILED
-                    if error_message
-                    else ExperimentMetricResult.Status.COMPLETED
-                ),
-                "result": result,
-                "error_message": error_message,
-                "completed_at": timezone.now(),
-                "query_id": str(recalculation.id),
-            },
-        )
+    store_metric_result(
+        recalculation,
+        metric_uuid=metric["uuid"],
+        fingerprint=metric.get("fingerprint"),
+        query_to=recalculation.query_to,
+        result=result,
+        error_message=error_message,
+    )
 
 
 def metrics_recalculation_finish(
@@ -328,23 +349,14 @@ def metrics_recalculation_finish(
     """Close a run: counts completed and failed metrics from the stored results. An error without
     `final` keeps it in progress for the retry; with `final` it fails."""
     with transaction.atomic():
-        recalculation = (
-            ExperimentMetricsRecalculation.objects.select_for_update().filter(pk=recalculation_id).first()
-        )
-        if (
-            recalculation is None
-            or recalculation.status not in ExperimentMetricsRecalculation.ACTIVE_STATUSES
-        ):
+        recalculation = lock_active(ExperimentMetricsRecalculation, recalculation_id)
+        if recalculation is None:
             return
         recalculation.error_message = error_message
         if error_message is not None and not final:
             recalculation.save(update_fields=["error_message"])
             return
-        rows = ExperimentMetricResult.objects.filter(
-            experiment_id=recalculation.experiment_id,
-            query_to=recalculation.query_to,
-            metric_uuid__in=recalculation.metric_uuids,
-        )
+        rows = recalculation_results(recalculation)
         errors = {row.metric_uuid: row.error_message for row in rows if row.status == "failed"}
         recalculation.completed_metrics = sum(1 for row in rows if row.status == "completed")
         recalculation.failed_metrics = len(errors)
@@ -382,14 +394,7 @@ def metrics_recalculation_body(
         "result_source": "recalculation",
     }
     if with_results:
-        rows = {
-            row.metric_uuid: row
-            for row in ExperimentMetricResult.objects.filter(
-                experiment_id=recalculation.experiment_id,
-                query_to=recalculation.query_to,
-                metric_uuid__in=recalculation.metric_uuids,
-            )
-        }
+        rows = {row.metric_uuid: row for row in recalculation_results(recalculation)}
         body["results"] = [metric_result_entry(uuid, rows.get(uuid)) for uuid in recalculation.metric_uuids]
     return body
 

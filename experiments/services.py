@@ -14,7 +14,6 @@ from rest_framework.exceptions import ValidationError
 from accounts.models import Project, User
 from activity.services import activity_log_record, to_json_value
 from approvals.gate import approval_gate
-from approvals.observer import Facet, record, state
 from experiments import lifecycle
 from experiments.fields import plain_field_values
 from experiments.flag_config import (
@@ -241,15 +240,12 @@ def experiment_create(
             name=experiment.name,
         )
         if start_date is not None:
-            record(
-                Facet(
-                    [lifecycle.APPROVAL_KEYS[lifecycle.Transition.LAUNCH]],
-                    "experiment",
-                    None,
-                    f"Create experiment '{name}' already launched",
-                    state({"start_date": None}),
-                    state({"start_date": to_json_value(start_date)}),
-                )
+            lifecycle.report_experiment_facet(
+                lifecycle.APPROVAL_KEYS[lifecycle.Transition.LAUNCH],
+                None,
+                f"Create experiment '{name}' already launched",
+                {"start_date": None},
+                {"start_date": to_json_value(start_date)},
             )
         if saved_metrics_ids:
             sync_saved_metric_links(

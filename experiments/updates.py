@@ -14,7 +14,7 @@ from django.db import transaction
 from rest_framework.exceptions import ValidationError
 
 from accounts.models import User
-from activity.services import activity_log_record, changes_between
+from activity.services import activity_log_record, changes_between, to_json_value
 from approvals.gate import approval_gate
 from experiments import lifecycle
 from experiments.fields import TRACKED_FIELDS, UPDATABLE_FIELDS
@@ -33,7 +33,7 @@ from experiments.validation import (
     validate_stats_config,
 )
 from flags.models import FeatureFlag
-from flags.services import flag_snapshot, flag_write
+from flags.services import flag_apply_changes, flag_snapshot
 
 # Stands for a field the experiment does not have, so no sent value can equal it.
 UNSET = object()
@@ -257,7 +257,7 @@ def update_apply(
         )
         forget_links(experiment)
     if plan.flag_changes:
-        flag_write(flag=flag, user=user, changes=plan.flag_changes)
+        flag_apply_changes(flag=flag, user=user, changes=plan.flag_changes)
     for field, value in plan.values.items():
         setattr(experiment, field, value)
     if lifecycle.patch_launches(plan.edits):
@@ -266,7 +266,7 @@ def update_apply(
         refresh_fingerprints(experiment)
     experiment.save()
     after = experiment_snapshot(experiment)
-    lifecycle.record_patch_facets(experiment, before, after)
+    update_report_facets(experiment, before, after)
     update_log_activity(
         experiment,
         user=user,
@@ -276,6 +276,34 @@ def update_apply(
         auto_orderings=plan.auto_orderings,
         flag_before=flag_before,
     )
+
+
+def update_report_facets(experiment: Experiment, before: dict[str, Any], after: dict[str, Any]) -> None:
+    """Report what a PATCH changes to the approval gate: each lifecycle edit with its own key is
+    gated by it; every other changed field by `experiment.update`."""
+    changed = {
+        field for field in after if to_json_value(before.get(field)) != to_json_value(after.get(field))
+    }
+
+    def facet(key: str, fields: set[str], description: str) -> None:
+        lifecycle.report_experiment_facet(
+            key,
+            experiment.id,
+            description,
+            {field: to_json_value(before.get(field)) for field in sorted(fields)},
+            {field: to_json_value(after.get(field)) for field in sorted(fields)},
+        )
+
+    for edit in lifecycle.patch_edits(before, {field: after[field] for field in changed}):
+        if edit.approval_key is not None:
+            facet(edit.approval_key, {edit.field}, f"{edit.label} experiment '{experiment.name}'")
+            changed.discard(edit.field)
+    if changed:
+        facet(
+            lifecycle.UPDATE_APPROVAL_KEY,
+            changed,
+            f"Update experiment '{experiment.name}': {', '.join(sorted(changed))}",
+        )
 
 
 def update_log_activity(

@@ -3,15 +3,15 @@ from typing import Any
 from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import exceptions, mixins, status, viewsets
+from rest_framework import exceptions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.models import PersonalAPIKey
 from accounts.scoping import ProjectScopedViewSetMixin
-from activity.models import ActivityLog
-from activity.pagination import activity_page_response
+from activity.pagination import RESOURCE_PAGE_PARAMETERS, activity_page_response
+from activity.selectors import item_activity
 from approvals.mixins import ApprovalHandlingMixin
 from experiments import lifecycle
 from experiments.cloning import experiment_copy_to_project, experiment_duplicate
@@ -51,7 +51,7 @@ from experiments.serializers import (
 )
 from experiments.services import experiment_create
 from experiments.updates import experiment_update
-from experiments_api.mixins import BodylessActionsMixin, ForbidDestroyModel
+from experiments_api.mixins import BodylessActionsMixin, SoftDeletedModelViewSet
 from experiments_api.pagination import MAX_OFFSET
 from experiments_api.response_cache import VersionedResponseCacheMixin
 from experiments_api.serializers import validated_body
@@ -90,12 +90,7 @@ class ExperimentViewSet(
     BodylessActionsMixin,
     ApprovalHandlingMixin,
     ProjectScopedViewSetMixin,
-    ForbidDestroyModel,
-    mixins.ListModelMixin,
-    mixins.RetrieveModelMixin,
-    mixins.CreateModelMixin,
-    mixins.UpdateModelMixin,
-    viewsets.GenericViewSet,
+    SoftDeletedModelViewSet,
 ):
     """Experiments and their lifecycle. Each experiment owns (or shares) a feature flag."""
 
@@ -401,18 +396,13 @@ class ExperimentViewSet(
         """Experimentation velocity over the last 30 days."""
         return Response(experiment_velocity_stats(self.project))
 
-    @extend_schema(
-        responses=OpenApiTypes.OBJECT,
-        parameters=[OpenApiParameter("limit", OpenApiTypes.INT), OpenApiParameter("page", OpenApiTypes.INT)],
-    )
+    @extend_schema(responses=OpenApiTypes.OBJECT, parameters=RESOURCE_PAGE_PARAMETERS)
     @action(detail=True, methods=["get"], required_scopes=["experiment:read"])
     def activity(self, request: Request, *args, **kwargs) -> Response:
-        """Activity of this experiment (including its saved-metric links)."""
+        """Activity of this experiment (without its saved-metric links)."""
         experiment = self.get_object()
-        entries = ActivityLog.objects.filter(
-            project=self.project, scope=EXPERIMENT_ACTIVITY_SCOPE, item_id=str(experiment.id)
-        ).exclude(detail__type="shared_metric")
-        return activity_page_response(entries.select_related("user").order_by("-created_at", "-id"), request)
+        entries = item_activity(project=self.project, scope=EXPERIMENT_ACTIVITY_SCOPE, item_id=experiment.id)
+        return activity_page_response(entries.exclude(detail__type="shared_metric"), request)
 
 
 class ExperimentSavedMetricViewSet(

@@ -1,23 +1,17 @@
 from django.contrib import admin
 
+from experiments_api.admin import ServiceWrittenModelAdmin
 from flags.models import Cohort, FeatureFlag
 
 
 @admin.register(FeatureFlag)
-class FeatureFlagAdmin(admin.ModelAdmin):
+class FeatureFlagAdmin(ServiceWrittenModelAdmin):
     """Read-mostly: flag changes must go through the API so validation, versioning, activity and
     approvals apply. Operators can inspect every field here."""
 
     list_display = ["key", "project", "active", "deleted", "version", "creation_context", "updated_at"]
     list_filter = ["active", "deleted", "creation_context", "project"]
     search_fields = ["key", "name"]
-    readonly_fields = [field.name for field in FeatureFlag._meta.fields]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(Cohort)

@@ -16,7 +16,7 @@ from rest_framework.exceptions import APIException, ValidationError
 from accounts.models import Project, User
 from activity.services import activity_log_changes, activity_log_record
 from approvals.gate import approval_gate
-from approvals.observer import record_flag_change
+from approvals.observer import report_flag_change
 from flags.hooks import flag_experiments
 from flags.models import FeatureFlag
 from flags.validation import FLAG_KEY_TAKEN, validate_flag_filters, validate_flag_key
@@ -156,20 +156,21 @@ def flag_create(
             activity="created",
             name=key,
         )
-        record_flag_change(
+        report_flag_change(
             flag_id=None, flag_key=key, before={"active": False, "filters": {}}, after=flag_snapshot(flag)
         )
     return flag
 
 
-def flag_write(*, flag: FeatureFlag, user: User | None, changes: dict[str, Any]) -> FeatureFlag:
-    """Apply `changes` to a flag whose row the caller has locked inside a transaction.
+def flag_apply_changes(*, flag: FeatureFlag, user: User | None, changes: dict[str, Any]) -> FeatureFlag:
+    """Apply `changes` to a flag whose row the caller has locked inside a transaction: the one
+    writer under `flag_update` (the flags API's gated update) and every experiment or holdout change.
 
     Validates, enforces PostHog's delete/disable dependency rules, increments `version`, saves and
     records activity. Unchanged values are no-ops (no version bump, no activity entry)."""
     unknown = set(changes) - FLAG_WRITABLE_FIELDS
     if unknown:
-        raise ValueError(f"flag_write cannot change {sorted(unknown)}")
+        raise ValueError(f"flag_apply_changes cannot change {sorted(unknown)}")
     project = flag.project
     before = flag_snapshot(flag)
     updates = dict(changes)
@@ -234,7 +235,7 @@ def flag_write(*, flag: FeatureFlag, user: User | None, changes: dict[str, Any])
     except IntegrityError:
         raise ValidationError(FLAG_KEY_TAKEN, code="unique") from None
 
-    record_flag_change(flag_id=flag.id, flag_key=flag.key, before=before, after=after)
+    report_flag_change(flag_id=flag.id, flag_key=flag.key, before=before, after=after)
     activity = "updated"
     if deleting:
         activity = "deleted"
@@ -268,7 +269,7 @@ def flag_update(
     expected_version: int | None = None,
     original_flag: dict[str, Any] | None = None,
 ) -> FeatureFlag:
-    """Update a flag from the flags API: lock, check for a concurrent edit, then `flag_write`.
+    """Update a flag from the flags API: lock, check for a concurrent edit, then `flag_apply_changes`.
 
     As PostHog: when the caller sends the `version` it read plus the `original_flag` it edited, a
     field it changes that someone else also changed since is a 409 conflict."""
@@ -289,4 +290,4 @@ def flag_update(
                     f"The feature flag was updated by {editor} since you started editing it. "
                     "Please refresh and try again."
                 )
-        return flag_write(flag=locked, user=user, changes=changes)
+        return flag_apply_changes(flag=locked, user=user, changes=changes)

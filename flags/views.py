@@ -2,7 +2,7 @@ from django.db.models import QuerySet
 from django.http import HttpResponse
 from django.utils.http import parse_etags
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -10,10 +10,10 @@ from rest_framework.response import Response
 
 from accounts.project_tokens import delivery_project_for_token
 from accounts.scoping import ProjectScopedViewSetMixin
-from activity.models import ActivityLog
-from activity.pagination import activity_page_response
+from activity.pagination import RESOURCE_PAGE_PARAMETERS, activity_page_response
+from activity.selectors import item_activity
 from approvals.mixins import ApprovalHandlingMixin
-from experiments_api.mixins import ForbidDestroyModel
+from experiments_api.mixins import SoftDeletedModelViewSet
 from experiments_api.response_cache import VersionedResponseCacheMixin
 from flags.definitions import project_flag_definitions
 from flags.filters import FeatureFlagFilter
@@ -29,12 +29,7 @@ class FeatureFlagViewSet(
     VersionedResponseCacheMixin,
     ApprovalHandlingMixin,
     ProjectScopedViewSetMixin,
-    ForbidDestroyModel,
-    mixins.ListModelMixin,
-    mixins.RetrieveModelMixin,
-    mixins.CreateModelMixin,
-    mixins.UpdateModelMixin,
-    viewsets.GenericViewSet,
+    SoftDeletedModelViewSet,
 ):
     """Feature flags. Soft delete with `PATCH {"deleted": true}`; DELETE answers 405."""
 
@@ -95,17 +90,13 @@ class FeatureFlagViewSet(
         response["Cache-Control"] = "private, must-revalidate"
         return response
 
-    @extend_schema(
-        responses=OpenApiTypes.OBJECT,
-        parameters=[OpenApiParameter("limit", OpenApiTypes.INT), OpenApiParameter("page", OpenApiTypes.INT)],
-    )
+    @extend_schema(responses=OpenApiTypes.OBJECT, parameters=RESOURCE_PAGE_PARAMETERS)
     @action(detail=True, methods=["get"], required_scopes=["activity_log:read"])
     def activity(self, request: Request, *args, **kwargs) -> Response:
         flag = self.get_object()
-        entries = ActivityLog.objects.filter(
-            project=self.project, scope=FLAG_ACTIVITY_SCOPE, item_id=str(flag.id)
-        ).select_related("user")
-        return activity_page_response(entries.order_by("-created_at", "-id"), request)
+        return activity_page_response(
+            item_activity(project=self.project, scope=FLAG_ACTIVITY_SCOPE, item_id=flag.id), request
+        )
 
 
 class CohortViewSet(

@@ -9,9 +9,9 @@ from django.db import transaction
 from accounts.models import Project, User
 from activity.services import activity_log_changes, activity_log_record
 from approvals.gate import approval_gate
-from approvals.observer import Facet, record
+from approvals.observer import Facet, report_facet
 from flags.models import FeatureFlag
-from flags.services import flag_lock, flag_write
+from flags.services import flag_apply_changes, flag_lock
 from holdouts.models import ExperimentHoldout
 from holdouts.validation import with_holdout_variant
 
@@ -33,7 +33,7 @@ def linked_flags(holdout: ExperimentHoldout) -> list[FeatureFlag]:
 def set_flag_holdout(flag: FeatureFlag, user: User | None, holdout_filter: dict | None) -> None:
     filters = deepcopy(flag.filters or {})
     filters["holdout"] = holdout_filter
-    flag_write(flag=flag, user=user, changes={"filters": filters})
+    flag_apply_changes(flag=flag, user=user, changes={"filters": filters})
 
 
 def holdout_create(
@@ -62,11 +62,11 @@ HOLDOUT_UPDATE_KEYS = ["experiment_holdout.update", "experiment.update"]
 HOLDOUT_DELETE_KEYS = ["experiment_holdout.delete", "experiment.update"]
 
 
-def record_holdout_facet(
+def report_holdout_facet(
     keys: list[str], holdout: ExperimentHoldout, before: Any, after: Any, description: str
 ) -> None:
     """Report a change of the holdout's exclusion share (the first condition's rollout)."""
-    record(
+    report_facet(
         Facet(
             [*keys, "feature_flag.update"],
             "experiment_holdout",
@@ -105,7 +105,7 @@ def holdout_update(
             for flag in linked_flags(holdout):
                 set_flag_holdout(flag, user, holdout.flag_holdout_filter())
         if holdout.exclusion_percentage != exclusion_before:
-            record_holdout_facet(
+            report_holdout_facet(
                 HOLDOUT_UPDATE_KEYS,
                 holdout,
                 exclusion_before,
@@ -139,7 +139,7 @@ def holdout_delete(*, holdout: ExperimentHoldout, user: User | None) -> None:
         holdout = ExperimentHoldout.objects.select_for_update().get(pk=holdout.pk)
         for flag in linked_flags(holdout):
             set_flag_holdout(flag, user, None)
-        record_holdout_facet(
+        report_holdout_facet(
             HOLDOUT_DELETE_KEYS,
             holdout,
             holdout.exclusion_percentage,

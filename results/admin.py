@@ -18,7 +18,7 @@ admin.site.unregister(Experiment)
 
 @admin.register(Experiment)
 class ExperimentWithResultsAdmin(ExperimentAdmin):
-    readonly_fields = ["results", *ExperimentAdmin.readonly_fields]
+    readonly_fields = ["results"]
     actions = [*ExperimentAdmin.actions, "recalculate_results"]
 
     @admin.display(description="Results")
