@@ -13,7 +13,7 @@ from django.utils import timezone
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
-from accounts.identity import key_with_access, project_id_from_url
+from accounts.identity import key_used, key_with_access, project_id_from_url
 from accounts.models import PersonalAPIKey, User
 from accounts.services import personal_api_key_digest
 
@@ -76,6 +76,7 @@ class PersonalAPIKeyAuthentication(authentication.BaseAuthentication):
         if key.last_used_at is None or now - key.last_used_at > LAST_USED_WRITE_INTERVAL:
             PersonalAPIKey.objects.filter(pk=key.pk).update(last_used_at=now)
             key.last_used_at = now
+            key_used(key.secure_value, now)
 
     def authenticate_header(self, request: Request) -> str:
         return self.keyword
