@@ -12,8 +12,9 @@ test holds the two together).
 
 from __future__ import annotations
 
+import datetime as dt
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,9 @@ from flags.evaluation import (
     EvaluationContext,
     FlagResult,
     ReasonCode,
+    Unmatchable,
+    _booleanish,
+    _to_text,
     evaluate_flag,
     holdout_variant,
     match_property,
@@ -29,11 +33,14 @@ from flags.evaluation import (
     variant_hash,
 )
 
+# Whether one property filter matches the user's properties (the second argument is the clock).
+PropertyTest = Callable[[Mapping[str, Any], Callable[[], dt.datetime]], bool]
+
 
 @dataclass(frozen=True, slots=True)
 class CompiledCondition:
     index: int
-    properties: tuple[Mapping[str, Any], ...]
+    property_tests: tuple[PropertyTest, ...]
     # None: everyone passes the rollout; else the share (0–1) that passes.
     rollout: float | None
     # A rollout that is not a finite number never matches (the general evaluator's rule).
@@ -78,18 +85,23 @@ class CompiledFlag:
         properties = context.person_properties
         now = context.now
         best_reason, best_index = ReasonCode.NO_CONDITION_MATCH, None
+        # The rollout hash depends on the flag and the user only: computed once, when first needed.
+        bucket = None
         for condition in self.conditions:
             outcome = None
-            for property_filter in condition.properties:
-                if not match_property(property_filter, properties, now=now):
+            for matches in condition.property_tests:
+                if not matches(properties, now):
                     outcome = ReasonCode.NO_CONDITION_MATCH
                     break
             if outcome is None:
                 rollout = condition.rollout
                 if condition.rollout_invalid:
                     outcome = ReasonCode.NO_CONDITION_MATCH
-                elif rollout is not None and rollout_hash(key, identifier) > rollout:
-                    outcome = ReasonCode.OUT_OF_ROLLOUT_BOUND
+                elif rollout is not None:
+                    if bucket is None:
+                        bucket = rollout_hash(key, identifier)
+                    if bucket > rollout:
+                        outcome = ReasonCode.OUT_OF_ROLLOUT_BOUND
             if outcome is None:
                 override = condition.variant_override
                 variant = override if override is not None else self._variant(identifier)
@@ -126,6 +138,45 @@ def _number(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
+def _property_test(property_filter: Mapping[str, Any]) -> PropertyTest:
+    """The filter as a test. `exact` and `is_not` against text values (the commonest filters) become
+    a set lookup of the property's text form; every other filter is tested by `match_property`."""
+    operator = property_filter.get("operator") or "exact"
+    key = property_filter.get("key")
+    expected = property_filter.get("value")
+    if (
+        operator in ("exact", "is_not")
+        and isinstance(key, str)
+        and expected != []
+        and not _booleanish(expected)
+    ):
+        candidates = expected if isinstance(expected, list) else [expected]
+        try:
+            texts = frozenset(_to_text(candidate).lower() for candidate in candidates)
+        except (Unmatchable, RecursionError):
+            texts = None
+        if texts is not None:
+            return _text_test(key, texts, negated=operator == "is_not")
+
+    def general(properties: Mapping[str, Any], now: Callable[[], dt.datetime]) -> bool:
+        return match_property(property_filter, properties, now=now)
+
+    return general
+
+
+def _text_test(key: str, texts: frozenset[str], *, negated: bool) -> PropertyTest:
+    def matches(properties: Mapping[str, Any], now: Callable[[], dt.datetime]) -> bool:
+        if key not in properties:
+            return False
+        try:
+            found = _to_text(properties[key]).lower() in texts
+        except (Unmatchable, RecursionError):
+            return False
+        return found != negated
+
+    return matches
+
+
 def _compiled_condition(
     index: int, condition: Mapping[str, Any], variant_keys: set[str]
 ) -> CompiledCondition | None:
@@ -133,20 +184,20 @@ def _compiled_condition(
     if condition.get("aggregation_group_type_index") is not None:
         return None
     raw_properties = condition.get("properties")
-    properties: tuple[Mapping[str, Any], ...] = ()
+    property_tests: tuple[PropertyTest, ...] = ()
     if isinstance(raw_properties, list) and raw_properties:
         if any(
             not isinstance(item, Mapping) or item.get("type") in ("cohort", "flag") for item in raw_properties
         ):
             return None
-        properties = tuple(raw_properties)
+        property_tests = tuple(_property_test(item) for item in raw_properties)
     raw_rollout = condition.get("rollout_percentage")
     percentage = _number(raw_rollout) if raw_rollout is not None else None
     rollout = percentage / 100 if percentage is not None and percentage < 100 else None
     override = condition.get("variant")
     return CompiledCondition(
         index,
-        properties,
+        property_tests,
         rollout,
         raw_rollout is not None and percentage is None,
         override if isinstance(override, str) and override in variant_keys else None,
