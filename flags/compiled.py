@@ -15,10 +15,12 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from hashlib import sha1
 from typing import Any
 
 from flags.evaluation import (
+    HASH_SCALE,
     REASON_PRIORITY,
     EvaluationContext,
     FlagResult,
@@ -29,7 +31,6 @@ from flags.evaluation import (
     evaluate_flag,
     holdout_variant,
     match_property,
-    rollout_hash,
     variant_hash,
 )
 
@@ -60,6 +61,11 @@ class CompiledFlag:
     payloads: Mapping[str, Any] | None = None
     has_holdout: bool = False
     early_exit: bool = False
+    # `rollout_hash`'s input before the user's identifier, encoded once.
+    hash_prefix: bytes = b""
+    # Results by outcome (reason, condition index, variant): immutable, so shared by every user
+    # with the same outcome instead of built per request.
+    results: dict[tuple, FlagResult] = field(default_factory=dict)
 
     def evaluate(self, context: EvaluationContext) -> FlagResult:
         known = context.memo.get(self.key)
@@ -72,16 +78,13 @@ class CompiledFlag:
         return result
 
     def _evaluate(self, context: EvaluationContext) -> FlagResult:
-        key = self.key
         if not self.active:
-            return FlagResult(key, False, None, ReasonCode.FLAG_DISABLED)
+            return self._result(ReasonCode.FLAG_DISABLED, None, None, None)
         identifier = context.distinct_id
         if self.has_holdout:
             held_out = holdout_variant(self.definition, identifier)
             if held_out is not None:
-                return FlagResult(
-                    key, True, held_out, ReasonCode.HOLDOUT_CONDITION_VALUE, None, self._payload(held_out)
-                )
+                return self._result(ReasonCode.HOLDOUT_CONDITION_VALUE, None, held_out, held_out)
         properties = context.person_properties
         now = context.now
         best_reason, best_index = ReasonCode.NO_CONDITION_MATCH, None
@@ -99,25 +102,32 @@ class CompiledFlag:
                     outcome = ReasonCode.NO_CONDITION_MATCH
                 elif rollout is not None:
                     if bucket is None:
-                        bucket = rollout_hash(key, identifier)
+                        bucket = _rollout_bucket(self.hash_prefix, identifier)
                     if bucket > rollout:
                         outcome = ReasonCode.OUT_OF_ROLLOUT_BOUND
             if outcome is None:
                 override = condition.variant_override
                 variant = override if override is not None else self._variant(identifier)
-                return FlagResult(
-                    key,
-                    True,
-                    variant,
-                    ReasonCode.CONDITION_MATCH,
-                    condition.index,
-                    self._payload(variant or "true"),
-                )
+                return self._result(ReasonCode.CONDITION_MATCH, condition.index, variant, variant or "true")
             if best_index is None or REASON_PRIORITY[outcome] > REASON_PRIORITY[best_reason]:
                 best_reason, best_index = outcome, condition.index
             if outcome == ReasonCode.OUT_OF_ROLLOUT_BOUND and self.early_exit:
                 break
-        return FlagResult(key, False, None, best_reason, best_index)
+        return self._result(best_reason, best_index, None, None)
+
+    def _result(
+        self, reason: ReasonCode, index: int | None, variant: str | None, payload_key: str | None
+    ) -> FlagResult:
+        """The result for this outcome; enabled (with the payload under `payload_key`) when the
+        payload key is given."""
+        outcome = (reason, index, variant)
+        result = self.results.get(outcome)
+        if result is None:
+            enabled = payload_key is not None
+            payload = self._payload(payload_key) if enabled else None
+            result = FlagResult(self.key, enabled, variant, reason, index, payload)
+            self.results[outcome] = result
+        return result
 
     def _variant(self, identifier: str) -> str | None:
         if not self.variants:
@@ -168,8 +178,11 @@ def _text_test(key: str, texts: frozenset[str], *, negated: bool) -> PropertyTes
     def matches(properties: Mapping[str, Any], now: Callable[[], dt.datetime]) -> bool:
         if key not in properties:
             return False
+        value = properties[key]
+        if isinstance(value, str):
+            return (value.lower() in texts) != negated
         try:
-            found = _to_text(properties[key]).lower() in texts
+            found = _to_text(value).lower() in texts
         except (Unmatchable, RecursionError):
             return False
         return found != negated
@@ -252,7 +265,15 @@ def compile_flag(definition: Mapping[str, Any]) -> CompiledFlag:
         payloads=payloads if isinstance(payloads, Mapping) else None,
         has_holdout=isinstance(filters.get("holdout"), Mapping),
         early_exit=filters.get("early_exit") is True,
+        hash_prefix=f"{key}.".encode(),
     )
+
+
+def _rollout_bucket(prefix: bytes, identifier: str) -> float:
+    """`rollout_hash` with the flag's part encoded beforehand: the first 15 hex digits of the SHA-1
+    are the first 60 bits of its digest."""
+    digest = sha1(prefix + identifier.encode()).digest()
+    return (int.from_bytes(digest[:8], "big") >> 4) / HASH_SCALE
 
 
 def evaluate_compiled_flags(
