@@ -147,9 +147,7 @@ def _evaluate_request(request: HttpRequest, *, from_decide: bool) -> dict[str, A
     context_args = _context_arguments(payload)
     definitions = project_flag_definitions(project)
     requested = _requested_keys(payload)
-    flags = definitions.compiled_flags
-    if requested is not None:
-        flags = [flag for flag in flags if flag.key in requested]
+    flags = definitions.compiled_flags if requested is None else definitions.compiled_flags_named(requested)
     context = EvaluationContext(
         group_type_mapping=definitions.group_type_mapping,
         cohorts=definitions.cohorts,
