@@ -1,10 +1,7 @@
-import hmac
 from collections.abc import Callable
-from types import SimpleNamespace
 
-from django.conf import settings
 from django.db.models import Prefetch, QuerySet
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, mixins, permissions, status, viewsets
@@ -14,16 +11,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.authentication import BEARER_PATTERN, PersonalAPIKeyAuthentication
-from accounts.identity import identity_memo, key_with_access
+from accounts.authentication import PersonalAPIKeyAuthentication
+from accounts.fast_reads import key_call, rate_limit_refusal
+from accounts.identity import identity_memo
 from accounts.models import OrganizationMembership, PersonalAPIKey, Project, User
 from accounts.permissions import UNSUPPORTED_MESSAGE
 from accounts.representations import me
 from accounts.scopes import scopes_grant
 from accounts.scoping import CURRENT, resolve_project_for_user
 from accounts.serializers import MeSerializer, PersonalAPIKeySerializer, ProjectSerializer
-from accounts.services import personal_api_key_create, personal_api_key_digest, personal_api_key_roll
-from experiments_api.errors import envelope_for
+from accounts.services import personal_api_key_create, personal_api_key_roll
 from experiments_api.mixins import BodylessActionsMixin
 
 
@@ -91,16 +88,13 @@ ME_SCOPE = "user:read"
 ME_MEMO_KEY = "me-body"
 # What the DRF view adds to every answer of `@me`.
 ME_HEADERS = {"Vary": "Accept", "Allow": "GET, HEAD, OPTIONS"}
-JSON_ACCEPTS = ("", "*/*", "application/json")
 
 
 def me_view(through_drf: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """`GET /api/users/@me/` answered without DRF's dispatch for the common call — a personal API
-    key in the Authorization header, a JSON answer, no query string — from the body kept with the
-    key's cached identity (`accounts.identity`), so valid exactly as long as the identity version.
-    Authentication, the `user:read` scope and the rate limits are checked as the DRF view checks
-    them; anything else (sessions, other methods, the browsable API, every refusal but a rate
-    limit) is handed to `through_drf`, the router's view, unchanged."""
+    """`GET /api/users/@me/` answered without DRF's dispatch for the common call (see
+    `accounts.fast_reads`) from the body kept with the key's cached identity, so valid exactly as
+    long as the identity version. Calls with a query string, and all the others, are handed to
+    `through_drf`, the router's view, unchanged."""
 
     @csrf_exempt
     def view(request: HttpRequest, *args, **kwargs) -> HttpResponse:
@@ -111,53 +105,21 @@ def me_view(through_drf: Callable[..., HttpResponse]) -> Callable[..., HttpRespo
 
 
 def _me_fast_answer(request: HttpRequest) -> HttpResponse | None:
-    if (
-        request.method != "GET"
-        or request.META.get("QUERY_STRING")
-        or request.META.get("HTTP_ACCEPT", "").strip() not in JSON_ACCEPTS
-    ):
+    call = None if request.META.get("QUERY_STRING") else key_call(request, None)
+    if call is None or not scopes_grant(call.key.effective_scopes, ME_SCOPE):
         return None
-    bearer = BEARER_PATTERN.match(request.META.get("HTTP_AUTHORIZATION", ""))
-    if bearer is None or bearer.group(1).startswith("phs_"):
-        return None
-    digest = personal_api_key_digest(bearer.group(1))
-    found = key_with_access(digest, None)
-    if found is None or not hmac.compare_digest(found[0].secure_value, digest):
-        return None
-    key = found[0]
-    if not scopes_grant(key.effective_scopes, ME_SCOPE):
-        return None
-    refused = _rate_limit_refusal(key)
+    key = call.key
+    refused = rate_limit_refusal(key, UserViewSet.throttle_classes, ME_HEADERS)
     if refused is not None:
         return refused
     PersonalAPIKeyAuthentication.touch(key)
-    memo = identity_memo(digest)
+    memo = identity_memo(call.digest)
     body = memo.get(ME_MEMO_KEY) if memo is not None else None
     if body is None:
         body = JSONRenderer().render(me(user_for_me(key.user_id), key))
         if memo is not None:
             memo[ME_MEMO_KEY] = body
     response = HttpResponse(body, content_type="application/json")
-    for name, value in ME_HEADERS.items():
-        response[name] = value
-    return response
-
-
-def _rate_limit_refusal(key: PersonalAPIKey) -> HttpResponse | None:
-    """The 429 the DRF view would answer when one of the key's rate limits is spent, else None
-    (every limit is counted, as DRF counts them)."""
-    if not settings.RATE_LIMIT_ENABLED:
-        return None
-    waits = []
-    for throttle in (throttle_class() for throttle_class in UserViewSet.throttle_classes):
-        if not throttle.allow_request(SimpleNamespace(auth=key), None):
-            waits.append(throttle.wait())
-    if not waits:
-        return None
-    refusal = exceptions.Throttled(max((wait for wait in waits if wait is not None), default=None))
-    response = JsonResponse(envelope_for(refusal), status=429, json_dumps_params={"separators": (",", ":")})
-    if refusal.wait:
-        response["Retry-After"] = str(int(refusal.wait))
     for name, value in ME_HEADERS.items():
         response[name] = value
     return response

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from accounts.fast_reads import with_cached_reads
 from accounts.views import PersonalAPIKeyViewSet, ProjectViewSet, UserViewSet, me_view
 from activity.views import ActivityLogViewSet
 from approvals.views import ApprovalPolicyViewSet, ChangeRequestViewSet
@@ -57,7 +58,8 @@ urlpatterns = [
         me_view(next(url.callback for url in router.urls if url.name == "user-detail")),
         name="me",
     ),
-    path("api/", include(router.urls)),
+    # Cached lists and retrieves are answered before DRF's dispatch (accounts/fast_reads.py).
+    path("api/", include(with_cached_reads(router.urls))),
     re_path(r"^api/", api_endpoint_not_found),
 ]
 
