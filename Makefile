@@ -1,5 +1,5 @@
 # Two commands: `make run` serves a demo on http://127.0.0.1:8000 with a results worker beside it,
-# `make test` runs lint and the test suite against PostgreSQL. Both create .venv themselves; only Python 3.11 is needed.
+# `make test` runs lint (ruff, lint-imports) and the test suite against PostgreSQL. Both create .venv themselves; only Python 3.11 is needed.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -42,11 +42,13 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	scripts/with_postgres.sh experiments_api $(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: $(VENV)/.installed-dev
 	$(BIN)/ruff check --fix .
@@ -57,7 +59,7 @@ migrate: $(VENV)/.installed
 	$(BIN)/python manage.py migrate --noinput
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache staticfiles *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache .import_linter_cache staticfiles *.egg-info
 
 bench: $(VENV)/.installed-dev
 	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = "0" ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; } || { echo "make bench needs wrk (apt-get install wrk)"; exit 2; }

@@ -16,10 +16,10 @@ from rest_framework.request import Request
 from accounts.identity import key_used, key_with_access, project_id_from_url
 from accounts.models import PersonalAPIKey, User
 from accounts.services import personal_api_key_digest
+from experiments_api.serializers import PERSONAL_API_KEY_FIELD
 
 BEARER_PATTERN = re.compile(r"^\s*Bearer\s+(\S.*?)\s*$", re.IGNORECASE)
 LAST_USED_WRITE_INTERVAL = timedelta(hours=1)
-PERSONAL_API_KEY_FIELD = "personal_api_key"
 
 
 def find_personal_api_key(request: Request) -> tuple[str, str] | None:

@@ -6,7 +6,7 @@ from rest_framework import serializers
 from accounts.models import Organization, OrganizationMembership, PersonalAPIKey, Project, User
 from accounts.representations import me, user_basic
 from accounts.scopes import is_valid_scope
-from experiments_api.serializers import StrictFieldsMixin
+from experiments_api.serializers import UnknownFieldHandlingMixin
 
 
 class UserBasicSerializer(serializers.ModelSerializer):
@@ -117,7 +117,7 @@ class MeSerializer(serializers.ModelSerializer):
         return me(user, key)
 
 
-class PersonalAPIKeySerializer(StrictFieldsMixin, serializers.ModelSerializer):
+class PersonalAPIKeySerializer(UnknownFieldHandlingMixin, serializers.ModelSerializer):
     """A key as the owner sees it. `value` carries the raw secret only in create and roll responses."""
 
     value = serializers.SerializerMethodField()

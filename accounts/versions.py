@@ -3,14 +3,14 @@
 Two counters live in the project's `FlagDefinitionsVersion` row:
 - `version` moves with what SDKs receive (flags, cohorts, group types, an experiment's link to its
   flag); the flag definitions caches are keyed by it;
-- `data_version` moves with anything the management API serves from the project (the models in
-  `PROJECT_DATA_MODELS`, and users and memberships of its organization, whose names and access
-  levels appear in bodies); cached list and retrieve answers are keyed by it.
+- `data_version` moves with anything the management API serves from the project (the models their
+  apps register with `watch_project_data`, and users and memberships of its organization, whose
+  names and access levels appear in bodies); cached list and retrieve answers are keyed by it.
 
 Both are bumped by signals, which run inside the writing transaction: the counter and the rows
 commit together or not at all, and a failed bump fails the write. Writes that send no signals
 (`QuerySet.update()`, `bulk_create()`, raw SQL) must call `project_data_changed` themselves.
-A model whose rows appear in a cached answer must be listed here, or its changes would be served
+A model whose rows appear in a cached answer must be registered, or its changes would be served
 stale until something else moves the counter.
 """
 
@@ -19,53 +19,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from django.apps import apps
 from django.db import IntegrityError, models, transaction
 from django.db.models import F
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
 from accounts.models import FlagDefinitionsVersion, OrganizationMembership, Project, User
 
-# (app label, model name, moves the flag definitions too, how to find the row's project id)
-PROJECT_DATA_MODELS: list[tuple[str, str, bool, Callable[[Any], int | None]]] = []
 
-
-def _own_project(instance: Any) -> int | None:
+def row_project(instance: Any) -> int | None:
+    """The project of a row with a `project` foreign key."""
     return getattr(instance, "project_id", None)
-
-
-def _experiments_project(instance: Any) -> int | None:
-    experiment_id = getattr(instance, "experiment_id", None)
-    if experiment_id is None:
-        return None
-    experiment = apps.get_model("experiments", "Experiment")
-    return experiment._default_manager.filter(pk=experiment_id).values_list("project_id", flat=True).first()
-
-
-def _change_requests_project(instance: Any) -> int | None:
-    change_request = apps.get_model("approvals", "ChangeRequest")
-    return (
-        change_request._default_manager.filter(pk=instance.change_request_id)
-        .values_list("project_id", flat=True)
-        .first()
-    )
-
-
-PROJECT_DATA_MODELS += [
-    ("flags", "FeatureFlag", True, _own_project),
-    ("flags", "Cohort", True, _own_project),
-    ("events", "GroupTypeMapping", True, _own_project),
-    # Linking a flag to an experiment changes the flag's `has_experiment`.
-    ("experiments", "Experiment", True, _own_project),
-    ("experiments", "ExperimentSavedMetric", False, _own_project),
-    ("experiments", "ExperimentToSavedMetric", False, _experiments_project),
-    ("experiments", "ExperimentMetricResult", False, _experiments_project),
-    ("experiments", "ExperimentTimeseriesRecalculation", False, _own_project),
-    ("holdouts", "ExperimentHoldout", False, _own_project),
-    ("approvals", "ApprovalPolicy", False, _own_project),
-    ("approvals", "ChangeRequest", False, _own_project),
-    ("approvals", "Approval", False, _change_requests_project),
-]
 
 
 def project_versions_bump(project_ids: Iterable[int], *, flag_definitions: bool) -> None:
@@ -131,22 +94,26 @@ def _on_user_changed(
     project_versions_bump(list(project_ids), flag_definitions=False)
 
 
+def watch_project_data(
+    model: type[models.Model],
+    *,
+    moves_flag_definitions: bool,
+    project_of: Callable[[Any], int | None] = row_project,
+) -> None:
+    """Bump the project's counters whenever a row of `model` is saved or deleted, or its
+    many-to-many links change; `moves_flag_definitions` when SDKs receive what it holds. Called by
+    the app that defines `model`, from its `AppConfig.ready()`: accounts imports no app above it."""
+    receiver = _on_project_row_changed(moves_flag_definitions, project_of)
+    uid = f"project-versions-{model._meta.label}"
+    post_save.connect(receiver, sender=model, weak=False, dispatch_uid=uid)
+    post_delete.connect(receiver, sender=model, weak=False, dispatch_uid=f"{uid}-delete")
+    for field in model._meta.many_to_many:
+        m2m_changed.connect(_on_links_changed, sender=field.remote_field.through, dispatch_uid=f"{uid}-m2m")
+
+
 def connect_project_data_signals() -> None:
-    """Watch every model whose rows shape what a project's caches hold (from `AccountsConfig.ready`;
-    the apps that define them sit above accounts and are looked up by name, never imported)."""
-    for app_label, model_name, flag_definitions, project_of in PROJECT_DATA_MODELS:
-        try:
-            model = apps.get_model(app_label, model_name)
-        except LookupError:
-            continue
-        receiver = _on_project_row_changed(flag_definitions, project_of)
-        uid = f"project-versions-{app_label}.{model_name}"
-        post_save.connect(receiver, sender=model, weak=False, dispatch_uid=uid)
-        post_delete.connect(receiver, sender=model, weak=False, dispatch_uid=f"{uid}-delete")
-        for field in model._meta.many_to_many:
-            m2m_changed.connect(
-                _on_links_changed, sender=field.remote_field.through, dispatch_uid=f"{uid}-m2m"
-            )
+    """Watch the users and memberships of a project's organization, whose names and access levels
+    appear in bodies (from `AccountsConfig.ready`; the other apps call `watch_project_data`)."""
     post_save.connect(
         _on_membership_changed, sender=OrganizationMembership, dispatch_uid="project-versions-m"
     )

@@ -26,6 +26,7 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from accounts.models import OrganizationMembership, Project, User
+from approvals.actions import gated_action
 from approvals.conditions import conditions_match
 from approvals.models import ApprovalPolicy, ChangeRequest
 from approvals.observer import Facet, Recorder, current_recorder
@@ -35,6 +36,8 @@ POLICY_CONFLICT_GUIDANCE = "Split your changes into separate API calls to addres
 DUPLICATE_MESSAGE = "A pending approval request already exists for this action"
 PENDING_FROM_OTHERS = "A change request has been created and is pending approval from others."
 PENDING = "A change request has been created and is pending approval."
+RESOURCE_GONE = "Resource no longer exists"
+RESOURCE_MODIFIED = "Resource has been modified since this change request was created"
 
 
 class ApprovalRequired(Exception):
@@ -208,10 +211,10 @@ def stale_reason(preconditions: dict[str, Any]) -> str | None:
         apps.get_model(preconditions["model"])._default_manager.filter(pk=preconditions["pk"]).first()
     )
     if not current:
-        return "Resource no longer exists"
+        return RESOURCE_GONE
     for key in ("version", "updated_at", "feature_flag_version"):
         if key in preconditions and current.get(key) != preconditions[key]:
-            return "Resource has been modified since this change request was created"
+            return RESOURCE_MODIFIED
     return None
 
 
@@ -379,17 +382,6 @@ def policy_snapshot(policy: ApprovalPolicy) -> dict[str, Any]:
     }
 
 
-def merged_intent(facets: list[Facet]) -> dict[str, Any]:
-    intent: dict[str, Any] = {"current_state": {}, "gated_changes": {}, "triggered_paths": []}
-    for facet in facets:
-        part = facet.intent()
-        for key in ("current_state", "gated_changes"):
-            for field_name, entries in part[key].items():
-                intent[key].setdefault(field_name, []).extend(entries)
-        intent["triggered_paths"] = sorted({*intent["triggered_paths"], *part["triggered_paths"]})
-    return intent
-
-
 def change_request_for(
     service: GatedService,
     kwargs: dict[str, Any],
@@ -398,13 +390,11 @@ def change_request_for(
     preconditions: dict[str, Any],
 ) -> ApprovalRequired:
     """Store the change request for a blocked call (or find the open one) and build the exception."""
-    from approvals.actions import ACTIONS
-
     policy = decision.policy
     resource = service.resource(kwargs)
     resource_id = str(resource.pk) if resource is not None and resource.pk is not None else None
     user = kwargs.get("user")
-    action = ACTIONS[policy.action_key]
+    action = gated_action(policy.action_key)
     with transaction.atomic():
         # A create has no resource yet, so two different creates are never duplicates of each other.
         existing = (

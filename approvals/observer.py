@@ -64,6 +64,17 @@ def state(values: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     return {name: [{"path": name, "value": value}] for name, value in values.items()}
 
 
+def merged_intent(facets: list[Facet]) -> dict[str, Any]:
+    intent: dict[str, Any] = {"current_state": {}, "gated_changes": {}, "triggered_paths": []}
+    for facet in facets:
+        part = facet.intent()
+        for key in ("current_state", "gated_changes"):
+            for field_name, entries in part[key].items():
+                intent[key].setdefault(field_name, []).extend(entries)
+        intent["triggered_paths"] = sorted({*intent["triggered_paths"], *part["triggered_paths"]})
+    return intent
+
+
 def rollout_values(filters: dict[str, Any] | None) -> list[dict[str, Any]]:
     """Every rollout a flag's filters carry, by path: release conditions, variants and holdout."""
     filters = filters or {}

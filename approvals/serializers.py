@@ -6,25 +6,15 @@ from rest_framework import serializers
 
 from accounts.models import OrganizationMembership
 from accounts.serializers import UserBasicSerializer
-from approvals.actions import ACTIONS
+from approvals.actions import gated_action_keys
 from approvals.models import QUORUM_EXCEEDS_APPROVERS, Approval, ApprovalPolicy, ChangeRequest
-from experiments_api.serializers import ActionBodySerializer, StrictFieldsMixin
+from approvals.services import approver_refusal
+from experiments_api.serializers import ActionBodySerializer, UnknownFieldHandlingMixin
 
 QUORUM_AT_LEAST_ONE = "Quorum must be at least 1"
 CONDITIONS_NOT_AN_OBJECT = "Conditions must be an object."
 CONDITION_NOT_AN_OBJECT = "Each condition in a list of conditions must be an object."
 POLICY_EXISTS = "A policy for this action already exists. You can edit the existing policy instead."
-
-
-def can_approve(change_request: ChangeRequest, user_id: int | None) -> bool:
-    """The approver rule without the state check: in the snapshot's approvers, and not the
-    requester unless self-approval is allowed."""
-    snapshot = change_request.policy_snapshot or {}
-    if user_id is None:
-        return False
-    if change_request.created_by_id == user_id and not snapshot.get("allow_self_approve"):
-        return False
-    return user_id in [int(item) for item in snapshot.get("users") or []]
 
 
 class ApprovalVoteSerializer(serializers.ModelSerializer):
@@ -81,7 +71,7 @@ class ChangeRequestSerializer(serializers.ModelSerializer):
         return request.user.id if request is not None and request.user.is_authenticated else None
 
     def get_can_approve(self, change_request: ChangeRequest) -> bool:
-        return can_approve(change_request, self.user_id())
+        return approver_refusal(change_request, self.user_id()) is None
 
     def get_can_cancel(self, change_request: ChangeRequest) -> bool:
         user_id = self.user_id()
@@ -105,9 +95,11 @@ class ChangeRequestActionBodySerializer(ActionBodySerializer):
     reason = serializers.CharField(required=False, allow_blank=True, allow_null=True)
 
 
-class ApprovalPolicySerializer(StrictFieldsMixin, serializers.ModelSerializer):
+class ApprovalPolicySerializer(UnknownFieldHandlingMixin, serializers.ModelSerializer):
     created_by = UserBasicSerializer(read_only=True, allow_null=True)
-    action_key = serializers.ChoiceField(choices=sorted(ACTIONS))
+    # The choices are the registered actions, read when the serializer is built: apps register them
+    # in `AppConfig.ready()`, which may run after this module is imported.
+    action_key = serializers.ChoiceField(choices=[])
     conditions = serializers.JSONField(required=False)
     approver_config = serializers.JSONField()
     bypass_org_membership_levels = serializers.ListField(child=serializers.JSONField(), required=False)
@@ -131,6 +123,11 @@ class ApprovalPolicySerializer(StrictFieldsMixin, serializers.ModelSerializer):
             "updated_at",
         ]
         read_only_fields = ["id", "created_by", "created_at", "updated_at"]
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        fields["action_key"].choices = gated_action_keys()
+        return fields
 
     def to_representation(self, policy: ApprovalPolicy) -> dict[str, Any]:
         data = super().to_representation(policy)

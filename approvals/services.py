@@ -15,17 +15,27 @@ from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
 from accounts.models import OrganizationMembership, User
-from approvals.actions import ACTIONS
-from approvals.gate import ApplyBlocked, ApprovalRequired, PolicyConflict, ReplayError
+from approvals.actions import gated_action
+from approvals.gate import (
+    RESOURCE_GONE,
+    ApplyBlocked,
+    ApprovalRequired,
+    PolicyConflict,
+    ReplayError,
+    replay,
+    stale_reason,
+)
 from approvals.models import Approval, ChangeRequest
 
+ONLY_PENDING = "Only pending change requests can be approved"
 CANNOT_APPROVE = "This change request can no longer be approved."
+OWN_REQUEST = "You cannot approve your own change request"
+NOT_AN_APPROVER = "You are not in the approver set for this change request"
 CANNOT_REJECT = "This change request can no longer be rejected."
 CANNOT_CANCEL = "This change request can no longer be canceled."
 ALREADY_VOTED = "You have already voted on this change request."
 REASON_REQUIRED = "A reason is required for rejection."
 DEFAULT_CANCEL_REASON = "Canceled by requester"
-STALE_ERROR = "Resource has been modified since this change request was created"
 REQUESTER_NOT_A_MEMBER = "The requester is no longer a member of this organization."
 APPLY_FAILED_UNEXPECTEDLY = "The change could not be applied ({error_type}); see the server's error log."
 
@@ -36,12 +46,33 @@ class ChangeRequestActionError(Exception):
     """A refused approve/reject/cancel; rendered as PostHog's `{"error": ...}` 400 body."""
 
 
+class VoteRefused(ChangeRequestActionError):
+    """PostHog's approver rule refuses the vote (the request is not pending, it is the user's own,
+    or the user is not an approver); the API answers 403."""
+
+
 @dataclass
 class Outcome:
     status: str
     message: str
     change_request: ChangeRequest
     result: dict[str, Any] | None = None
+
+
+def approver_refusal(change_request: ChangeRequest, user_id: int | None) -> str | None:
+    """Why this user may not vote on the request, or None when they may: they must be in the
+    approvers of the policy as it was when the request was made, and not its requester unless
+    that policy allowed self-approval. The request's state is not part of this rule."""
+    snapshot = change_request.policy_snapshot or {}
+    if (
+        user_id is not None
+        and change_request.created_by_id == user_id
+        and not snapshot.get("allow_self_approve")
+    ):
+        return OWN_REQUEST
+    if user_id is None or user_id not in [int(item) for item in snapshot.get("users") or []]:
+        return NOT_AN_APPROVER
+    return None
 
 
 def lock(change_request: ChangeRequest) -> ChangeRequest:
@@ -70,17 +101,16 @@ def change_request_apply(change_request: ChangeRequest) -> Outcome:
         return fail(change_request, REQUESTER_NOT_A_MEMBER)
     try:
         with transaction.atomic():
-            action = ACTIONS[change_request.action_key]
-            stale = action.is_stale(change_request)
+            stale = stale_reason(change_request.intent.get("preconditions") or {})
             if stale:
                 return fail(change_request, f"Precondition failed: {stale}")
-            result = action.apply(change_request)
+            result = replay(change_request, user=change_request.created_by)
     except ValidationError as error:
         return fail(change_request, f"Validation failed: {error.detail}")
     except (ApplyBlocked, PolicyConflict, ApprovalRequired, ReplayError) as error:
         return fail(change_request, str(error))
     except ObjectDoesNotExist:
-        return fail(change_request, "Resource no longer exists")
+        return fail(change_request, RESOURCE_GONE)
     except Exception as error:
         logger.exception("Applying change request %s failed", change_request.pk)
         return fail(change_request, APPLY_FAILED_UNEXPECTEDLY.format(error_type=type(error).__name__))
@@ -117,8 +147,21 @@ def fail(change_request: ChangeRequest, reason: str) -> Outcome:
     return Outcome("failed", f"Quorum reached but application failed: {reason}", change_request)
 
 
+def check_may_vote(change_request: ChangeRequest, user: User) -> None:
+    """Raise `VoteRefused` unless the approver rule lets `user` vote on the request as it was read.
+    PostHog checks this before acting, so a request found no longer pending only after expiring
+    it or locking it (a lost race) is the 400 of the action instead."""
+    if change_request.state != ChangeRequest.State.PENDING:
+        raise VoteRefused(ONLY_PENDING)
+    refusal = approver_refusal(change_request, user.id)
+    if refusal is not None:
+        raise VoteRefused(refusal)
+
+
 def change_request_approve(*, change_request: ChangeRequest, user: User, reason: str = "") -> Outcome:
-    """Record an approval; when the quorum is reached the change is applied at once."""
+    """Record an approval by one of the request's approvers; when the quorum is reached the change
+    is applied at once. Raises if the request is not pending or `user` may not vote on it."""
+    check_may_vote(change_request, user)
     expire_if_due(change_request)
     with transaction.atomic():
         change_request = lock(change_request)
@@ -143,7 +186,9 @@ def change_request_approve(*, change_request: ChangeRequest, user: User, reason:
 
 
 def change_request_reject(*, change_request: ChangeRequest, user: User, reason: str) -> Outcome:
-    """One rejection rejects the request, whatever the quorum."""
+    """One rejection by one of the request's approvers rejects the request, whatever the quorum.
+    Raises if the request is not pending, `user` may not vote on it or no reason is given."""
+    check_may_vote(change_request, user)
     expire_if_due(change_request)
     with transaction.atomic():
         change_request = lock(change_request)
@@ -198,15 +243,14 @@ def change_requests_validate() -> tuple[int, int]:
         validation_status=ChangeRequest.ValidationStatus.STALE
     )
     for change_request in pending:
-        action = ACTIONS.get(change_request.action_key)
-        if action is None:
+        if gated_action(change_request.action_key) is None:
             continue
         checked += 1
-        reason = action.is_stale(change_request)
+        reason = stale_reason(change_request.intent.get("preconditions") or {})
         if reason:
             stale += 1
             change_request.validation_status = ChangeRequest.ValidationStatus.STALE
-            change_request.validation_errors = {"staleness": STALE_ERROR if "modified" in reason else reason}
+            change_request.validation_errors = {"staleness": reason}
             change_request.validated_at = timezone.now()
             change_request.save(
                 update_fields=["validation_status", "validation_errors", "validated_at", "updated_at"]

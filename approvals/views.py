@@ -16,11 +16,11 @@ from approvals.serializers import (
     ApprovalPolicySerializer,
     ChangeRequestActionBodySerializer,
     ChangeRequestSerializer,
-    can_approve,
 )
 from approvals.services import (
     ChangeRequestActionError,
     Outcome,
+    VoteRefused,
     change_request_approve,
     change_request_cancel,
     change_request_reject,
@@ -28,23 +28,8 @@ from approvals.services import (
 from experiments_api.mixins import BodylessActionsMixin
 from experiments_api.serializers import validated_body
 
-NOT_PENDING = "Only pending change requests can be approved"
-OWN_REQUEST = "You cannot approve your own change request"
-NOT_AN_APPROVER = "You are not in the approver set for this change request"
 CANNOT_CANCEL = "You cannot cancel this change request"
 ADMIN_REQUIRED = "Your organization access level is insufficient."
-
-
-class CanApprove(permissions.BasePermission):
-    def has_object_permission(self, request: Request, view: APIView, change_request: ChangeRequest) -> bool:
-        if change_request.state != ChangeRequest.State.PENDING:
-            raise exceptions.PermissionDenied(NOT_PENDING)
-        snapshot = change_request.policy_snapshot or {}
-        if change_request.created_by_id == request.user.id and not snapshot.get("allow_self_approve"):
-            raise exceptions.PermissionDenied(OWN_REQUEST)
-        if not can_approve(change_request, request.user.id):
-            raise exceptions.PermissionDenied(NOT_AN_APPROVER)
-        return True
 
 
 class CanCancel(permissions.BasePermission):
@@ -94,9 +79,7 @@ class ChangeRequestViewSet(ProjectScopedViewSetMixin, viewsets.ReadOnlyModelView
         )
 
     def get_permissions(self) -> list[permissions.BasePermission]:
-        extra = {"approve": [CanApprove()], "reject": [CanApprove()], "cancel": [CanCancel()]}.get(
-            self.action, []
-        )
+        extra = [CanCancel()] if self.action == "cancel" else []
         return [*super().get_permissions(), *extra]
 
     def outcome_response(self, outcome: Outcome) -> Response:
@@ -125,6 +108,8 @@ class ChangeRequestViewSet(ProjectScopedViewSetMixin, viewsets.ReadOnlyModelView
             outcome = change_request_approve(
                 change_request=self.get_object(), user=request.user, reason=self.reason()
             )
+        except VoteRefused as error:
+            raise exceptions.PermissionDenied(str(error)) from error
         except ChangeRequestActionError as error:
             return Response({"error": str(error)}, status=status.HTTP_400_BAD_REQUEST)
         return self.outcome_response(outcome)
@@ -137,6 +122,8 @@ class ChangeRequestViewSet(ProjectScopedViewSetMixin, viewsets.ReadOnlyModelView
             outcome = change_request_reject(
                 change_request=self.get_object(), user=request.user, reason=self.reason()
             )
+        except VoteRefused as error:
+            raise exceptions.PermissionDenied(str(error)) from error
         except ChangeRequestActionError as error:
             return Response({"error": str(error)}, status=status.HTTP_400_BAD_REQUEST)
         return self.outcome_response(outcome)

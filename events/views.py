@@ -13,23 +13,23 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from events.decoding import PayloadError, PayloadTooLarge, decode_payload, read_body
+from accounts.project_tokens import delivery_project_for_token
 from events.services import InvalidEvent, captured_event, events_capture, parse_moment
 from events.throttling import event_intake_allowed
 from experiments_api.errors import error_body, json_error_response
 from experiments_api.middleware import request_body_limit_setting
-from flags.definitions import delivery_project_for_token
+from experiments_api.sdk_requests import (
+    PROJECT_TOKEN_FIELDS,
+    PayloadError,
+    PayloadTooLarge,
+    decode_payload,
+    read_body,
+    with_sdk_cors,
+)
 
-TOKEN_FIELDS = ("api_key", "token", "$token")
 MISSING_TOKEN = "API key not provided. You can find your project API key in your project settings."
 RATE_LIMITED = "Too many event requests from this address. Slow down and retry after Retry-After seconds."
 INVALID_TOKEN = "Project API key invalid. You can find your project API key in your project settings."
-
-
-def _cors(response: HttpResponse) -> HttpResponse:
-    response["Access-Control-Allow-Origin"] = "*"
-    response["Access-Control-Allow-Headers"] = "Content-Type, Content-Encoding"
-    return response
 
 
 def _token(payload: Any, events: list[Any]) -> str | None:
@@ -40,7 +40,7 @@ def _token(payload: Any, events: list[Any]) -> str | None:
             if isinstance(event.get("properties"), dict):
                 sources.append(event["properties"])
     for source in sources:
-        for field in TOKEN_FIELDS:
+        for field in PROJECT_TOKEN_FIELDS:
             if isinstance(source.get(field), str) and source[field].strip():
                 return source[field].strip()
     return None
@@ -68,7 +68,7 @@ def capture_view(request: HttpRequest) -> HttpResponse:
         response = HttpResponse(status=204)
         response["Allow"] = "POST, OPTIONS"
         response["Access-Control-Allow-Methods"] = "POST, OPTIONS"
-        return _cors(response)
+        return with_sdk_cors(response)
     if request.method != "POST":
         response = json_error_response(
             405, "invalid_request", "method_not_allowed", f'Method "{request.method}" not allowed.'
@@ -80,8 +80,8 @@ def capture_view(request: HttpRequest) -> HttpResponse:
         response = json_error_response(429, "throttled_error", "throttled", RATE_LIMITED)
         if retry_after is not None:
             response["Retry-After"] = str(retry_after)
-        return _cors(response)
-    return _cors(_capture(request))
+        return with_sdk_cors(response)
+    return with_sdk_cors(_capture(request))
 
 
 def _capture(request: HttpRequest) -> HttpResponse:

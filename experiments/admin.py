@@ -1,12 +1,21 @@
 from collections.abc import Callable
 
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 from rest_framework.exceptions import ValidationError
 
 from approvals.gate import ApprovalRequired, PolicyConflict
-from experiments.lifecycle import TRANSITION_FUNCTIONS, ExperimentStatus, Transition, experiment_status
+from experiments.lifecycle import (
+    TRANSITION_FUNCTIONS,
+    ExperimentStatus,
+    Transition,
+    experiment_ship_variant,
+    experiment_status,
+)
 from experiments.models import Experiment, ExperimentSavedMetric, ExperimentToSavedMetric
 from experiments.selectors import filter_by_status
 
@@ -19,6 +28,23 @@ class SavedMetricLinkInline(admin.TabularInline):
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
+
+
+class ShipVariantForm(forms.Form):
+    """What `POST …/ship_variant/` takes, for one experiment, with its flag's variants to choose from."""
+
+    variant_key = forms.ChoiceField(label="Variant to ship")
+    release_to_everyone = forms.BooleanField(
+        required=False, help_text="Also roll the flag out to 100% of users, not only the variant."
+    )
+    conclusion = forms.ChoiceField(
+        required=False, choices=[("", "(unchanged)"), *Experiment.Conclusion.choices]
+    )
+    conclusion_comment = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
+
+    def __init__(self, *args, variant_keys: list[str], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["variant_key"].choices = [(key, key) for key in variant_keys]
 
 
 class ExperimentStatusFilter(admin.SimpleListFilter):
@@ -54,7 +80,7 @@ class ExperimentAdmin(admin.ModelAdmin):
     search_fields = ["name", "description", "feature_flag__key"]
     readonly_fields = [field.name for field in Experiment._meta.fields]
     inlines = [SavedMetricLinkInline]
-    actions = ["launch", "pause", "resume", "end", "reset", "archive", "unarchive"]
+    actions = ["launch", "pause", "resume", "end", "ship_variant", "reset", "archive", "unarchive"]
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -66,10 +92,16 @@ class ExperimentAdmin(admin.ModelAdmin):
     def derived_status(self, experiment: Experiment) -> str:
         return experiment_status(experiment).label
 
-    def run_transition(self, request: HttpRequest, queryset: QuerySet, transition: Transition) -> None:
+    def run_transition(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet,
+        transition: Transition,
+        transition_function: Callable[..., Experiment] | None = None,
+    ) -> None:
         """Apply one lifecycle transition to each selected experiment through the lifecycle module,
         reporting every experiment that could not make it and why."""
-        transition_function: Callable[..., Experiment] = TRANSITION_FUNCTIONS[transition]
+        transition_function = transition_function or TRANSITION_FUNCTIONS[transition]
         succeeded = 0
         for experiment in queryset.order_by("id"):
             try:
@@ -114,6 +146,45 @@ class ExperimentAdmin(admin.ModelAdmin):
     @admin.action(description="End selected running experiments")
     def end(self, request: HttpRequest, queryset: QuerySet) -> None:
         self.run_transition(request, queryset, Transition.END)
+
+    @admin.action(description="Ship a variant of the selected experiment")
+    def ship_variant(self, request: HttpRequest, queryset: QuerySet) -> TemplateResponse | None:
+        """Asks which variant to ship (an intermediate page), then ships it like the API does."""
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one experiment to ship a variant of.", messages.ERROR)
+            return None
+        experiment = queryset.select_related("feature_flag").get()
+        variant_keys = experiment.feature_flag.variant_keys
+        form = ShipVariantForm(request.POST if "apply" in request.POST else None, variant_keys=variant_keys)
+        if not form.is_valid():
+            return TemplateResponse(
+                request,
+                "admin/experiments/ship_variant.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "title": f"Ship a variant of {experiment.name}",
+                    "opts": self.model._meta,
+                    "experiment": experiment,
+                    "form": form,
+                    "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+                },
+            )
+        choice = form.cleaned_data
+
+        def ship(*, experiment: Experiment, user) -> Experiment:
+            return experiment_ship_variant(
+                experiment=experiment,
+                user=user,
+                variant_key=choice["variant_key"],
+                release_to_everyone=choice["release_to_everyone"],
+                conclusion=choice["conclusion"] or None,
+                conclusion_given=bool(choice["conclusion"]),
+                conclusion_comment=choice["conclusion_comment"] or None,
+                conclusion_comment_given=bool(choice["conclusion_comment"]),
+            )
+
+        self.run_transition(request, queryset, Transition.SHIP_VARIANT, ship)
+        return None
 
     @admin.action(description="Reset selected experiments to draft")
     def reset(self, request: HttpRequest, queryset: QuerySet) -> None:

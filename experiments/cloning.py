@@ -6,10 +6,12 @@ from rest_framework import exceptions
 from rest_framework.exceptions import ValidationError
 
 from accounts.models import PersonalAPIKey, Project, User
+from experiments.metric_schema import validate_metrics
 from experiments.metrics import regenerate_metric_uuids, remap_ordering
 from experiments.models import Experiment
-from experiments.services import experiment_create, is_legacy
-from experiments.validation import validate_exposure_criteria, validate_metrics, validate_parameter_variants
+from experiments.selectors import is_legacy
+from experiments.services import experiment_create
+from experiments.validation import validate_exposure_criteria, validate_parameter_variants
 from flags.models import FeatureFlag
 
 DUPLICATE_LEGACY = "Duplication is not supported for experiments using legacy metrics."

@@ -12,7 +12,9 @@ are PostHog's strings. Each transition runs in one transaction with the experime
 locked, re-reads the status under the lock, and changes the experiment and its flag together.
 """
 
-from copy import deepcopy
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -21,10 +23,11 @@ from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
 from accounts.models import User
-from activity.services import activity_log_record, changes_between
+from activity.services import activity_log_record, changes_between, to_json_value
 from approvals.gate import approval_gate
 from approvals.observer import Facet, record, state
-from experiments.metrics import with_fingerprints
+from experiments.flag_config import shipped_filters
+from experiments.metrics import refresh_fingerprints
 from experiments.models import Experiment
 from experiments.validation import validate_flag_for_experiment
 from flags.models import FeatureFlag
@@ -43,9 +46,6 @@ MUST_END_BEFORE_ARCHIVE = "Experiment must be ended before it can be archived."
 NOT_ARCHIVED = "Experiment is not archived."
 FLAG_DELETED_CANNOT_LAUNCH = "Experiment cannot be launched because its feature flag has been deleted."
 VARIANT_NOT_FOUND = "Variant '{variant_key}' not found on feature flag."
-RELEASE_TO_EVERYONE_DESCRIPTION = (
-    "Added automatically when the experiment was ended to keep only one variant."
-)
 
 
 class ExperimentStatus(models.TextChoices):
@@ -128,6 +128,123 @@ FLAG_CHANGE_OF_TRANSITION = {
 }
 
 
+UPDATE_APPROVAL_KEY = "experiment.update"
+DELETE_APPROVAL_KEY = "experiment.delete"
+UPDATED_ACTIVITY = "updated"
+
+
+@dataclass(frozen=True)
+class FieldEdit:
+    """A PATCH edit of one lifecycle field: PostHog accepts these beside the actions.
+
+    `applies(stored, sent)` says whether the edit is this one; `approval_key` gates it on its own
+    (None: together with the other changed fields, under `experiment.update`); `activity` names
+    the activity entry (None: "updated")."""
+
+    field: str
+    applies: Callable[[Any, Any], bool]
+    transition: Transition | None
+    approval_key: str | None
+    activity: str | None
+    label: str
+
+
+def transition_edit(
+    field: str, applies: Callable[[Any, Any], bool], transition: Transition, *, own_key: bool, logged: bool
+) -> FieldEdit:
+    """A row of `PATCH_EDITS` that is a transition: gated by the transition's key when `own_key`,
+    logged under the transition's activity name when `logged`."""
+    return FieldEdit(
+        field,
+        applies,
+        transition,
+        APPROVAL_KEYS[transition] if own_key else None,
+        ACTIVITY_NAMES[transition] if logged else None,
+        transition.label,
+    )
+
+
+def was_set(stored: Any, sent: Any) -> bool:
+    return stored is None and sent is not None
+
+
+def was_cleared(stored: Any, sent: Any) -> bool:
+    return stored is not None and sent is None
+
+
+def was_switched_on(stored: Any, sent: Any) -> bool:
+    return bool(sent) and not stored
+
+
+def was_switched_off(stored: Any, sent: Any) -> bool:
+    return bool(stored) and not sent
+
+
+# Which PATCH edits are which transition, in the order their activity names win. PostHog's gaps are
+# kept on purpose: no edit checks the status (`archived` on a running experiment, `end_date` on a
+# draft are accepted); only launching runs its guards; ending and (un)archiving are logged as
+# "updated"; clearing a running experiment's start_date is a reset that leaves the flag active and
+# is gated as an update; restoring is gated as an update.
+PATCH_EDITS: tuple[FieldEdit, ...] = (
+    FieldEdit("deleted", was_switched_on, None, DELETE_APPROVAL_KEY, "deleted", "Delete"),
+    FieldEdit("deleted", was_switched_off, None, None, "restored", "Restore"),
+    transition_edit("start_date", was_cleared, Transition.RESET, own_key=False, logged=True),
+    transition_edit("start_date", was_set, Transition.LAUNCH, own_key=True, logged=True),
+    transition_edit("end_date", was_set, Transition.END, own_key=True, logged=False),
+    transition_edit("archived", was_switched_on, Transition.ARCHIVE, own_key=True, logged=False),
+    transition_edit("archived", was_switched_off, Transition.UNARCHIVE, own_key=True, logged=False),
+)
+
+
+def patch_edits(stored: dict[str, Any], sent: dict[str, Any]) -> list[FieldEdit]:
+    """The lifecycle edits among the sent field values, in `PATCH_EDITS` order."""
+    return [
+        edit
+        for edit in PATCH_EDITS
+        if edit.field in sent and edit.applies(stored.get(edit.field), sent[edit.field])
+    ]
+
+
+def patch_launches(edits: list[FieldEdit]) -> bool:
+    return any(edit.transition == Transition.LAUNCH for edit in edits)
+
+
+def patch_activity(edits: list[FieldEdit]) -> str:
+    """The activity name of a PATCH: the first named edit's, else "updated"."""
+    return next((edit.activity for edit in edits if edit.activity), UPDATED_ACTIVITY)
+
+
+def record_patch_facets(experiment: Experiment, before: dict[str, Any], after: dict[str, Any]) -> None:
+    """Report what a PATCH changes to the approval gate: each lifecycle edit with its own key is
+    gated by it; every other changed field by `experiment.update`."""
+    changed = {
+        field for field in after if to_json_value(before.get(field)) != to_json_value(after.get(field))
+    }
+
+    def facet(key: str, fields: set[str], description: str) -> None:
+        record(
+            Facet(
+                [key],
+                "experiment",
+                str(experiment.id),
+                description,
+                state({field: to_json_value(before.get(field)) for field in sorted(fields)}),
+                state({field: to_json_value(after.get(field)) for field in sorted(fields)}),
+            )
+        )
+
+    for edit in patch_edits(before, {field: after[field] for field in changed}):
+        if edit.approval_key is not None:
+            facet(edit.approval_key, {edit.field}, f"{edit.label} experiment '{experiment.name}'")
+            changed.discard(edit.field)
+    if changed:
+        facet(
+            UPDATE_APPROVAL_KEY,
+            changed,
+            f"Update experiment '{experiment.name}': {', '.join(sorted(changed))}",
+        )
+
+
 def gated_transition(transition: Transition):
     """Gate a transition function: its own `experiment.*` key governs it (and the flag change it
     makes) before the matching `feature_flag.*` key."""
@@ -161,9 +278,16 @@ def refusal(transition: Transition, experiment: Experiment, flag: FeatureFlag) -
 
 
 def lock_experiment_and_flag(experiment_id: int) -> tuple[Experiment, FeatureFlag]:
-    """Lock the experiment row, then its flag row (always in this order, so locks cannot deadlock)."""
-    experiment = Experiment.objects.select_for_update().get(pk=experiment_id)
+    """Lock the experiment row, then its flag row (always in this order, so locks cannot deadlock).
+    The experiment is read with the rows its representation shows (only its own row is locked), so
+    the result can be rendered without reading it again; the flag shares its project."""
+    experiment = (
+        Experiment.objects.select_for_update(of=("self",))
+        .select_related("project", "created_by", "holdout__created_by")
+        .get(pk=experiment_id)
+    )
     flag = flag_lock(flag_id=experiment.feature_flag_id)
+    flag.project = experiment.project
     experiment.feature_flag = flag
     return experiment, flag
 
@@ -184,66 +308,62 @@ def lifecycle_snapshot(experiment: Experiment) -> dict[str, Any]:
 
 def record_transition(
     *,
-    transition: Transition | str,
+    transition: Transition,
     experiment: Experiment,
     user: User | None,
     experiment_before: dict[str, Any],
     flag_before: dict[str, Any],
-    extra_changes: list[dict[str, Any]] | None = None,
+    extra_changes: list[dict[str, Any]],
 ) -> None:
-    """One activity entry for a transition, with the experiment's and the flag's changed fields."""
+    """Report the transition to the approval gate and log one activity entry for it, with the
+    experiment's and the flag's changed fields."""
     changes = changes_between(EXPERIMENT_ACTIVITY_SCOPE, experiment_before, lifecycle_snapshot(experiment))
     changes += changes_between("FeatureFlag", flag_before, flag_snapshot(experiment.feature_flag))
-    changes += extra_changes or []
-    if isinstance(transition, Transition):
-        record(
-            Facet(
-                [APPROVAL_KEYS[transition]],
-                "experiment",
-                str(experiment.id),
-                f"{transition.label} experiment '{experiment.name}'",
-                state({"status": experiment_before["status"]}),
-                state({"status": experiment_status(experiment).value}),
-            )
+    changes += extra_changes
+    record(
+        Facet(
+            [APPROVAL_KEYS[transition]],
+            "experiment",
+            str(experiment.id),
+            f"{transition.label} experiment '{experiment.name}'",
+            state({"status": experiment_before["status"]}),
+            state({"status": experiment_status(experiment).value}),
         )
-    activity = ACTIVITY_NAMES[transition] if isinstance(transition, Transition) else transition
+    )
     activity_log_record(
         project=experiment.project,
         user=user,
         scope=EXPERIMENT_ACTIVITY_SCOPE,
         item_id=experiment.id,
-        activity=activity,
+        activity=ACTIVITY_NAMES[transition],
         name=experiment.name,
         changes=changes,
     )
 
 
-def refresh_fingerprints(experiment: Experiment) -> None:
-    """Fingerprints include the start date, so they change when an experiment starts or restarts."""
-    for field in ("metrics", "metrics_secondary"):
-        metrics = getattr(experiment, field)
-        if metrics:
-            setattr(
-                experiment,
-                field,
-                with_fingerprints(
-                    metrics,
-                    start_date=experiment.start_date,
-                    stats_config=experiment.stats_config,
-                    exposure_criteria=experiment.exposure_criteria,
-                    only_count_matured_users=experiment.only_count_matured_users,
-                    excluded_variants=experiment.excluded_variants,
-                ),
-            )
-
-
-def begin(transition: Transition, experiment_id: int) -> tuple[Experiment, FeatureFlag, dict, dict]:
-    """Lock, re-read the status under the lock, and refuse an illegal transition."""
-    experiment, flag = lock_experiment_and_flag(experiment_id)
-    message = refusal(transition, experiment, flag)
-    if message:
-        raise ValidationError(message)
-    return experiment, flag, lifecycle_snapshot(experiment), flag_snapshot(flag)
+@contextmanager
+def transition_of(
+    transition: Transition, experiment: Experiment, *, user: User | None
+) -> Iterator[tuple[Experiment, FeatureFlag, list[dict[str, Any]]]]:
+    """One transition in one transaction: lock the experiment and its flag, re-read the status
+    under the lock and refuse an illegal transition; the body changes the locked rows (and may add
+    activity changes to the yielded list); then the transition is recorded."""
+    with transaction.atomic():
+        locked, flag = lock_experiment_and_flag(experiment.pk)
+        message = refusal(transition, locked, flag)
+        if message:
+            raise ValidationError(message)
+        before, flag_before = lifecycle_snapshot(locked), flag_snapshot(flag)
+        extra_changes: list[dict[str, Any]] = []
+        yield locked, flag, extra_changes
+        record_transition(
+            transition=transition,
+            experiment=locked,
+            user=user,
+            experiment_before=before,
+            flag_before=flag_before,
+            extra_changes=extra_changes,
+        )
 
 
 def start_running(
@@ -261,49 +381,25 @@ def start_running(
 def experiment_launch(*, experiment: Experiment, user: User | None) -> Experiment:
     """Launch a draft: start_date = now and the flag becomes active (its release conditions are
     untouched). Raises if not a draft, if the flag is deleted, or lacks two variants / `control`."""
-    with transaction.atomic():
-        experiment, flag, before, flag_before = begin(Transition.LAUNCH, experiment.pk)
+    with transition_of(Transition.LAUNCH, experiment, user=user) as (experiment, flag, _):
         start_running(experiment, flag, user=user, start_date=timezone.now())
         experiment.save()
-        record_transition(
-            transition=Transition.LAUNCH,
-            experiment=experiment,
-            user=user,
-            experiment_before=before,
-            flag_before=flag_before,
-        )
     return experiment
 
 
 @gated_transition(Transition.PAUSE)
 def experiment_pause(*, experiment: Experiment, user: User | None) -> Experiment:
     """Pause a running experiment: its flag becomes inactive, so SDKs stop assigning variants."""
-    with transaction.atomic():
-        experiment, flag, before, flag_before = begin(Transition.PAUSE, experiment.pk)
+    with transition_of(Transition.PAUSE, experiment, user=user) as (experiment, flag, _):
         flag_write(flag=flag, user=user, changes={"active": False})
-        record_transition(
-            transition=Transition.PAUSE,
-            experiment=experiment,
-            user=user,
-            experiment_before=before,
-            flag_before=flag_before,
-        )
     return experiment
 
 
 @gated_transition(Transition.RESUME)
 def experiment_resume(*, experiment: Experiment, user: User | None) -> Experiment:
     """Resume a paused experiment: its flag becomes active again."""
-    with transaction.atomic():
-        experiment, flag, before, flag_before = begin(Transition.RESUME, experiment.pk)
+    with transition_of(Transition.RESUME, experiment, user=user) as (experiment, flag, _):
         flag_write(flag=flag, user=user, changes={"active": True})
-        record_transition(
-            transition=Transition.RESUME,
-            experiment=experiment,
-            user=user,
-            experiment_before=before,
-            flag_before=flag_before,
-        )
     return experiment
 
 
@@ -317,53 +413,12 @@ def experiment_end(
 ) -> Experiment:
     """End a running (or paused) experiment: end_date = now; the conclusion fields are set from
     the arguments (absent means null). The flag is not touched: users keep their variants."""
-    with transaction.atomic():
-        experiment, flag, before, flag_before = begin(Transition.END, experiment.pk)
+    with transition_of(Transition.END, experiment, user=user) as (experiment, _, _):
         experiment.end_date = timezone.now()
         experiment.conclusion = conclusion
         experiment.conclusion_comment = conclusion_comment
         experiment.save()
-        record_transition(
-            transition=Transition.END,
-            experiment=experiment,
-            user=user,
-            experiment_before=before,
-            flag_before=flag_before,
-        )
     return experiment
-
-
-def shipped_filters(
-    filters: dict[str, Any], variant_key: str, *, release_to_everyone: bool
-) -> dict[str, Any]:
-    """The flag filters that serve only `variant_key`: that variant at 100%, the others at 0%, in
-    their order; release conditions kept (a catch-all group prepended with `release_to_everyone`);
-    payloads, aggregation and the holdout kept."""
-    groups = deepcopy(filters.get("groups") or [])
-    if release_to_everyone:
-        groups = [
-            {"properties": [], "rollout_percentage": 100, "description": RELEASE_TO_EVERYONE_DESCRIPTION},
-            *groups,
-        ]
-    variants = ((filters.get("multivariate") or {}).get("variants")) or []
-    rewritten = {
-        "aggregation_group_type_index": filters.get("aggregation_group_type_index"),
-        "payloads": deepcopy(filters.get("payloads") or {}),
-        "multivariate": {
-            "variants": [
-                {
-                    "key": variant["key"],
-                    "rollout_percentage": 100 if variant["key"] == variant_key else 0,
-                    **({"name": variant["name"]} if variant.get("name") else {}),
-                }
-                for variant in variants
-            ]
-        },
-        "groups": groups,
-    }
-    if filters.get("holdout") is not None:
-        rewritten["holdout"] = deepcopy(filters["holdout"])
-    return rewritten
 
 
 @gated_transition(Transition.SHIP_VARIANT)
@@ -381,8 +436,7 @@ def experiment_ship_variant(
     """Roll `variant_key` out to 100% of the flag's variant distribution and end the experiment if
     it is still running. Works on stopped experiments too (end_date is then kept). The conclusion
     fields change only when given."""
-    with transaction.atomic():
-        experiment, flag, before, flag_before = begin(Transition.SHIP_VARIANT, experiment.pk)
+    with transition_of(Transition.SHIP_VARIANT, experiment, user=user) as (experiment, flag, extra_changes):
         if variant_key not in flag.variant_keys:
             raise ValidationError(VARIANT_NOT_FOUND.format(variant_key=variant_key))
         flag_write(
@@ -399,21 +453,14 @@ def experiment_ship_variant(
         if conclusion_comment_given:
             experiment.conclusion_comment = conclusion_comment
         experiment.save()
-        record_transition(
-            transition=Transition.SHIP_VARIANT,
-            experiment=experiment,
-            user=user,
-            experiment_before=before,
-            flag_before=flag_before,
-            extra_changes=[
-                {
-                    "type": EXPERIMENT_ACTIVITY_SCOPE,
-                    "action": "changed",
-                    "field": "shipped_variant",
-                    "before": None,
-                    "after": variant_key,
-                }
-            ],
+        extra_changes.append(
+            {
+                "type": EXPERIMENT_ACTIVITY_SCOPE,
+                "action": "changed",
+                "field": "shipped_variant",
+                "before": None,
+                "after": variant_key,
+            }
         )
     return experiment
 
@@ -421,8 +468,7 @@ def experiment_ship_variant(
 @gated_transition(Transition.RESET)
 def experiment_reset(*, experiment: Experiment, user: User | None) -> Experiment:
     """Back to draft: clears start/end dates, conclusion and archived. The flag is untouched."""
-    with transaction.atomic():
-        experiment, flag, before, flag_before = begin(Transition.RESET, experiment.pk)
+    with transition_of(Transition.RESET, experiment, user=user) as (experiment, _, _):
         experiment.start_date = None
         experiment.end_date = None
         experiment.archived = False
@@ -430,47 +476,24 @@ def experiment_reset(*, experiment: Experiment, user: User | None) -> Experiment
         experiment.conclusion_comment = None
         refresh_fingerprints(experiment)
         experiment.save()
-        record_transition(
-            transition=Transition.RESET,
-            experiment=experiment,
-            user=user,
-            experiment_before=before,
-            flag_before=flag_before,
-        )
     return experiment
 
 
 @gated_transition(Transition.ARCHIVE)
 def experiment_archive(*, experiment: Experiment, user: User | None) -> Experiment:
     """Hide an ended experiment from the default list."""
-    with transaction.atomic():
-        experiment, flag, before, flag_before = begin(Transition.ARCHIVE, experiment.pk)
+    with transition_of(Transition.ARCHIVE, experiment, user=user) as (experiment, _, _):
         experiment.archived = True
         experiment.save()
-        record_transition(
-            transition=Transition.ARCHIVE,
-            experiment=experiment,
-            user=user,
-            experiment_before=before,
-            flag_before=flag_before,
-        )
     return experiment
 
 
 @gated_transition(Transition.UNARCHIVE)
 def experiment_unarchive(*, experiment: Experiment, user: User | None) -> Experiment:
     """Show an archived experiment in the default list again."""
-    with transaction.atomic():
-        experiment, flag, before, flag_before = begin(Transition.UNARCHIVE, experiment.pk)
+    with transition_of(Transition.UNARCHIVE, experiment, user=user) as (experiment, _, _):
         experiment.archived = False
         experiment.save()
-        record_transition(
-            transition=Transition.UNARCHIVE,
-            experiment=experiment,
-            user=user,
-            experiment_before=before,
-            flag_before=flag_before,
-        )
     return experiment
 
 

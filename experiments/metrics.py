@@ -12,6 +12,8 @@ from datetime import datetime
 from typing import Any
 from uuid import uuid4
 
+from experiments.models import Experiment
+
 FINGERPRINT_IGNORED_KEYS = ("uuid", "fingerprint", "name")
 
 
@@ -112,3 +114,22 @@ def synced_ordering(ordering: list[str] | None, *, added: list[str], removed: se
         if uuid not in result:
             result.append(uuid)
     return result
+
+
+def refresh_fingerprints(experiment: Experiment) -> None:
+    """Fingerprints include the start date, so they change when an experiment starts or restarts."""
+    for field in ("metrics", "metrics_secondary"):
+        metrics = getattr(experiment, field)
+        if metrics:
+            setattr(
+                experiment,
+                field,
+                with_fingerprints(
+                    metrics,
+                    start_date=experiment.start_date,
+                    stats_config=experiment.stats_config,
+                    exposure_criteria=experiment.exposure_criteria,
+                    only_count_matured_users=experiment.only_count_matured_users,
+                    excluded_variants=experiment.excluded_variants,
+                ),
+            )

@@ -70,6 +70,7 @@ class Experiment(models.Model):
     status = models.CharField(max_length=20, choices=Status.choices, null=True, blank=True)
     conclusion = models.CharField(max_length=30, choices=Conclusion.choices, null=True, blank=True)
     conclusion_comment = models.TextField(null=True, blank=True)
+    tags = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

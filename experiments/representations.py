@@ -1,10 +1,13 @@
+from datetime import datetime
 from typing import Any
 
 from accounts.access import user_access_level
 from accounts.representations import user_basic
+from experiments.fields import AS_STORED_IN_DETAIL_ONLY, AS_STORED_IN_LIST, DETAIL_FIELDS, LIST_FIELDS
+from experiments.flag_config import flag_config_projection
 from experiments.lifecycle import experiment_status
 from experiments.models import Experiment, ExperimentToSavedMetric
-from experiments.services import flag_config_projection, is_legacy
+from experiments.selectors import experiment_links, is_legacy
 from experiments_api.representation import api_datetime
 from flags.representations import minimal_flag
 from holdouts.representations import holdout_body
@@ -22,19 +25,18 @@ def saved_metric_link(link: ExperimentToSavedMetric) -> dict[str, Any]:
     }
 
 
-def links_of(experiment: Experiment) -> list[ExperimentToSavedMetric]:
-    links = getattr(experiment, "prefetched_links", None)
-    if links is None:
-        links = list(
-            experiment.experimenttosavedmetric_set.select_related("saved_metric").order_by("created_at", "id")
-        )
-    return links
-
-
 def saved_metrics_ids_of(links: list[ExperimentToSavedMetric]) -> list[dict[str, Any]] | None:
     """The links as `saved_metrics_ids` takes them, so an experiment read and sent back whole keeps
     its saved metrics; null when there are none, as PostHog renders it."""
     return [{"id": link.saved_metric_id, "metadata": link.metadata} for link in links] or None
+
+
+def as_stored(experiment: Experiment, names: tuple[str, ...]) -> dict[str, Any]:
+    """The fields rendered as the model stores them (datetimes in the API's form)."""
+    values = {name: getattr(experiment, name) for name in names}
+    return {
+        name: api_datetime(value) if isinstance(value, datetime) else value for name, value in values.items()
+    }
 
 
 def experiment_basic(experiment: Experiment, *, user_id: int | None, membership_level: int) -> dict[str, Any]:
@@ -42,28 +44,14 @@ def experiment_basic(experiment: Experiment, *, user_id: int | None, membership_
     with the flag's live configuration projected over them."""
     flag = experiment.feature_flag
     stored = experiment.parameters if isinstance(experiment.parameters, dict) else {}
-    links = links_of(experiment)
-    return {
-        "id": experiment.id,
-        "name": experiment.name,
-        "description": experiment.description,
-        "start_date": api_datetime(experiment.start_date),
-        "end_date": api_datetime(experiment.end_date),
+    links = experiment_links(experiment)
+    computed = {
         "feature_flag_key": experiment.feature_flag_key,
         "feature_flag": minimal_flag(flag),
         "holdout": holdout_body(experiment.holdout),
         "exposure_cohort": experiment.exposure_cohort_id,
         "parameters": {**stored, **flag_config_projection(flag)},
-        "running_time_calculation": experiment.running_time_calculation,
-        "excluded_variants": experiment.excluded_variants,
-        "archived": experiment.archived,
-        "deleted": experiment.deleted,
         "created_by": user_basic(experiment.created_by),
-        "created_at": api_datetime(experiment.created_at),
-        "updated_at": api_datetime(experiment.updated_at),
-        "type": experiment.type,
-        "conclusion": experiment.conclusion,
-        "conclusion_comment": experiment.conclusion_comment,
         "status": experiment_status(experiment).value,
         "saved_metrics": [saved_metric_link(link) for link in links],
         "saved_metrics_ids": saved_metrics_ids_of(links),
@@ -76,25 +64,14 @@ def experiment_basic(experiment: Experiment, *, user_id: int | None, membership_
             else None
         ),
     }
+    values = {**as_stored(experiment, AS_STORED_IN_LIST), **computed}
+    return {name: values[name] for name in LIST_FIELDS}
 
 
 def experiment_full(experiment: Experiment, *, user_id: int | None, membership_level: int) -> dict[str, Any]:
     """The full experiment, for create, retrieve, update and the lifecycle actions."""
-    body = experiment_basic(experiment, user_id=user_id, membership_level=membership_level)
-    body.update(
-        {
-            "holdout_id": experiment.holdout_id,
-            "secondary_metrics": experiment.secondary_metrics,
-            "filters": experiment.filters,
-            "exposure_criteria": experiment.exposure_criteria,
-            "metrics": experiment.metrics,
-            "metrics_secondary": experiment.metrics_secondary,
-            "stats_config": experiment.stats_config,
-            "scheduling_config": experiment.scheduling_config,
-            "primary_metrics_ordered_uuids": experiment.primary_metrics_ordered_uuids,
-            "secondary_metrics_ordered_uuids": experiment.secondary_metrics_ordered_uuids,
-            "only_count_matured_users": experiment.only_count_matured_users,
-            "exposure_preaggregation_enabled": experiment.exposure_preaggregation_enabled,
-        }
-    )
-    return body
+    values = {
+        **experiment_basic(experiment, user_id=user_id, membership_level=membership_level),
+        **as_stored(experiment, AS_STORED_IN_DETAIL_ONLY),
+    }
+    return {name: values[name] for name in DETAIL_FIELDS}

@@ -1,7 +1,7 @@
-"""Experiment reads: the list with PostHog's filters and ordering, at a fixed number of queries."""
+"""Experiment reads: the list and the detail at a fixed number of queries, PostHog's status filter
+and ordering, an experiment's saved-metric links."""
 
 import json
-from collections.abc import Mapping
 from typing import Any
 
 from django.db import connection
@@ -27,7 +27,6 @@ ORDER_ALLOWLIST = frozenset(
     )
     for prefix in ("", "-")
 )
-FEATURE_FLAG_ID_NOT_INTEGER = "feature_flag_id must be an integer"
 STATUS_ALIASES = {"complete": ExperimentStatus.STOPPED}
 TRUE_VALUES = ("true", "1", "yes")
 
@@ -40,6 +39,23 @@ def links_prefetch() -> Prefetch:
     )
 
 
+def experiment_links(experiment: Experiment) -> list[ExperimentToSavedMetric]:
+    """The experiment's saved-metric links in their display order, read once and kept on the
+    instance (where a list's prefetch puts them too)."""
+    links = getattr(experiment, "prefetched_links", None)
+    if links is None:
+        links = list(
+            experiment.experimenttosavedmetric_set.select_related("saved_metric").order_by("created_at", "id")
+        )
+        experiment.prefetched_links = links
+    return links
+
+
+def forget_links(experiment: Experiment) -> None:
+    """Drop the links kept on the instance after they were changed, so the next read is fresh."""
+    experiment.__dict__.pop("prefetched_links", None)
+
+
 def experiment_queryset(project: Project, *, include_deleted: bool = False) -> QuerySet[Experiment]:
     """Experiments of a project with everything their representation needs, in fixed queries."""
     queryset = (
@@ -47,6 +63,13 @@ def experiment_queryset(project: Project, *, include_deleted: bool = False) -> Q
         .select_related("feature_flag", "created_by", "holdout__created_by", "project")
         .prefetch_related(links_prefetch())
     )
+    return queryset if include_deleted else queryset.filter(deleted=False)
+
+
+def experiment_to_lock(project: Project, *, include_deleted: bool = False) -> QuerySet[Experiment]:
+    """Experiments of a project as a write finds them before its service locks and re-reads the
+    row: the row and its project (which the approval gate needs), nothing else."""
+    queryset = Experiment.objects.filter(project=project).select_related("project")
     return queryset if include_deleted else queryset.filter(deleted=False)
 
 
@@ -155,30 +178,28 @@ def with_legacy_metrics_flag(queryset: QuerySet[Experiment]) -> QuerySet[Experim
     ).defer("metrics", "metrics_secondary")
 
 
-def experiment_list(project: Project, params: Mapping[str, str]) -> QuerySet[Experiment]:
-    """The experiments list with every filter of PostHog's list endpoint; deleted are never shown."""
-    queryset = with_legacy_metrics_flag(
+def experiment_list(project: Project) -> QuerySet[Experiment]:
+    """The project's experiments as the list shows them, in a fixed number of queries; deleted are
+    never shown. `experiments/filters.py` applies the list's filters and ordering."""
+    return with_legacy_metrics_flag(
         Experiment.objects.filter(project=project, deleted=False)
         .select_related("feature_flag", "created_by", "holdout__created_by")
         .prefetch_related(links_prefetch())
         .defer(*LIST_DEFERRED_FIELDS)
     )
-    if status := params.get("status"):
-        queryset = filter_by_status(queryset, status)
-    archived = params.get("archived")
-    queryset = queryset.filter(archived=archived is not None and archived.lower() == "true")
-    if created_by := params.get("created_by_id"):
-        ids = parse_created_by_ids(created_by)
-        if ids:
-            queryset = queryset.filter(created_by_id__in=ids)
-    if feature_flag_id := params.get("feature_flag_id"):
-        try:
-            flag_id = int(feature_flag_id)
-        except ValueError:
-            raise ValidationError(FEATURE_FLAG_ID_NOT_INTEGER) from None
-        queryset = queryset.filter(feature_flag_id=flag_id) if 0 < flag_id < 2**63 else queryset.none()
-    if search := params.get("search"):
-        queryset = queryset.filter(name__icontains=search)
-    if prompt_name := params.get("prompt_name"):
-        queryset = queryset.filter(parameters__prompt_metadata__name=prompt_name)
-    return order_experiments(queryset, params.get("order"))
+
+
+def is_legacy(experiment: Experiment, links: list[ExperimentToSavedMetric] | None = None) -> bool:
+    """An experiment using PostHog's retired metric kinds (inline or through a saved metric).
+    A list query may have computed the inline part in SQL (`uses_legacy_metrics`)."""
+    annotated = getattr(experiment, "uses_legacy_metrics", None)
+    if annotated:
+        return True
+    for metric in (
+        [] if annotated is False else [*(experiment.metrics or []), *(experiment.metrics_secondary or [])]
+    ):
+        if isinstance(metric, dict) and metric.get("kind") in LEGACY_METRIC_KINDS:
+            return True
+    if links is None:
+        links = experiment_links(experiment)
+    return any((link.saved_metric.query or {}).get("kind") in LEGACY_METRIC_KINDS for link in links)

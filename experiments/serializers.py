@@ -6,7 +6,9 @@ from typing import Any
 from rest_framework import serializers
 
 from accounts.serializers import UserBasicSerializer
+from experiments.fields import DECLARED_SERIALIZER_FIELDS, DETAIL_FIELDS, LIST_FIELDS, READ_ONLY_FIELDS
 from experiments.lifecycle import ExperimentStatus
+from experiments.metric_schema import validate_metrics
 from experiments.models import (
     Experiment,
     ExperimentMetricsRecalculation,
@@ -15,16 +17,15 @@ from experiments.models import (
 )
 from experiments.representations import experiment_basic, experiment_full, saved_metric_link
 from experiments.validation import (
-    split_parameters,
     validate_date_range,
     validate_excluded_variants_shape,
     validate_exposure_criteria,
-    validate_metrics,
     validate_ordering_shape,
     validate_running_time_calculation,
     validate_saved_metrics_ids_shape,
+    validated_parameters,
 )
-from experiments_api.serializers import ActionBodySerializer, StrictFieldsMixin
+from experiments_api.serializers import ActionBodySerializer, UnknownFieldHandlingMixin
 from experiments_api.tags import TagsField
 from flags.serializers import MinimalFeatureFlagSerializer
 from flags.validation import FLAG_KEY_INVALID, FLAG_KEY_PATTERN
@@ -32,6 +33,8 @@ from holdouts.models import ExperimentHoldout
 from holdouts.serializers import ExperimentHoldoutSerializer
 
 CONCLUSION_CHOICES = Experiment.Conclusion.choices
+# Accepted on writes, never rendered: they steer the write.
+WRITE_CONTROLS = ("allow_unknown_events", "_create_in_folder", "update_feature_flag_params")
 MUST_BE_AN_OBJECT = "{field} must be an object"
 MUST_BE_A_LIST = "{field} must be a list"
 MUST_BE_A_LIST_OF_OBJECTS = "{field} must be a list of objects"
@@ -72,6 +75,13 @@ class ExperimentBaseSerializer(serializers.ModelSerializer):
     user_access_level = serializers.CharField(read_only=True, allow_null=True)
     parameters = serializers.JSONField(required=False, allow_null=True)
 
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        for name, build in DECLARED_SERIALIZER_FIELDS.items():
+            if name in fields:
+                fields[name] = build()
+        return fields
+
     def render_context(self) -> dict[str, Any]:
         request = self.context.get("request")
         return {
@@ -80,7 +90,7 @@ class ExperimentBaseSerializer(serializers.ModelSerializer):
         }
 
 
-class ExperimentSerializer(StrictFieldsMixin, ExperimentBaseSerializer):
+class ExperimentSerializer(UnknownFieldHandlingMixin, ExperimentBaseSerializer):
     """The full experiment, for create, retrieve, update and every lifecycle action."""
 
     name = serializers.CharField(max_length=400)
@@ -138,61 +148,8 @@ class ExperimentSerializer(StrictFieldsMixin, ExperimentBaseSerializer):
 
     class Meta:
         model = Experiment
-        fields = [
-            "id",
-            "name",
-            "description",
-            "start_date",
-            "end_date",
-            "feature_flag_key",
-            "feature_flag",
-            "holdout",
-            "holdout_id",
-            "exposure_cohort",
-            "parameters",
-            "running_time_calculation",
-            "excluded_variants",
-            "secondary_metrics",
-            "saved_metrics",
-            "saved_metrics_ids",
-            "filters",
-            "archived",
-            "deleted",
-            "created_by",
-            "created_at",
-            "updated_at",
-            "type",
-            "exposure_criteria",
-            "metrics",
-            "metrics_secondary",
-            "stats_config",
-            "scheduling_config",
-            "allow_unknown_events",
-            "_create_in_folder",
-            "conclusion",
-            "conclusion_comment",
-            "primary_metrics_ordered_uuids",
-            "secondary_metrics_ordered_uuids",
-            "only_count_matured_users",
-            "exposure_preaggregation_enabled",
-            "update_feature_flag_params",
-            "status",
-            "is_legacy",
-            "user_access_level",
-        ]
-        read_only_fields = [
-            "id",
-            "created_by",
-            "created_at",
-            "updated_at",
-            "feature_flag",
-            "exposure_cohort",
-            "holdout",
-            "saved_metrics",
-            "status",
-            "is_legacy",
-            "user_access_level",
-        ]
+        fields = [*DETAIL_FIELDS, *WRITE_CONTROLS]
+        read_only_fields = list(READ_ONLY_FIELDS)
 
     def get_fields(self) -> dict[str, serializers.Field]:
         fields = super().get_fields()
@@ -210,9 +167,7 @@ class ExperimentSerializer(StrictFieldsMixin, ExperimentBaseSerializer):
         return key
 
     def validate_parameters(self, value: Any) -> Any:
-        object_or_null(value, "parameters")
-        split_parameters(value)
-        return value
+        return validated_parameters(object_or_null(value, "parameters"))
 
     def validate_running_time_calculation(self, value: Any) -> Any:
         validate_running_time_calculation(value)
@@ -285,33 +240,7 @@ class ExperimentBasicSerializer(ExperimentBaseSerializer):
 
     class Meta:
         model = Experiment
-        fields = [
-            "id",
-            "name",
-            "description",
-            "start_date",
-            "end_date",
-            "feature_flag_key",
-            "feature_flag",
-            "holdout",
-            "exposure_cohort",
-            "parameters",
-            "running_time_calculation",
-            "excluded_variants",
-            "archived",
-            "deleted",
-            "created_by",
-            "created_at",
-            "updated_at",
-            "type",
-            "conclusion",
-            "conclusion_comment",
-            "saved_metrics",
-            "saved_metrics_ids",
-            "status",
-            "is_legacy",
-            "user_access_level",
-        ]
+        fields = list(LIST_FIELDS)
         read_only_fields = fields
 
     def to_representation(self, experiment: Experiment) -> dict[str, Any]:
@@ -391,7 +320,7 @@ class MetricsRecalculationSerializer(ActionBodySerializer):
     )
 
 
-class ExperimentSavedMetricSerializer(StrictFieldsMixin, serializers.ModelSerializer):
+class ExperimentSavedMetricSerializer(UnknownFieldHandlingMixin, serializers.ModelSerializer):
     """A shared metric; its query is validated like an inline experiment metric."""
 
     created_by = UserBasicSerializer(read_only=True, allow_null=True)

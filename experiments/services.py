@@ -1,11 +1,10 @@
-"""Writes of experiments and saved metrics.
+"""Creating experiments, and the rules create and update share.
 
 Every function validates everything first, then writes the experiment, its flag (through
 `flags/services.py`) and its activity inside one transaction with the rows it changes locked, so a
 refused request changes nothing. Lifecycle transitions live in `experiments/lifecycle.py`.
 """
 
-from copy import deepcopy
 from datetime import datetime
 from typing import Any
 
@@ -13,10 +12,16 @@ from django.db import transaction
 from rest_framework.exceptions import ValidationError
 
 from accounts.models import Project, User
-from activity.services import activity_log_changes, activity_log_record, changes_between, to_json_value
+from activity.services import activity_log_record, to_json_value
 from approvals.gate import approval_gate
 from approvals.observer import Facet, record, state
 from experiments import lifecycle
+from experiments.fields import plain_field_values
+from experiments.flag_config import (
+    DEFAULT_VARIANTS,
+    changed_flag_config,
+    new_flag_filters,
+)
 from experiments.lifecycle import EXPERIMENT_ACTIVITY_SCOPE
 from experiments.metrics import (
     assign_metric_uuids,
@@ -24,12 +29,10 @@ from experiments.metrics import (
     synced_ordering,
     with_fingerprints,
 )
-from experiments.models import LEGACY_METRIC_KINDS, Experiment, ExperimentSavedMetric, ExperimentToSavedMetric
+from experiments.models import Experiment, ExperimentSavedMetric
+from experiments.saved_metrics import link_uuids_by_type, resolve_saved_metrics, sync_saved_metric_links
 from experiments.validation import (
     CONTROL,
-    GLOBAL_FILTER_PROPERTIES,
-    SAVED_METRIC_NOT_IN_PROJECT,
-    normalize_variants,
     split_parameters,
     validate_excluded_variant_keys,
     validate_flag_for_experiment,
@@ -38,284 +41,14 @@ from experiments.validation import (
     validate_stats_config,
 )
 from flags.models import FeatureFlag
-from flags.services import flag_create, flag_snapshot, flag_write
+from flags.services import flag_create
 from holdouts.models import ExperimentHoldout
-
-DEFAULT_ROLLOUT_PERCENTAGE = 100
-DEFAULT_VARIANTS = [
-    {"key": "control", "name": "Control Group", "rollout_percentage": 50},
-    {"key": "test", "name": "Test Variant", "rollout_percentage": 50},
-]
-UPDATABLE_FIELDS = frozenset(
-    {
-        "name",
-        "description",
-        "start_date",
-        "end_date",
-        "filters",
-        "parameters",
-        "running_time_calculation",
-        "excluded_variants",
-        "archived",
-        "deleted",
-        "secondary_metrics",
-        "holdout",
-        "exposure_criteria",
-        "metrics",
-        "metrics_secondary",
-        "stats_config",
-        "scheduling_config",
-        "conclusion",
-        "conclusion_comment",
-        "primary_metrics_ordered_uuids",
-        "secondary_metrics_ordered_uuids",
-        "saved_metrics_ids",
-        "only_count_matured_users",
-        "exposure_preaggregation_enabled",
-    }
-)
-# Stands for a field the experiment does not have, so no sent value can equal it.
-UNSET = object()
-LEGACY_UPDATABLE_FIELDS = frozenset({"name", "description", "end_date", "deleted"})
-TRACKED_FIELDS = (
-    "name",
-    "description",
-    "start_date",
-    "end_date",
-    "filters",
-    "parameters",
-    "running_time_calculation",
-    "excluded_variants",
-    "archived",
-    "deleted",
-    "secondary_metrics",
-    "holdout_id",
-    "exposure_criteria",
-    "metrics",
-    "metrics_secondary",
-    "stats_config",
-    "scheduling_config",
-    "conclusion",
-    "conclusion_comment",
-    "primary_metrics_ordered_uuids",
-    "secondary_metrics_ordered_uuids",
-    "only_count_matured_users",
-    "exposure_preaggregation_enabled",
-    "type",
-)
-RUNNING_TIME_RECOMMENDATIONS = ("recommended_running_time", "recommended_sample_size")
 
 FLAG_EXISTS_WITH_CONFIG = (
     "A feature flag with key '{key}' already exists; the experiment links to it as-is, so its "
     "configuration cannot be set through parameters. Omit the flag configuration to reuse the existing "
     "flag, or edit the flag directly."
 )
-RUNNING_FLAG_CONFIG_NEEDS_OPT_IN = (
-    "This experiment is running. To change its flag config, "
-    "send update_feature_flag_params=true (or edit the feature flag directly)."
-)
-CANT_UPDATE_VARIANTS = "Can't update feature_flag_variants on Experiment"
-CANT_UPDATE_HOLDOUT = "Can't update holdout on running Experiment"
-RESTORE_WITH_DELETED_FLAG = (
-    "Cannot restore experiment: the linked feature flag has been deleted. "
-    "Restore the feature flag first, then restore the experiment."
-)
-
-
-# --- reading what an experiment is made of ----------------------------------------------------
-
-
-def is_legacy(experiment: Experiment, links: list[ExperimentToSavedMetric] | None = None) -> bool:
-    """An experiment using PostHog's retired metric kinds (inline or through a saved metric).
-    A list query may have computed the inline part in SQL (`uses_legacy_metrics`)."""
-    annotated = getattr(experiment, "uses_legacy_metrics", None)
-    if annotated:
-        return True
-    for metric in (
-        [] if annotated is False else [*(experiment.metrics or []), *(experiment.metrics_secondary or [])]
-    ):
-        if isinstance(metric, dict) and metric.get("kind") in LEGACY_METRIC_KINDS:
-            return True
-    if links is None:
-        links = list(experiment.experimenttosavedmetric_set.select_related("saved_metric"))
-    return any((link.saved_metric.query or {}).get("kind") in LEGACY_METRIC_KINDS for link in links)
-
-
-def experiment_snapshot(experiment: Experiment) -> dict[str, Any]:
-    return {field: deepcopy(getattr(experiment, field)) for field in TRACKED_FIELDS}
-
-
-def flag_config_projection(flag: FeatureFlag) -> dict[str, Any]:
-    """The flag configuration as the experiment's `parameters` shows it on read."""
-    filters = flag.filters or {}
-    projected: dict[str, Any] = {
-        "feature_flag_variants": [
-            {**variant, "split_percent": variant.get("rollout_percentage")}
-            if isinstance(variant, dict)
-            else variant
-            for variant in flag.variants
-        ]
-    }
-    groups = filters.get("groups") or []
-    if groups and isinstance(groups[0], dict) and groups[0].get("rollout_percentage") is not None:
-        projected["rollout_percentage"] = groups[0]["rollout_percentage"]
-    if filters.get("aggregation_group_type_index") is not None:
-        projected["aggregation_group_type_index"] = filters["aggregation_group_type_index"]
-    if filters.get("payloads"):
-        projected["feature_flag_payloads"] = filters["payloads"]
-    if flag.ensure_experience_continuity is not None:
-        projected["ensure_experience_continuity"] = flag.ensure_experience_continuity
-    return projected
-
-
-def changed_flag_config(flag_config: dict[str, Any], flag: FeatureFlag) -> dict[str, Any]:
-    """The part of `flag_config` that differs from the flag's current configuration: a client that
-    sends back what it read is not asking for a change."""
-    current = flag_config_projection(flag)
-    current["feature_flag_variants"] = normalize_variants(current["feature_flag_variants"])
-    changed = {}
-    for key, value in flag_config.items():
-        if key == "feature_flag_variants":
-            if normalize_variants(value) != current["feature_flag_variants"]:
-                changed[key] = value
-        elif value != current.get(key):
-            changed[key] = value
-    return changed
-
-
-# --- flag configuration ----------------------------------------------------------------------
-
-
-def holdout_filter(holdout: ExperimentHoldout | None) -> dict[str, Any] | None:
-    return holdout.flag_holdout_filter() if holdout is not None else None
-
-
-def new_flag_filters(flag_config: dict[str, Any], holdout: ExperimentHoldout | None) -> dict[str, Any]:
-    filters: dict[str, Any] = {
-        "groups": [
-            {
-                "properties": [],
-                "rollout_percentage": flag_config.get("rollout_percentage", DEFAULT_ROLLOUT_PERCENTAGE),
-            }
-        ],
-        "multivariate": {"variants": flag_config.get("feature_flag_variants") or deepcopy(DEFAULT_VARIANTS)},
-        "aggregation_group_type_index": flag_config.get("aggregation_group_type_index"),
-        "holdout": holdout_filter(holdout),
-    }
-    if flag_config.get("feature_flag_payloads"):
-        filters["payloads"] = flag_config["feature_flag_payloads"]
-    return filters
-
-
-def synced_flag_filters(
-    current: dict[str, Any], flag_config: dict[str, Any], holdout: ExperimentHoldout | None
-) -> dict[str, Any]:
-    """The flag's filters after an experiment edit: sent configuration replaces the matching part
-    (the rollout only in the first release condition), everything else is kept."""
-    filters = deepcopy(current or {})
-    if "feature_flag_variants" in flag_config:
-        filters["multivariate"] = {
-            "variants": flag_config["feature_flag_variants"] or deepcopy(DEFAULT_VARIANTS)
-        }
-    if flag_config.get("rollout_percentage") is not None:
-        groups = filters.get("groups") or []
-        if groups:
-            filters["groups"] = [
-                {**groups[0], "rollout_percentage": flag_config["rollout_percentage"]},
-                *groups[1:],
-            ]
-        else:
-            filters["groups"] = [{"properties": [], "rollout_percentage": flag_config["rollout_percentage"]}]
-    if "aggregation_group_type_index" in flag_config:
-        filters["aggregation_group_type_index"] = flag_config["aggregation_group_type_index"]
-    if "feature_flag_payloads" in flag_config:
-        filters["payloads"] = flag_config["feature_flag_payloads"] or {}
-    filters["holdout"] = holdout_filter(holdout)
-    return filters
-
-
-def flag_changes_for_config(
-    flag: FeatureFlag, flag_config: dict[str, Any], holdout: ExperimentHoldout | None
-) -> dict[str, Any]:
-    changes: dict[str, Any] = {"filters": synced_flag_filters(flag.filters, flag_config, holdout)}
-    if "ensure_experience_continuity" in flag_config:
-        changes["ensure_experience_continuity"] = bool(flag_config["ensure_experience_continuity"])
-    return changes
-
-
-# --- saved metrics ---------------------------------------------------------------------------
-
-
-def resolve_saved_metrics(
-    project: Project, saved_metrics_ids: list[dict] | None
-) -> dict[int, ExperimentSavedMetric]:
-    """The saved metrics referenced, all of which must belong to `project`."""
-    if not saved_metrics_ids:
-        return {}
-    ids = [item["id"] for item in saved_metrics_ids]
-    found = {
-        metric.id: metric for metric in ExperimentSavedMetric.objects.filter(project=project, id__in=ids)
-    }
-    if len(found) != len(set(ids)) or len(ids) != len(set(ids)):
-        raise ValidationError(SAVED_METRIC_NOT_IN_PROJECT)
-    return found
-
-
-def link_uuids_by_type(links: list[tuple[ExperimentSavedMetric, dict]]) -> dict[str, list[str]]:
-    result: dict[str, list[str]] = {"primary": [], "secondary": []}
-    for saved_metric, metadata in links:
-        uuid = (saved_metric.query or {}).get("uuid")
-        if uuid:
-            kind = "primary" if (metadata or {}).get("type", "primary") == "primary" else "secondary"
-            result[kind].append(uuid)
-    return result
-
-
-def sync_saved_metric_links(
-    experiment: Experiment,
-    *,
-    user: User | None,
-    saved_metrics_ids: list[dict],
-    saved_metrics: dict[int, ExperimentSavedMetric],
-) -> None:
-    """Make the experiment's links match `saved_metrics_ids`, in place, logging each link change."""
-    existing = {
-        link.saved_metric_id: link
-        for link in experiment.experimenttosavedmetric_set.select_related("saved_metric")
-    }
-    wanted = {item["id"]: item.get("metadata") or {} for item in saved_metrics_ids}
-
-    def log(
-        activity: str, saved_metric: ExperimentSavedMetric, before: dict | None, after: dict | None
-    ) -> None:
-        changes = changes_between(EXPERIMENT_ACTIVITY_SCOPE, {"metadata": before}, {"metadata": after})
-        activity_log_record(
-            project=experiment.project,
-            user=user,
-            scope=EXPERIMENT_ACTIVITY_SCOPE,
-            item_id=experiment.id,
-            activity=activity,
-            name=saved_metric.name,
-            changes=changes,
-            detail_type="saved_metric_config",
-        )
-
-    for saved_metric_id, link in existing.items():
-        if saved_metric_id not in wanted:
-            link.delete()
-            log("deleted", link.saved_metric, link.metadata, None)
-    for saved_metric_id, metadata in wanted.items():
-        link = existing.get(saved_metric_id)
-        if link is None:
-            ExperimentToSavedMetric.objects.create(
-                experiment=experiment, saved_metric=saved_metrics[saved_metric_id], metadata=metadata
-            )
-            log("created", saved_metrics[saved_metric_id], None, metadata)
-        elif (link.metadata or {}) != metadata:
-            before = link.metadata
-            link.metadata = metadata
-            link.save(update_fields=["metadata", "updated_at"])
-            log("updated", link.saved_metric, before, metadata)
 
 
 def validate_orderings(
@@ -355,52 +88,8 @@ def baseline_key(stats_config: dict | None) -> str:
     return (stats_config or {}).get("baseline_variant_key") or CONTROL
 
 
-# --- approvals ---------------------------------------------------------------------------------
-
-# PATCH fields that are transitions in disguise, and the approval key each one is gated by.
-TRANSITION_FIELD_KEYS = {
-    "start_date": "experiment.launch",
-    "end_date": "experiment.end",
-    "archived": "experiment.archive",
-}
+# A flag change made by an experiment write is gated by the experiment's keys first.
 EXPERIMENT_FLAG_ACTION_KEYS = {"enable": ["experiment.launch"], "update": ["experiment.update"]}
-
-
-def record_update_facets(experiment: Experiment, before: dict[str, Any], after: dict[str, Any]) -> None:
-    """Report what a PATCH changes to the approval gate: launching, ending, archiving and deleting
-    are gated by their own keys; every other changed field by `experiment.update`."""
-    changed = {
-        field for field in after if to_json_value(before.get(field)) != to_json_value(after.get(field))
-    }
-    resource_id = str(experiment.id)
-    name = experiment.name
-
-    def facet(key: str, fields: set[str], description: str) -> None:
-        record(
-            Facet(
-                [key],
-                "experiment",
-                resource_id,
-                description,
-                state({field: to_json_value(before.get(field)) for field in sorted(fields)}),
-                state({field: to_json_value(after.get(field)) for field in sorted(fields)}),
-            )
-        )
-
-    if "deleted" in changed and after["deleted"]:
-        facet("experiment.delete", {"deleted"}, f"Delete experiment '{name}'")
-        changed.discard("deleted")
-    if "start_date" in changed and before["start_date"] is None:
-        facet(TRANSITION_FIELD_KEYS["start_date"], {"start_date"}, f"Launch experiment '{name}'")
-        changed.discard("start_date")
-    if "end_date" in changed and before["end_date"] is None:
-        facet(TRANSITION_FIELD_KEYS["end_date"], {"end_date"}, f"End experiment '{name}'")
-        changed.discard("end_date")
-    if "archived" in changed:
-        facet(TRANSITION_FIELD_KEYS["archived"], {"archived"}, f"Archive experiment '{name}'")
-        changed.discard("archived")
-    if changed:
-        facet("experiment.update", changed, f"Update experiment '{name}': {', '.join(sorted(changed))}")
 
 
 # --- create ----------------------------------------------------------------------------------
@@ -419,35 +108,28 @@ def experiment_create(
     user: User | None,
     name: str,
     feature_flag_key: str,
-    description: str | None = "",
     type: str | None = Experiment.Type.PRODUCT,
     parameters: dict | None = None,
-    running_time_calculation: dict | None = None,
     excluded_variants: list[str] | None = None,
     metrics: list[dict] | None = None,
     metrics_secondary: list[dict] | None = None,
-    secondary_metrics: list[dict] | None = None,
     stats_config: dict | None = None,
     exposure_criteria: dict | None = None,
     holdout: ExperimentHoldout | None = None,
     saved_metrics_ids: list[dict] | None = None,
     start_date: datetime | None = None,
-    end_date: datetime | None = None,
     primary_metrics_ordered_uuids: list[str] | None = None,
     secondary_metrics_ordered_uuids: list[str] | None = None,
-    filters: dict | None = None,
-    scheduling_config: dict | None = None,
     only_count_matured_users: bool | None = None,
-    exposure_preaggregation_enabled: bool = False,
-    archived: bool = False,
-    deleted: bool = False,
-    conclusion: str | None = None,
-    conclusion_comment: str | None = None,
+    **plain_fields: Any,
 ) -> Experiment:
     """Create an experiment and resolve its flag: an existing live flag with the key is reused as
     it is (it must have two variants including `control`); otherwise a new flag is created from
     the parameters (default control/test 50/50 at 100% rollout), active only if the experiment is
-    created already started. All in one transaction: a failure leaves no flag behind."""
+    created already started. The plain fields of `experiments/fields.py` (description, filters,
+    conclusion, ...) are stored as given, or their defaults. All in one transaction: a failure
+    leaves no flag behind."""
+    stored_fields = plain_field_values(plain_fields)
     stored_parameters, flag_config = split_parameters(parameters)
     with transaction.atomic():
         saved_metrics = resolve_saved_metrics(project, saved_metrics_ids)
@@ -530,29 +212,19 @@ def experiment_create(
             created_by=user,
             feature_flag=flag,
             name=name,
-            description=description if description is not None else "",
             type=type or Experiment.Type.PRODUCT,
             parameters=stored_parameters,
-            running_time_calculation=running_time_calculation or {},
             excluded_variants=excluded_variants,
             metrics=metrics if metrics is not None else [],
             metrics_secondary=metrics_secondary if metrics_secondary is not None else [],
-            secondary_metrics=secondary_metrics if secondary_metrics is not None else [],
             stats_config=stats_config,
             exposure_criteria=exposure_criteria,
             holdout=holdout,
             start_date=start_date,
-            end_date=end_date,
-            filters=filters if filters is not None else {},
             primary_metrics_ordered_uuids=primary_metrics_ordered_uuids,
             secondary_metrics_ordered_uuids=secondary_metrics_ordered_uuids,
-            scheduling_config=scheduling_config,
             only_count_matured_users=only_count_matured_users,
-            exposure_preaggregation_enabled=exposure_preaggregation_enabled,
-            archived=archived,
-            deleted=deleted,
-            conclusion=conclusion,
-            conclusion_comment=conclusion_comment,
+            **stored_fields,
         )
         if experiment.type == Experiment.Type.WEB:
             experiment.variants = {
@@ -571,7 +243,7 @@ def experiment_create(
         if start_date is not None:
             record(
                 Facet(
-                    [TRANSITION_FIELD_KEYS["start_date"]],
+                    [lifecycle.APPROVAL_KEYS[lifecycle.Transition.LAUNCH]],
                     "experiment",
                     None,
                     f"Create experiment '{name}' already launched",
@@ -593,318 +265,3 @@ def experiment_create(
             links,
         )
     return experiment
-
-
-# --- update ----------------------------------------------------------------------------------
-
-
-@approval_gate(
-    name="experiments.experiment_update",
-    resource_type="experiment",
-    resource=lambda kwargs: kwargs["experiment"],
-    project=lambda kwargs: kwargs["experiment"].project,
-    flag_action_keys=lambda kwargs: EXPERIMENT_FLAG_ACTION_KEYS,
-)
-def experiment_update(
-    *,
-    experiment: Experiment,
-    user: User | None,
-    data: dict[str, Any],
-    update_feature_flag_params: bool = False,
-) -> Experiment:
-    """Apply a PATCH/PUT. A draft's flag follows its flag configuration; a running experiment's
-    flag changes only with `update_feature_flag_params` (and then only the rollouts of the same
-    variant keys). Setting a draft's start_date launches it (with the launch guards), `end_date`
-    ends it, `deleted` soft-deletes or restores it. Everything is validated before anything is
-    written; the experiment, its flag and the activity entries change in one transaction."""
-    with transaction.atomic():
-        experiment, flag = lifecycle.lock_experiment_and_flag(experiment.pk)
-        project = experiment.project
-        data = dict(data)
-        current_key = experiment.feature_flag_key
-        requested_key = data.pop("feature_flag_key", current_key)
-
-        # A field that cannot change but is sent with its current value is an object read and sent
-        # back whole (read-modify-write), not an attempt to change it.
-        for name in set(data) - UPDATABLE_FIELDS:
-            if data[name] == getattr(experiment, name, UNSET):
-                del data[name]
-        extra = set(data) - UPDATABLE_FIELDS
-        if requested_key != current_key:
-            extra.add("get_feature_flag_key")
-        links_before = list(experiment.experimenttosavedmetric_set.select_related("saved_metric"))
-
-        if experiment.deleted and data.get("deleted") is False and flag.deleted:
-            raise ValidationError(RESTORE_WITH_DELETED_FLAG)
-        if is_legacy(experiment, links_before):
-            disallowed = (set(data) | extra) - LEGACY_UPDATABLE_FIELDS
-            if disallowed:
-                raise ValidationError(
-                    "This experiment uses legacy metric formats and can only have its name, description, "
-                    f"or end_date updated. Cannot update: {', '.join(sorted(disallowed))}"
-                )
-        if extra:
-            raise ValidationError(f"Can't update keys: {', '.join(sorted(extra))} on Experiment")
-
-        launching = experiment.is_draft and data.get("start_date") is not None
-        if launching:
-            lifecycle.assert_launchable(flag)
-
-        stored_parameters, flag_config = split_parameters(data.get("parameters"))
-        if "parameters" in data:
-            data["parameters"] = stored_parameters
-        flag_config = changed_flag_config(flag_config, flag) if flag_config else {}
-        holdout_changed = "holdout" in data and data["holdout"] != experiment.holdout
-        if not experiment.is_draft:
-            if flag_config and not update_feature_flag_params:
-                raise ValidationError({"parameters": [RUNNING_FLAG_CONFIG_NEEDS_OPT_IN]})
-            sent_variants = flag_config.get("feature_flag_variants")
-            if sent_variants is not None:
-                current_keys = flag.variant_keys
-                if len(sent_variants) != len(current_keys) or any(
-                    current_keys.count(variant["key"]) != 1 for variant in sent_variants
-                ):
-                    raise ValidationError(CANT_UPDATE_VARIANTS)
-            if holdout_changed:
-                raise ValidationError(CANT_UPDATE_HOLDOUT)
-        if (data.get("filters") or {}).get("properties"):
-            raise ValidationError(GLOBAL_FILTER_PROPERTIES)
-
-        update_links = "saved_metrics_ids" in data
-        saved_metrics_ids = data.pop("saved_metrics_ids", None) or []
-        saved_metrics = resolve_saved_metrics(project, saved_metrics_ids) if update_links else {}
-        links_after = (
-            [(saved_metrics[item["id"]], item.get("metadata") or {}) for item in saved_metrics_ids]
-            if update_links
-            else [(link.saved_metric, link.metadata) for link in links_before]
-        )
-
-        seen = {uuid for uuids in link_uuids_by_type(links_after).values() for uuid in uuids}
-        if "metrics" in data and "metrics_secondary" not in data:
-            seen.update(metric_uuids(experiment.metrics_secondary))
-        if "metrics_secondary" in data and "metrics" not in data:
-            seen.update(metric_uuids(experiment.metrics))
-        for field in ("metrics", "metrics_secondary"):
-            if field in data:
-                data[field] = assign_metric_uuids(data[field], seen=seen)
-        if "metrics" in data or "metrics_secondary" in data:
-            validate_no_duplicate_metric_uuids(data.get("metrics"), data.get("metrics_secondary"))
-
-        new_variant_keys = [
-            variant["key"] for variant in flag_config.get("feature_flag_variants") or flag.variants
-        ]
-        effective_stats = data.get("stats_config", experiment.stats_config)
-        if "stats_config" in data or "feature_flag_variants" in flag_config:
-            validate_stats_config(effective_stats, new_variant_keys)
-        if data.get("excluded_variants"):
-            validate_excluded_variant_keys(
-                data["excluded_variants"], new_variant_keys, baseline_key(effective_stats)
-            )
-
-        # Ordering arrays follow inline metric and saved-metric changes; an explicit reorder sent by
-        # the client is kept and validated.
-        before = experiment_snapshot(experiment)
-        auto_orderings = {}
-        links_before_uuids = link_uuids_by_type([(link.saved_metric, link.metadata) for link in links_before])
-        links_after_uuids = link_uuids_by_type(links_after)
-        for ordering_field, metrics_field, kind in (
-            ("primary_metrics_ordered_uuids", "metrics", "primary"),
-            ("secondary_metrics_ordered_uuids", "metrics_secondary", "secondary"),
-        ):
-            old_uuids = [*metric_uuids(getattr(experiment, metrics_field)), *links_before_uuids[kind]]
-            new_uuids = [
-                *metric_uuids(data.get(metrics_field, getattr(experiment, metrics_field))),
-                *links_after_uuids[kind],
-            ]
-            added = [uuid for uuid in new_uuids if uuid not in old_uuids]
-            removed = set(old_uuids) - set(new_uuids)
-            auto_orderings[ordering_field] = synced_ordering(
-                getattr(experiment, ordering_field), added=added, removed=removed
-            )
-            if added or removed:
-                base = data.get(ordering_field, getattr(experiment, ordering_field))
-                data[ordering_field] = synced_ordering(base, added=added, removed=removed)
-        validate_orderings(
-            {
-                "metrics": data.get("metrics", experiment.metrics),
-                "metrics_secondary": data.get("metrics_secondary", experiment.metrics_secondary),
-                "primary_metrics_ordered_uuids": data.get(
-                    "primary_metrics_ordered_uuids", experiment.primary_metrics_ordered_uuids
-                ),
-                "secondary_metrics_ordered_uuids": data.get(
-                    "secondary_metrics_ordered_uuids", experiment.secondary_metrics_ordered_uuids
-                ),
-            },
-            links_after,
-        )
-
-        # Validation is complete: from here on, write.
-        flag_before = flag_snapshot(flag)
-        if update_links:
-            sync_saved_metric_links(
-                experiment, user=user, saved_metrics_ids=saved_metrics_ids, saved_metrics=saved_metrics
-            )
-        new_holdout = data.get("holdout", experiment.holdout)
-        if (experiment.is_draft or update_feature_flag_params) and (flag_config or holdout_changed):
-            flag_write(flag=flag, user=user, changes=flag_changes_for_config(flag, flag_config, new_holdout))
-
-        for field, value in data.items():
-            setattr(experiment, field, value)
-        if launching:
-            lifecycle.start_running(experiment, flag, user=user, start_date=experiment.start_date)
-        else:
-            lifecycle.refresh_fingerprints(experiment)
-        experiment.save()
-        record_update_facets(experiment, before, experiment_snapshot(experiment))
-        record_update_activity(
-            experiment, user=user, before=before, auto_orderings=auto_orderings, flag_before=flag_before
-        )
-    return experiment
-
-
-def record_update_activity(
-    experiment: Experiment,
-    *,
-    user: User | None,
-    before: dict[str, Any],
-    auto_orderings: dict[str, list[str]],
-    flag_before: dict[str, Any],
-) -> None:
-    """Log the update under the right activity name, leaving out bookkeeping nobody asked for:
-    orderings that only followed metric changes, and running-time recommendations."""
-    after = experiment_snapshot(experiment)
-    for field, auto_value in auto_orderings.items():
-        if after[field] == auto_value:
-            before[field] = after[field]
-    for snapshot in (before, after):
-        calc = snapshot.get("running_time_calculation")
-        if isinstance(calc, dict):
-            snapshot["running_time_calculation"] = {
-                key: value for key, value in calc.items() if key not in RUNNING_TIME_RECOMMENDATIONS
-            }
-        if experiment.type == Experiment.Type.WEB:
-            snapshot.pop("parameters", None)
-    activity = "updated"
-    if before["deleted"] != after["deleted"]:
-        activity = "deleted" if after["deleted"] else "restored"
-    elif before["start_date"] is not None and after["start_date"] is None:
-        activity = "reset"
-    elif before["start_date"] is None and after["start_date"] is not None:
-        activity = "launched"
-    changes = changes_between(EXPERIMENT_ACTIVITY_SCOPE, before, after)
-    changes += changes_between("FeatureFlag", flag_before, flag_snapshot(experiment.feature_flag))
-    if not changes:
-        return
-    activity_log_record(
-        project=experiment.project,
-        user=user,
-        scope=EXPERIMENT_ACTIVITY_SCOPE,
-        item_id=experiment.id,
-        activity=activity,
-        name=experiment.name,
-        changes=changes,
-    )
-
-
-# --- saved metrics ---------------------------------------------------------------------------
-
-SAVED_METRIC_TRACKED_FIELDS = ("name", "description", "query", "metadata", "tags")
-
-
-def saved_metric_snapshot(saved_metric: ExperimentSavedMetric) -> dict[str, Any]:
-    return {field: deepcopy(getattr(saved_metric, field)) for field in SAVED_METRIC_TRACKED_FIELDS}
-
-
-def saved_metric_create(
-    *,
-    project: Project,
-    user: User | None,
-    name: str,
-    query: dict,
-    description: str | None = None,
-    metadata: dict | None = None,
-    tags: list[str] | None = None,
-) -> ExperimentSavedMetric:
-    """Create a shared metric; its query gets a uuid when it has none."""
-    query = deepcopy(query)
-    if not query.get("uuid"):
-        query["uuid"] = assign_metric_uuids([query], seen=set())[0]["uuid"]
-    with transaction.atomic():
-        saved_metric = ExperimentSavedMetric.objects.create(
-            project=project,
-            created_by=user,
-            name=name,
-            description=description,
-            query=query,
-            metadata=metadata or {},
-            tags=tags or [],
-        )
-        activity_log_record(
-            project=project,
-            user=user,
-            scope=EXPERIMENT_ACTIVITY_SCOPE,
-            item_id=saved_metric.id,
-            activity="created",
-            name=name,
-            detail_type="shared_metric",
-        )
-    return saved_metric
-
-
-def saved_metric_update(
-    *, saved_metric: ExperimentSavedMetric, user: User | None, changes: dict[str, Any]
-) -> ExperimentSavedMetric:
-    with transaction.atomic():
-        saved_metric = ExperimentSavedMetric.objects.select_for_update().get(pk=saved_metric.pk)
-        before = saved_metric_snapshot(saved_metric)
-        if "query" in changes:
-            query = deepcopy(changes["query"])
-            if not query.get("uuid"):
-                query["uuid"] = (saved_metric.query or {}).get("uuid") or assign_metric_uuids(
-                    [query], seen=set()
-                )[0]["uuid"]
-            changes = {**changes, "query": query}
-        for field, value in changes.items():
-            setattr(saved_metric, field, value)
-        saved_metric.save()
-        activity_log_changes(
-            project=saved_metric.project,
-            user=user,
-            scope=EXPERIMENT_ACTIVITY_SCOPE,
-            item_id=saved_metric.id,
-            activity="updated",
-            before=before,
-            after=saved_metric_snapshot(saved_metric),
-            name=saved_metric.name,
-            detail_type="shared_metric",
-        )
-    return saved_metric
-
-
-def saved_metric_delete(*, saved_metric: ExperimentSavedMetric, user: User | None) -> None:
-    """Delete a shared metric; the experiments using it lose the link (logged on each experiment)."""
-    with transaction.atomic():
-        saved_metric = ExperimentSavedMetric.objects.select_for_update().get(pk=saved_metric.pk)
-        for link in saved_metric.experimenttosavedmetric_set.select_related("experiment"):
-            activity_log_record(
-                project=saved_metric.project,
-                user=user,
-                scope=EXPERIMENT_ACTIVITY_SCOPE,
-                item_id=link.experiment_id,
-                activity="deleted",
-                name=saved_metric.name,
-                changes=changes_between(
-                    EXPERIMENT_ACTIVITY_SCOPE, {"metadata": link.metadata}, {"metadata": None}
-                ),
-                detail_type="saved_metric_config",
-            )
-        activity_log_record(
-            project=saved_metric.project,
-            user=user,
-            scope=EXPERIMENT_ACTIVITY_SCOPE,
-            item_id=saved_metric.id,
-            activity="deleted",
-            name=saved_metric.name,
-            detail_type="shared_metric",
-        )
-        saved_metric.delete()

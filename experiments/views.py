@@ -2,7 +2,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -16,6 +16,7 @@ from approvals.mixins import ApprovalHandlingMixin
 from experiments import lifecycle
 from experiments.cloning import experiment_copy_to_project, experiment_duplicate
 from experiments.exposure import experiment_create_exposure_cohort
+from experiments.filters import ExperimentFilter, ExperimentSavedMetricFilter
 from experiments.lifecycle import EXPERIMENT_ACTIVITY_SCOPE
 from experiments.models import Experiment, ExperimentSavedMetric
 from experiments.recalculations import (
@@ -29,7 +30,13 @@ from experiments.results import (
     experiment_velocity_stats,
     timeseries_results,
 )
-from experiments.selectors import experiment_list, experiment_queryset, parse_created_by_ids
+from experiments.saved_metrics import saved_metric_create, saved_metric_delete, saved_metric_update
+from experiments.selectors import (
+    experiment_list,
+    experiment_queryset,
+    experiment_to_lock,
+    parse_created_by_ids,
+)
 from experiments.serializers import (
     ArchiveExperimentSerializer,
     CopyToProjectSerializer,
@@ -42,39 +49,33 @@ from experiments.serializers import (
     RecalculateTimeseriesSerializer,
     ShipVariantSerializer,
 )
-from experiments.services import (
-    experiment_create,
-    experiment_update,
-    saved_metric_create,
-    saved_metric_delete,
-    saved_metric_update,
-)
+from experiments.services import experiment_create
+from experiments.updates import experiment_update
 from experiments_api.mixins import BodylessActionsMixin, ForbidDestroyModel
 from experiments_api.pagination import MAX_OFFSET
 from experiments_api.response_cache import VersionedResponseCacheMixin
 from experiments_api.serializers import validated_body
-from experiments_api.tags import tagged_with_any, tags_from_query
 from flags.selectors import eligible_flags_for_experiments
 from flags.serializers import CohortSerializer, FeatureFlagSerializer
 
 WRITE = ["experiment:write"]
-LIST_PARAMETERS = [
-    OpenApiParameter(
-        "status", OpenApiTypes.STR, description="draft, running, paused, stopped (or complete), all"
-    ),
-    OpenApiParameter("archived", OpenApiTypes.STR, description="'true' for archived experiments only"),
-    OpenApiParameter(
-        "created_by_id", OpenApiTypes.STR, description="A user id, a JSON list or comma-separated ids"
-    ),
-    OpenApiParameter("feature_flag_id", OpenApiTypes.STR),
-    OpenApiParameter("search", OpenApiTypes.STR, description="Case-insensitive match on the name"),
-    OpenApiParameter(
-        "order",
-        OpenApiTypes.STR,
-        description="created_at, created_by, updated_at, name, start_date, end_date, duration, status (prefix - to reverse)",
-    ),
-]
 CREATE_ONLY_FIELDS = ("allow_unknown_events", "update_feature_flag_params", "_create_in_folder")
+# Actions whose service re-reads the experiment under a lock (with what the response shows): the
+# view's own read only finds the row and its project.
+LOCKING_ACTIONS = frozenset(
+    {
+        "update",
+        "partial_update",
+        "launch",
+        "pause",
+        "resume",
+        "end",
+        "ship_variant",
+        "reset",
+        "archive",
+        "unarchive",
+    }
+)
 INVALID_LIMIT_OR_OFFSET = "Invalid limit or offset"
 ELIGIBLE_DEFAULT_LIMIT = 20
 ELIGIBLE_MAX_LIMIT = 100
@@ -84,7 +85,6 @@ def is_truthy(value: Any) -> bool:
     return str(value).strip().lower() in ("true", "1", "yes")
 
 
-@extend_schema_view(list=extend_schema(parameters=LIST_PARAMETERS))
 class ExperimentViewSet(
     VersionedResponseCacheMixin,
     BodylessActionsMixin,
@@ -106,12 +106,17 @@ class ExperimentViewSet(
         {"launch", "pause", "resume", "reset", "unarchive", "create_exposure_cohort_for_experiment"}
     )
 
+    @property
+    def filterset_class(self) -> type[ExperimentFilter] | None:
+        # The filters (and their defaults: non-archived, newest first) narrow the list only.
+        return ExperimentFilter if self.action == "list" else None
+
     def get_serializer_class(self):
         return ExperimentBasicSerializer if self.action == "list" else super().get_serializer_class()
 
     def filter_queryset_for_action(self, queryset: QuerySet) -> QuerySet:
         if self.action == "list":
-            return experiment_list(self.project, self.request.query_params)
+            return experiment_list(self.project)
         # A PATCH that sets `deleted` to a false value is a restore, so it must find deleted rows.
         restoring = (
             self.action in ("update", "partial_update")
@@ -119,13 +124,14 @@ class ExperimentViewSet(
             and "deleted" in self.request.data
             and not is_truthy(self.request.data.get("deleted"))
         )
+        if self.action in LOCKING_ACTIONS:
+            return experiment_to_lock(self.project, include_deleted=restoring)
         return experiment_queryset(self.project, include_deleted=restoring)
 
-    def reloaded(self, experiment: Experiment) -> Experiment:
-        return experiment_queryset(self.project, include_deleted=True).get(pk=experiment.pk)
-
     def respond(self, experiment: Experiment, status_code: int = status.HTTP_200_OK) -> Response:
-        serializer = ExperimentSerializer(self.reloaded(experiment), context=self.get_serializer_context())
+        """Render an experiment as a write service returned it (created, or read under its lock with
+        everything its representation shows), so it is not read again."""
+        serializer = ExperimentSerializer(experiment, context=self.get_serializer_context())
         return Response(serializer.data, status=status_code)
 
     def create(self, request: Request, *args, **kwargs) -> Response:
@@ -409,17 +415,6 @@ class ExperimentViewSet(
         return activity_page_response(entries.select_related("user").order_by("-created_at", "-id"), request)
 
 
-@extend_schema_view(
-    list=extend_schema(
-        parameters=[
-            OpenApiParameter(
-                "tags",
-                OpenApiTypes.STR,
-                description="JSON-encoded list of tag names: metrics with any of them",
-            )
-        ]
-    )
-)
 class ExperimentSavedMetricViewSet(
     VersionedResponseCacheMixin, BodylessActionsMixin, ProjectScopedViewSetMixin, viewsets.ModelViewSet
 ):
@@ -429,9 +424,11 @@ class ExperimentSavedMetricViewSet(
     serializer_class = ExperimentSavedMetricSerializer
     queryset = ExperimentSavedMetric.objects.all()
 
+    @property
+    def filterset_class(self) -> type[ExperimentSavedMetricFilter] | None:
+        return ExperimentSavedMetricFilter if self.action == "list" else None
+
     def filter_queryset_for_action(self, queryset: QuerySet) -> QuerySet:
-        if self.action == "list":
-            queryset = tagged_with_any(queryset, tags_from_query(self.request.query_params.get("tags")))
         return queryset.select_related("created_by").order_by("-created_at", "-id")
 
     def perform_create(self, serializer: ExperimentSavedMetricSerializer) -> None:

@@ -6,17 +6,19 @@ from rest_framework import exceptions, serializers
 from rest_framework.fields import empty
 from rest_framework.request import Request
 
-from accounts.authentication import PERSONAL_API_KEY_FIELD
 from experiments_api.handling import WHOLE_BODY, current_handling
 
 UNKNOWN_FIELD = "Unknown field."
 NOT_SUPPORTED = "This server does not support other values of this field."
+# The body or query field that may carry the personal API key (PostHog's name); authentication reads it.
+PERSONAL_API_KEY_FIELD = "personal_api_key"
 CONSUMED_FIELDS = (PERSONAL_API_KEY_FIELD, "csrfmiddlewaretoken")
 
 
-class StrictFieldsMixin:
-    """Unknown keys are ignored and named in the `Ignored-Fields` header, as PostHog ignores them;
-    under `Prefer: handling=strict` they are refused with a 400 naming the first one.
+class UnknownFieldHandlingMixin:
+    """Unknown keys are handled as the request's handling asks: by default ignored and named in the
+    `Ignored-Fields` header, as PostHog ignores them; under `Prefer: handling=strict` refused with a
+    400 naming the first one.
 
     Read-only fields are known, so a client can send back an object it read, as PostHog's clients
     do when they edit an experiment or a flag. `personal_api_key` is the credential, which may travel
@@ -87,7 +89,7 @@ class ObjectBodySerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
-class ActionBodySerializer(StrictFieldsMixin, ObjectBodySerializer):
+class ActionBodySerializer(UnknownFieldHandlingMixin, ObjectBodySerializer):
     """The body of an action (`end/`, `approve/`, …): a JSON object holding only the declared fields
     (an empty body counts as `{}`)."""
 

@@ -246,8 +246,8 @@ REST_FRAMEWORK = {
         "accounts.permissions.APIScopePermission",
     ],
     "DEFAULT_THROTTLE_CLASSES": [
-        "experiments_api.throttling.PersonalAPIKeyBurstThrottle",
-        "experiments_api.throttling.PersonalAPIKeySustainedThrottle",
+        "accounts.throttling.PersonalAPIKeyBurstThrottle",
+        "accounts.throttling.PersonalAPIKeySustainedThrottle",
     ],
     "DEFAULT_PAGINATION_CLASS": "experiments_api.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
@@ -263,7 +263,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "experiments_api.negotiation.ApiContentNegotiation",
     "EXCEPTION_HANDLER": "experiments_api.errors.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "experiments_api.schema.ScopedAutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "accounts.schema.ScopedAutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     # How many proxies in front of the server append to X-Forwarded-For: per-address limits take the
     # client address from there. 0 uses the connection's address (DRF's None would trust the header

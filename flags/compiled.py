@@ -12,30 +12,15 @@ test holds the two together).
 
 from __future__ import annotations
 
-import datetime as dt
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from hashlib import sha1
 from typing import Any
 
-from flags.evaluation import (
-    HASH_SCALE,
-    REASON_PRIORITY,
-    EvaluationContext,
-    FlagResult,
-    ReasonCode,
-    Unmatchable,
-    _booleanish,
-    _to_text,
-    evaluate_flag,
-    holdout_variant,
-    match_property,
-    variant_hash,
-)
-
-# Whether one property filter matches the user's properties (the second argument is the clock).
-PropertyTest = Callable[[Mapping[str, Any], Callable[[], dt.datetime]], bool]
+from flags.bucketing import HASH_SCALE, holdout_variant, variant_hash
+from flags.evaluation import REASON_PRIORITY, EvaluationContext, FlagResult, ReasonCode, evaluate_flag
+from flags.operators import PropertyTest, property_test
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,48 +133,6 @@ def _number(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def _property_test(property_filter: Mapping[str, Any]) -> PropertyTest:
-    """The filter as a test. `exact` and `is_not` against text values (the commonest filters) become
-    a set lookup of the property's text form; every other filter is tested by `match_property`."""
-    operator = property_filter.get("operator") or "exact"
-    key = property_filter.get("key")
-    expected = property_filter.get("value")
-    if (
-        operator in ("exact", "is_not")
-        and isinstance(key, str)
-        and expected != []
-        and not _booleanish(expected)
-    ):
-        candidates = expected if isinstance(expected, list) else [expected]
-        try:
-            texts = frozenset(_to_text(candidate).lower() for candidate in candidates)
-        except (Unmatchable, RecursionError):
-            texts = None
-        if texts is not None:
-            return _text_test(key, texts, negated=operator == "is_not")
-
-    def general(properties: Mapping[str, Any], now: Callable[[], dt.datetime]) -> bool:
-        return match_property(property_filter, properties, now=now)
-
-    return general
-
-
-def _text_test(key: str, texts: frozenset[str], *, negated: bool) -> PropertyTest:
-    def matches(properties: Mapping[str, Any], now: Callable[[], dt.datetime]) -> bool:
-        if key not in properties:
-            return False
-        value = properties[key]
-        if isinstance(value, str):
-            return (value.lower() in texts) != negated
-        try:
-            found = _to_text(value).lower() in texts
-        except (Unmatchable, RecursionError):
-            return False
-        return found != negated
-
-    return matches
-
-
 def _compiled_condition(
     index: int, condition: Mapping[str, Any], variant_keys: set[str]
 ) -> CompiledCondition | None:
@@ -203,7 +146,7 @@ def _compiled_condition(
             not isinstance(item, Mapping) or item.get("type") in ("cohort", "flag") for item in raw_properties
         ):
             return None
-        property_tests = tuple(_property_test(item) for item in raw_properties)
+        property_tests = tuple(property_test(item) for item in raw_properties)
     raw_rollout = condition.get("rollout_percentage")
     percentage = _number(raw_rollout) if raw_rollout is not None else None
     rollout = percentage / 100 if percentage is not None and percentage < 100 else None

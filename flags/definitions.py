@@ -25,13 +25,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.cache import cache
-from django.db import connection
 
-from accounts.models import FlagDefinitionsVersion, Project
+from accounts.group_types import group_type_mapping
+from accounts.project_tokens import DeliveryProject
 from accounts.versions import project_data_changed
-from events.models import GroupTypeMapping
 from flags.compiled import CompiledFlag, compile_flag
 from flags.evaluation import dependency_chain
+from flags.hooks import flag_experiments
 from flags.models import Cohort, FeatureFlag
 
 CACHE_KEY_FORMAT = "flag-definitions-body:{project_id}:{version}"
@@ -39,17 +39,6 @@ CACHE_KEY_FORMAT = "flag-definitions-body:{project_id}:{version}"
 CACHE_TIMEOUT_SECONDS = 24 * 60 * 60
 # Projects whose definitions one process keeps; the least recently used beyond this are dropped.
 PROCESS_CACHE_PROJECTS = 256
-
-
-@dataclass(frozen=True)
-class DeliveryProject:
-    """The little an SDK request needs to know about the project its token names."""
-
-    id: int
-    organization_id: Any
-    definitions_version: int
-    secret_api_token_digest: str
-    secret_api_token_backup_digest: str
 
 
 @dataclass(frozen=True)
@@ -106,29 +95,6 @@ class ProjectFlagDefinitions:
 _process_definitions: OrderedDict[int, ProjectFlagDefinitions] = OrderedDict()
 
 
-def _token_lookup_sql() -> str:
-    quote = connection.ops.quote_name
-    project, version = Project._meta, FlagDefinitionsVersion._meta
-    return (
-        f"SELECT p.{quote('id')}, p.{quote('organization_id')}, v.{quote('version')}, "
-        f"p.{quote('secret_api_token_digest')}, p.{quote('secret_api_token_backup_digest')} "
-        f"FROM {quote(project.db_table)} p LEFT JOIN {quote(version.db_table)} v "
-        f"ON v.{quote('project_id')} = p.{quote('id')} WHERE p.{quote('api_token')} = %s"
-    )
-
-
-def delivery_project_for_token(token: str) -> DeliveryProject | None:
-    """The project whose public token (`phc_…`) this is, with its definitions version: one statement,
-    written out so the hot path of every SDK request skips building ORM SQL."""
-    with connection.cursor() as cursor:
-        cursor.execute(_token_lookup_sql(), [token])
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    project_id, organization_id, version, digest, backup_digest = row
-    return DeliveryProject(project_id, organization_id, version or 0, digest, backup_digest)
-
-
 def project_flag_definitions(project: DeliveryProject) -> ProjectFlagDefinitions:
     """The project's definitions at its current version: from this process, the shared cache
     (the serialized body only) or the database, in that order."""
@@ -158,26 +124,21 @@ def forget_process_definitions() -> None:
 def build_flag_definitions(project_id: int, *, version: int = 0) -> ProjectFlagDefinitions:
     """Read the project's non-deleted flags, group types and referenced cohorts (four queries)."""
     flags = list(FeatureFlag.objects.filter(project_id=project_id, deleted=False).order_by("key"))
-    with_experiment = flag_ids_with_experiments([flag.id for flag in flags])
+    with_experiment = flag_experiments().flag_ids_with_live_experiments([flag.id for flag in flags])
     stored_filters = {flag.key: flag.filters if isinstance(flag.filters, dict) else {} for flag in flags}
     definitions = tuple(
         flag_definition(flag, stored_filters, has_experiment=flag.id in with_experiment) for flag in flags
     )
-    group_type_mapping = {
-        str(index): group_type
-        for index, group_type in GroupTypeMapping.objects.filter(project_id=project_id)
-        .order_by("group_type_index")
-        .values_list("group_type_index", "group_type")
-    }
+    group_types = group_type_mapping(project_id)
     cohorts = referenced_cohorts(project_id, definitions)
     body = json.dumps(
-        {"flags": list(definitions), "group_type_mapping": group_type_mapping, "cohorts": cohorts},
+        {"flags": list(definitions), "group_type_mapping": group_types, "cohorts": cohorts},
         separators=(",", ":"),
         ensure_ascii=False,
         default=str,
     ).encode()
     etag = f'W/"{hashlib.sha256(body).hexdigest()[:32]}"'
-    return ProjectFlagDefinitions(version, definitions, group_type_mapping, cohorts, body, etag)
+    return ProjectFlagDefinitions(version, definitions, group_types, cohorts, body, etag)
 
 
 def flag_definition(
@@ -230,21 +191,6 @@ def _has_flag_filter(condition: Any) -> bool:
     return isinstance(properties, list) and any(
         isinstance(prop, dict) and prop.get("type") == "flag" for prop in properties
     )
-
-
-def flag_ids_with_experiments(flag_ids: list[int]) -> set[int]:
-    """Ids of the flags an experiment uses (`has_experiment`), found through the experiments app's
-    relation to FeatureFlag when that app defines one."""
-    if not flag_ids:
-        return set()
-    for relation in FeatureFlag._meta.related_objects:
-        if relation.related_model._meta.label != "experiments.Experiment":
-            continue
-        queryset = relation.related_model._default_manager.filter(**{f"{relation.field.name}__in": flag_ids})
-        if any(field.name == "deleted" for field in relation.related_model._meta.fields):
-            queryset = queryset.filter(deleted=False)
-        return set(queryset.values_list(relation.field.attname, flat=True))
-    return set()
 
 
 def cohort_property_group(cohort: Cohort) -> dict[str, Any]:

@@ -26,17 +26,19 @@ from django.views.decorators.csrf import csrf_exempt
 
 from accounts.authentication import BEARER_PATTERN, PersonalAPIKeyAuthentication
 from accounts.models import OrganizationMembership
+from accounts.project_tokens import DeliveryProject, delivery_project_for_token
 from accounts.scopes import scopes_grant
 from accounts.services import PROJECT_SECRET_API_KEY_PREFIX, project_secret_api_key_matches
-from events.decoding import PayloadError, decode_payload, read_body
 from experiments_api.errors import json_error_response
-from flags.compiled import evaluate_compiled_flags
-from flags.definitions import (
-    DeliveryProject,
-    ProjectFlagDefinitions,
-    delivery_project_for_token,
-    project_flag_definitions,
+from experiments_api.sdk_requests import (
+    PROJECT_TOKEN_FIELDS,
+    PayloadError,
+    decode_payload,
+    read_body,
+    with_sdk_cors,
 )
+from flags.compiled import evaluate_compiled_flags
+from flags.definitions import ProjectFlagDefinitions, project_flag_definitions
 from flags.evaluation import (
     MAX_DISTINCT_ID_LENGTH,
     EvaluationContext,
@@ -44,7 +46,6 @@ from flags.evaluation import (
     person_properties_for,
 )
 
-TOKEN_FIELDS = ("api_key", "token", "$token")
 ALLOWED_METHODS = "GET, POST, OPTIONS, HEAD"
 
 NO_TOKEN = "No API token provided. Please include a valid API token in your request."
@@ -79,18 +80,11 @@ def plain_text(status: int, message: str) -> HttpResponse:
     return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
 
 
-def with_cors(response: HttpResponse) -> HttpResponse:
-    """Browsers (posthog-js) call these endpoints from any site; the project token is public."""
-    response["Access-Control-Allow-Origin"] = "*"
-    response["Access-Control-Allow-Headers"] = "Content-Type, Content-Encoding"
-    return response
-
-
 def options_response() -> HttpResponse:
     response = HttpResponse(status=204)
     response["Allow"] = ALLOWED_METHODS
     response["Access-Control-Allow-Methods"] = ALLOWED_METHODS
-    return with_cors(response)
+    return with_sdk_cors(response)
 
 
 # --- remote evaluation ------------------------------------------------------------------------------
@@ -99,13 +93,13 @@ def options_response() -> HttpResponse:
 @csrf_exempt
 def flags_view(request: HttpRequest) -> HttpResponse:
     """`/flags/`: POST evaluates; GET answers an empty flag set; HEAD 200; OPTIONS 204."""
-    return with_cors(_flags_response(request, from_decide=False))
+    return with_sdk_cors(_flags_response(request, from_decide=False))
 
 
 @csrf_exempt
 def decide_view(request: HttpRequest) -> HttpResponse:
     """`/decide/`: the older endpoint, answered in the shapes PostHog maps it to (see `response_shape`)."""
-    return with_cors(_flags_response(request, from_decide=True))
+    return with_sdk_cors(_flags_response(request, from_decide=True))
 
 
 def _flags_response(request: HttpRequest, *, from_decide: bool) -> HttpResponse:
@@ -137,7 +131,9 @@ def _evaluate_request(request: HttpRequest, *, from_decide: bool) -> dict[str, A
     if not isinstance(payload, dict):
         raise BadFlagsRequest(400, PARSE_FAILED.format(error="the body must be a JSON object"))
 
-    token = next((payload[field] for field in TOKEN_FIELDS if isinstance(payload.get(field), str)), None)
+    token = next(
+        (payload[field] for field in PROJECT_TOKEN_FIELDS if isinstance(payload.get(field), str)), None
+    )
     if not token:
         raise BadFlagsRequest(401, NO_TOKEN)
     project = delivery_project_for_token(token)

@@ -3,14 +3,15 @@ from typing import Any
 from accounts.access import user_access_level
 from accounts.representations import user_basic
 from experiments_api.representation import api_datetime
+from flags.hooks import LIVE_EXPERIMENTS_ATTRIBUTE, flag_experiments
 from flags.models import FeatureFlag
 
 
 def live_experiment_ids(flag: FeatureFlag) -> list[int]:
-    prefetched = getattr(flag, "live_experiments", None)
+    prefetched = getattr(flag, LIVE_EXPERIMENTS_ATTRIBUTE, None)
     if prefetched is not None:
         return [experiment.id for experiment in prefetched]
-    return list(flag.experiment_set.filter(deleted=False).order_by("id").values_list("id", flat=True))
+    return flag_experiments().live_experiment_ids(flag)
 
 
 def is_simple_flag(flag: FeatureFlag) -> bool:

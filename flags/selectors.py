@@ -1,56 +1,31 @@
 """Reads of flags and cohorts that need more than a plain filter: fixed query counts for lists."""
 
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Q, QuerySet
+from rest_framework.exceptions import ValidationError
 
 from accounts.models import Project
-from experiments_api.tags import tagged_with_any
+from flags.hooks import flag_experiments
 from flags.models import Cohort, FeatureFlag
-
-
-def live_experiments_prefetch() -> Prefetch:
-    from experiments.models import Experiment
-
-    return Prefetch(
-        "experiment_set",
-        queryset=Experiment.objects.filter(deleted=False).only("id", "feature_flag_id").order_by("id"),
-        to_attr="live_experiments",
-    )
 
 
 def flag_queryset(project: Project) -> QuerySet[FeatureFlag]:
     return (
         FeatureFlag.objects.filter(project=project)
         .select_related("created_by", "last_modified_by")
-        .prefetch_related(live_experiments_prefetch())
+        .prefetch_related(flag_experiments().live_experiments_prefetch())
     )
 
 
-def flag_list(
-    project: Project, *, search: str | None = None, active: str | None = None, tags: list[str] | None = None
-) -> QuerySet[FeatureFlag]:
-    """Live flags of a project, newest first, optionally matching `search` (key or name), `active`
-    and any of `tags`."""
-    queryset = tagged_with_any(flag_queryset(project).filter(deleted=False), tags or [])
-    if search:
-        queryset = queryset.filter(Q(key__icontains=search) | Q(name__icontains=search))
-    if active is not None and active.lower() in ("true", "false"):
-        queryset = queryset.filter(active=active.lower() == "true")
-    return queryset.order_by("-created_at", "-id")
+def flag_list(project: Project) -> QuerySet[FeatureFlag]:
+    """Live flags of a project, newest first (the list's query parameters are `flags.filters`)."""
+    return flag_queryset(project).filter(deleted=False).order_by("-created_at", "-id")
 
 
 def cohort_queryset(project: Project) -> QuerySet[Cohort]:
-    from experiments.models import Experiment
-
     return (
         Cohort.objects.filter(project=project, deleted=False)
         .select_related("created_by")
-        .prefetch_related(
-            Prefetch(
-                "experiment_set",
-                queryset=Experiment.objects.only("id", "exposure_cohort_id").order_by("id"),
-                to_attr="linked_experiments",
-            )
-        )
+        .prefetch_related(flag_experiments().cohort_experiments_prefetch())
         .order_by("-created_at", "-id")
     )
 
@@ -71,8 +46,6 @@ def eligible_flags_for_experiments(
     has_evaluation_contexts: str | None = None,
 ) -> QuerySet[FeatureFlag]:
     """Live multivariate flags an experiment can run on: at least two variants, `control` first."""
-    from rest_framework.exceptions import ValidationError
-
     queryset = flag_queryset(project).filter(
         deleted=False,
         filters__multivariate__variants__0__key="control",

@@ -4,8 +4,9 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.serializers import UserBasicSerializer
-from experiments_api.serializers import StrictFieldsMixin
+from experiments_api.serializers import UnknownFieldHandlingMixin
 from experiments_api.tags import TagsField
+from flags.hooks import COHORT_EXPERIMENTS_ATTRIBUTE, flag_experiments
 from flags.models import Cohort, FeatureFlag
 from flags.representations import flag_full, minimal_flag
 from flags.validation import validate_flag_filters, validate_flag_key
@@ -16,7 +17,7 @@ DEFAULT_NEW_FLAG_FILTERS: dict[str, Any] = {"groups": [{"properties": [], "rollo
 NOTHING_BEHIND = "This server has none: always {value}."
 
 
-class FeatureFlagSerializer(StrictFieldsMixin, serializers.ModelSerializer):
+class FeatureFlagSerializer(UnknownFieldHandlingMixin, serializers.ModelSerializer):
     """A feature flag as PostHog's `FeatureFlag` schema. Fields this server has nothing behind
     (surveys, dashboards, rollbacks, encrypted payloads, remote configuration, evaluation tags)
     answer PostHog's empty values."""
@@ -244,10 +245,10 @@ class CohortSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(serializers.ListField(child=serializers.IntegerField()))
     def get_experiment_set(self, cohort: Cohort) -> list[int]:
-        prefetched = getattr(cohort, "linked_experiments", None)
+        prefetched = getattr(cohort, COHORT_EXPERIMENTS_ATTRIBUTE, None)
         if prefetched is not None:
             return [experiment.id for experiment in prefetched]
-        return list(cohort.experiment_set.order_by("id").values_list("id", flat=True))
+        return flag_experiments().cohort_experiment_ids(cohort)
 
     @extend_schema_field(serializers.IntegerField(allow_null=True))
     def get_count(self, cohort: Cohort) -> int | None:

@@ -17,6 +17,7 @@ from accounts.models import Project, User
 from activity.services import activity_log_changes, activity_log_record
 from approvals.gate import approval_gate
 from approvals.observer import record_flag_change
+from flags.hooks import flag_experiments
 from flags.models import FeatureFlag
 from flags.validation import FLAG_KEY_TAKEN, validate_flag_filters, validate_flag_key
 
@@ -97,13 +98,6 @@ def describe_flags(flags: list[FeatureFlag]) -> str:
     if len(flags) > 5:
         names.append(f"and {len(flags) - 5} more")
     return ", ".join(names)
-
-
-def experiment_flag_action_keys(flag: FeatureFlag) -> dict[str, list[str]]:
-    """A flag that live experiments run on is governed by `experiment.*` policies first."""
-    if flag.pk is None or not flag.experiment_set.filter(deleted=False).exists():
-        return {}
-    return {"enable": ["experiment.resume"], "disable": ["experiment.pause"], "update": ["experiment.update"]}
 
 
 @approval_gate(
@@ -188,9 +182,7 @@ def flag_write(*, flag: FeatureFlag, user: User | None, changes: dict[str, Any])
     deleting = updates.get("deleted") is True and not flag.deleted
     restoring = updates.get("deleted") is False and flag.deleted
     if deleting:
-        live_experiments = list(
-            flag.experiment_set.filter(deleted=False).order_by("id").values_list("id", flat=True)
-        )
+        live_experiments = flag_experiments().live_experiment_ids(flag)
         if live_experiments:
             raise ValidationError(
                 "Cannot delete a feature flag that is linked to active experiment(s) with ID(s): "
@@ -202,7 +194,7 @@ def flag_write(*, flag: FeatureFlag, user: User | None, changes: dict[str, Any])
                 f"Cannot delete this feature flag because other flags depend on it: {describe_flags(dependants)}. "
                 "Please update or delete the dependent flags first."
             )
-        if flag.experiment_set.filter(deleted=True).exists():
+        if flag_experiments().has_deleted_experiments(flag):
             # Keep the row for the deleted experiments that point at it, but free its key for reuse.
             updates["key"] = f"{flag.key}:deleted:{flag.id}"
     if restoring:
@@ -266,7 +258,7 @@ def flag_write(*, flag: FeatureFlag, user: User | None, changes: dict[str, Any])
     resource_type="feature_flag",
     resource=lambda kwargs: kwargs["flag"],
     project=lambda kwargs: kwargs["flag"].project,
-    flag_action_keys=lambda kwargs: experiment_flag_action_keys(kwargs["flag"]),
+    flag_action_keys=lambda kwargs: flag_experiments().approval_keys_for_flag(kwargs["flag"]),
 )
 def flag_update(
     *,

@@ -14,6 +14,9 @@ from typing import Any
 from rest_framework.exceptions import ValidationError
 
 from accounts.models import Project
+from flags.hooks import holdout_exists
+from flags.models import Cohort, FeatureFlag
+from flags.operators import PROPERTY_OPERATORS
 from flags.regex import flag_regex_is_valid
 
 FLAG_KEY_PATTERN = re.compile(r"^[a-zA-Z0-9_-]+$")
@@ -88,8 +91,6 @@ def validate_flag_key(key: Any, *, project: Project, exclude_flag_id: int | None
         raise ValidationError(FLAG_KEY_TOO_LONG, code="max_length")
     if not FLAG_KEY_PATTERN.match(key):
         raise ValidationError(FLAG_KEY_INVALID, code="invalid_key")
-    from flags.models import FeatureFlag
-
     taken = FeatureFlag.objects.filter(project=project, key=key, deleted=False)
     if exclude_flag_id is not None:
         taken = taken.exclude(pk=exclude_flag_id)
@@ -125,8 +126,6 @@ def validate_variants(multivariate: Any) -> list[dict[str, Any]]:
 def validate_property(prop: Any, *, aggregation_group_type_index: int | None, project: Project) -> None:
     if not isinstance(prop, dict) or not isinstance(prop.get("key"), str | int):
         raise ValidationError(PROPERTY_NOT_AN_OBJECT)
-    from flags.evaluation import PROPERTY_OPERATORS
-
     prop_type = prop.get("type", "person")
     operator = prop.get("operator") or "exact"
     if not isinstance(operator, str) or operator not in PROPERTY_OPERATORS | {
@@ -157,8 +156,6 @@ def validate_property(prop: Any, *, aggregation_group_type_index: int | None, pr
             code="invalid_operator",
         )
     if prop_type == "cohort":
-        from flags.models import Cohort
-
         cohort_id = value if value is not None else prop.get("key")
         exists = (
             is_cohort_id(cohort_id)
@@ -205,9 +202,7 @@ def validate_holdout_reference(holdout: Any, *, project: Project) -> dict[str, A
         or not (holdout.get("exclusion_percentage") is None or is_number(holdout["exclusion_percentage"]))
     ):
         raise ValidationError(HOLDOUT_INVALID)
-    from holdouts.models import ExperimentHoldout
-
-    if not ExperimentHoldout.objects.filter(project=project, pk=holdout["id"]).exists():
+    if not holdout_exists(project, holdout["id"]):
         raise ValidationError(HOLDOUT_DOES_NOT_EXIST)
     return {"id": holdout["id"], "exclusion_percentage": holdout.get("exclusion_percentage")}
 

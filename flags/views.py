@@ -2,20 +2,21 @@ from django.db.models import QuerySet
 from django.http import HttpResponse
 from django.utils.http import parse_etags
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts.project_tokens import delivery_project_for_token
 from accounts.scoping import ProjectScopedViewSetMixin
 from activity.models import ActivityLog
 from activity.pagination import activity_page_response
 from approvals.mixins import ApprovalHandlingMixin
 from experiments_api.mixins import ForbidDestroyModel
 from experiments_api.response_cache import VersionedResponseCacheMixin
-from experiments_api.tags import tags_from_query
-from flags.definitions import delivery_project_for_token, project_flag_definitions
+from flags.definitions import project_flag_definitions
+from flags.filters import FeatureFlagFilter
 from flags.models import Cohort, FeatureFlag
 from flags.selectors import cohort_queryset, flag_list, flag_queryset
 from flags.serializers import DEFAULT_NEW_FLAG_FILTERS, CohortSerializer, FeatureFlagSerializer
@@ -24,17 +25,6 @@ from flags.services import FLAG_ACTIVITY_SCOPE, FLAG_WRITABLE_FIELDS, flag_creat
 FLAG_CANNOT_BE_CREATED_DELETED = "A feature flag cannot be created already deleted."
 
 
-@extend_schema_view(
-    list=extend_schema(
-        parameters=[
-            OpenApiParameter("search", OpenApiTypes.STR, description="Search by key or name"),
-            OpenApiParameter("active", OpenApiTypes.STR, enum=["true", "false"]),
-            OpenApiParameter(
-                "tags", OpenApiTypes.STR, description="JSON-encoded list of tag names: flags with any of them"
-            ),
-        ]
-    )
-)
 class FeatureFlagViewSet(
     VersionedResponseCacheMixin,
     ApprovalHandlingMixin,
@@ -51,17 +41,14 @@ class FeatureFlagViewSet(
     scope_object = "feature_flag"
     serializer_class = FeatureFlagSerializer
     queryset = FeatureFlag.objects.all()
+    filterset_class = FeatureFlagFilter
 
     def filter_queryset_for_action(self, queryset: QuerySet) -> QuerySet:
-        if self.action == "list":
-            params = self.request.query_params
-            return flag_list(
-                self.project,
-                search=params.get("search"),
-                active=params.get("active"),
-                tags=tags_from_query(params.get("tags")),
-            )
-        return flag_queryset(self.project)
+        return flag_list(self.project) if self.action == "list" else flag_queryset(self.project)
+
+    def filter_queryset(self, queryset: QuerySet) -> QuerySet:
+        # The list's query parameters narrow the list only: a flag's own URL answers whatever they say.
+        return super().filter_queryset(queryset) if self.action == "list" else queryset
 
     def perform_create(self, serializer: FeatureFlagSerializer) -> None:
         data = serializer.validated_data

@@ -5,14 +5,14 @@ from accounts.scoping import ProjectScopedViewSetMixin
 from approvals.mixins import ApprovalHandlingMixin
 from experiments_api.mixins import BodylessActionsMixin
 from experiments_api.response_cache import VersionedResponseCacheMixin
-from experiments_api.serializers import StrictFieldsMixin
+from experiments_api.serializers import UnknownFieldHandlingMixin
 from holdouts.models import ExperimentHoldout
 from holdouts.serializers import ExperimentHoldoutSerializer
 from holdouts.services import holdout_create, holdout_delete, holdout_update
 from holdouts.validation import validate_holdout_filters
 
 
-class ExperimentHoldoutWriteSerializer(StrictFieldsMixin, ExperimentHoldoutSerializer):
+class ExperimentHoldoutWriteSerializer(UnknownFieldHandlingMixin, ExperimentHoldoutSerializer):
     name = serializers.CharField(max_length=400)
     description = serializers.CharField(max_length=400, required=False, allow_null=True, allow_blank=True)
 

@@ -8,9 +8,12 @@ class ResultsConfig(AppConfig):
     verbose_name = "Experiment results"
 
     def ready(self) -> None:
-        # Without a task queue (SQLite) recalculation requests are recorded and wait.
+        # Without a task queue (SQLite) recalculation requests and async query runs are recorded
+        # and wait.
         if getattr(settings, "TASK_QUEUE_ENABLED", False):
             from experiments.recalculations import register_recalculation_queue
-            from results.tasks import ProcrastinateRecalculationQueue
+            from results.queries import register_query_run_queue
+            from results.tasks import ProcrastinateQueryRunQueue, ProcrastinateRecalculationQueue
 
             register_recalculation_queue(ProcrastinateRecalculationQueue())
+            register_query_run_queue(ProcrastinateQueryRunQueue())

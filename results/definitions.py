@@ -14,8 +14,8 @@ from rest_framework.exceptions import ValidationError
 
 from accounts.models import Project
 from events.models import GroupTypeMapping
+from experiments.metric_schema import validate_metrics
 from experiments.models import Experiment
-from experiments.validation import validate_metrics
 from results.engines.base import (
     SUPPORTED_OPERATORS,
     EntityValue,
@@ -297,23 +297,17 @@ def metric_definition(
             cuped_lookback_days=cuped_lookback_days if value.threshold is None else None,
         )
     if metric_type == "ratio":
-        return RatioMetric(
-            numerator=entity_value(
-                metric["numerator"],
-                "numerator",
-                outlier_settings(metric.get("numerator_outlier_handling"), "numerator_outlier_handling"),
+        numerator, denominator = (
+            entity_value(
+                metric[side],
+                side,
+                outlier_settings(metric.get(f"{side}_outlier_handling"), f"{side}_outlier_handling"),
                 None,
                 project_id,
-            ),
-            denominator=entity_value(
-                metric["denominator"],
-                "denominator",
-                outlier_settings(metric.get("denominator_outlier_handling"), "denominator_outlier_handling"),
-                None,
-                project_id,
-            ),
-            conversion_window_seconds=window,
+            )
+            for side in ("numerator", "denominator")
         )
+        return RatioMetric(numerator=numerator, denominator=denominator, conversion_window_seconds=window)
     if metric_type == "funnel":
         order = metric.get("funnel_order_type") or "ordered"
         if order not in FUNNEL_ORDERS:

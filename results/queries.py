@@ -2,19 +2,19 @@
 
 A computed response is stored as a `QueryRun` and served from there while it is fresh (24 hours,
 as PostHog caches experiment results). Its cache key covers the query, the experiment's last
-change and its flag's version, so editing either computes afresh. Asynchronous runs execute on a
-small thread pool in the web process; `enqueue_query_run` is the one place to hand them to a
-task queue instead.
+change and its flag's version, so editing either computes afresh. Asynchronous runs are jobs of
+the results worker (`results.tasks`, registered as the `QueryRunQueue` when the app is ready), queued
+in the transaction that records the run, so a run accepted just before the web process restarts
+is still computed.
 """
 
 import hashlib
 import json
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
-from django.db import close_old_connections, connections, transaction
+from django.db import transaction
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
@@ -22,7 +22,6 @@ from accounts.models import Project
 from experiments.models import Experiment
 from results import services
 from results.definitions import analysis_window, metric_analysis
-from results.engines.postgres import statement_timeout_seconds
 from results.models import QueryRun
 
 logger = logging.getLogger(__name__)
@@ -35,7 +34,6 @@ RESPONSE_VERSION = 2
 CACHE_TARGET_AGE = timedelta(hours=24)
 MIN_CLIENT_REFRESH_INTERVAL = timedelta(minutes=1)
 QUERY_STATUS_LIFETIME = timedelta(hours=24)
-ASYNC_WORKERS = 2
 
 BLOCKING = "blocking"
 FORCE_BLOCKING = "force_blocking"
@@ -59,7 +57,20 @@ QUERY_FAILED = "The query failed. Please try again."
 QUERY_ABANDONED = "The query did not finish: the server stopped while running it. Please ask again."
 ABANDONED_AFTER = timedelta(hours=1)
 
-_executor = ThreadPoolExecutor(max_workers=ASYNC_WORKERS, thread_name_prefix="results-query")
+
+class QueryRunQueue(Protocol):
+    def enqueue(self, run: QueryRun) -> None:
+        """Queue the run's computation in the caller's transaction."""
+        ...
+
+
+_query_run_queue: QueryRunQueue | None = None
+
+
+def register_query_run_queue(queue: QueryRunQueue | None) -> None:
+    """Called by the results app when it is ready (and only when a task queue is configured)."""
+    global _query_run_queue
+    _query_run_queue = queue
 
 
 def unsupported_kind_message(kind: Any) -> str:
@@ -179,8 +190,9 @@ def latest_completed(project: Project, cache_key: str) -> QueryRun | None:
 
 
 def active_run(project: Project, cache_key: str) -> QueryRun | None:
-    """The queued or running run of this key. A run older than `ABANDONED_AFTER` was lost with the
-    process that ran it (a restart): it is marked failed, so asking again starts a new one."""
+    """The queued or running run of this key. A run older than `ABANDONED_AFTER` was lost (its
+    worker died while running it, or no task queue is configured): it is marked failed, so asking
+    again starts a new one."""
     QueryRun.objects.filter(
         project=project,
         cache_key=cache_key,
@@ -221,26 +233,17 @@ def compute_and_store(
 
 
 def query_run_enqueue(project: Project, query: dict[str, Any], cache_key: str) -> QueryRun:
-    """Start an asynchronous run, or return the one already queued or running for the same key."""
+    """Start an asynchronous run, or return the one already queued or running for the same key.
+    The run and its job are stored together: both or neither. Without a task queue (SQLite) the
+    run is recorded and waits."""
     existing = active_run(project, cache_key)
     if existing is not None:
         return existing
-    run = QueryRun.objects.create(project=project, cache_key=cache_key, query=query, query_async=True)
-    transaction.on_commit(lambda: enqueue_query_run(run.id))
+    with transaction.atomic():
+        run = QueryRun.objects.create(project=project, cache_key=cache_key, query=query, query_async=True)
+        if _query_run_queue is not None:
+            _query_run_queue.enqueue(run)
     return run
-
-
-def enqueue_query_run(run_id) -> None:
-    _executor.submit(query_run_execute_in_thread, run_id)
-
-
-def query_run_execute_in_thread(run_id) -> None:
-    close_old_connections()
-    statement_timeout_seconds.set(0)
-    try:
-        query_run_execute(run_id=run_id)
-    finally:
-        connections.close_all()
 
 
 def query_run_execute(*, run_id) -> None:

@@ -2,11 +2,11 @@ from typing import Any
 
 from rest_framework import serializers
 
-from experiments_api.serializers import ObjectBodySerializer, StrictFieldsMixin
+from experiments_api.serializers import ObjectBodySerializer, UnknownFieldHandlingMixin
 from results.queries import REFRESH_MODES
 
 
-class QueryRequestSerializer(StrictFieldsMixin, ObjectBodySerializer):
+class QueryRequestSerializer(UnknownFieldHandlingMixin, ObjectBodySerializer):
     """PostHog's `QueryRequest`. `query` and `refresh` decide the answer; PostHog's other request
     fields are accepted so its clients work unchanged, and mean nothing for experiment queries."""
 

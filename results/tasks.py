@@ -7,8 +7,8 @@ and its locks express our rules directly: a job's `lock` keeps two jobs for one 
 metric from running at once, its `queueing_lock` keeps at most one waiting.
 
 Deferring goes through Django's database connection, so a job is committed or rolled back with
-the request that created it. The task bodies are thin: the work is in `results.timeseries` and
-`results.refresh`, so moving to another queue means rewriting this file only.
+the request that created it. The task bodies are thin: the work is in `results.timeseries`,
+`results.refresh` and `results.queries`, so moving to another queue means rewriting this file only.
 """
 
 import logging
@@ -21,7 +21,9 @@ from procrastinate.contrib.django import app
 from procrastinate.exceptions import AlreadyEnqueued
 
 from experiments.models import ExperimentMetricsRecalculation, ExperimentTimeseriesRecalculation
-from results.engines.postgres import statement_timeout_seconds
+from results.engines.timeouts import statement_timeout_seconds
+from results.models import QueryRun
+from results.queries import query_run_execute
 from results.refresh import metrics_recalculation_run, refresh_running_experiments
 from results.timeseries import timeseries_recalculation_run
 
@@ -55,6 +57,14 @@ def recalculate_timeseries(context: JobContext, recalculation_id: str) -> None:
 def recalculate_metrics(context: JobContext, recalculation_id: str) -> None:
     statement_timeout_seconds.set(0)
     metrics_recalculation_run(recalculation_id=recalculation_id, final_attempt=is_final_attempt(context))
+
+
+@app.task(name="results.run_query", queue=RESULTS_QUEUE)
+def run_query(run_id: str) -> None:
+    """An asynchronous `/query/` run. Not retried: its failure is recorded on the run, which the
+    client reads when polling, and asking again starts a new run."""
+    statement_timeout_seconds.set(0)
+    query_run_execute(run_id=run_id)
 
 
 @app.periodic(cron="0 * * * *")
@@ -115,12 +125,19 @@ class ProcrastinateRecalculationQueue:
         defer_once(recalculate_metrics, lock=lock, recalculation_id=str(recalculation.id))
 
 
-def defer_once(task, *, lock: str, recalculation_id: str) -> None:
-    """Queue the job unless one with the same lock is already waiting (that one will run first and
-    the forgotten-request sweep queues this request after it)."""
+class ProcrastinateQueryRunQueue:
+    """The queue `results.queries` hands asynchronous `/query/` runs to: one job per run."""
+
+    def enqueue(self, run: QueryRun) -> None:
+        defer_once(run_query, lock=f"results.query:{run.id}", run_id=str(run.id))
+
+
+def defer_once(task, *, lock: str, **arguments: str) -> None:
+    """Queue the job unless one with the same lock is already waiting (for a recalculation, that
+    one will run first and the forgotten-request sweep queues this request after it)."""
     try:
         # A savepoint: a refused insert must not abort the caller's transaction.
         with transaction.atomic():
-            task.configure(lock=lock, queueing_lock=lock).defer(recalculation_id=recalculation_id)
+            task.configure(lock=lock, queueing_lock=lock).defer(**arguments)
     except AlreadyEnqueued:
-        logger.info("A job for %s is already waiting; %s stays pending", lock, recalculation_id)
+        logger.info("A job for %s is already waiting; %s stays pending", lock, arguments)

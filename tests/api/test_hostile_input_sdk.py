@@ -18,7 +18,7 @@ import pytest
 from django.test import Client
 
 from events.models import Event
-from flags.evaluation import PROPERTY_OPERATORS
+from flags.operators import PROPERTY_OPERATORS
 from tests.api.world import World, changed_tables, database_fingerprint, populate
 from tests.factories import FeatureFlagFactory, GroupTypeMappingFactory
 

@@ -56,7 +56,7 @@ class Clock:
 @override_settings(THROTTLE_BURST_RATE="5/minute")
 def test_a_window_edge_gives_no_second_burst_and_refusals_are_not_counted(api, monkeypatch):
     clock = Clock(1_800_000_000 * 60 + 59.5)  # half a second before a window ends
-    monkeypatch.setattr("experiments_api.throttling.time", clock)
+    monkeypatch.setattr("accounts.throttling.time", clock)
     url = f"/api/projects/{api.project.id}/"
     assert [api.get(url).status_code for _ in range(5)] == [200] * 5
 

@@ -6,6 +6,7 @@ from django.utils import timezone
 
 from accounts.models import OrganizationMembership
 from approvals.models import Approval, ChangeRequest
+from approvals.services import ONLY_PENDING
 from experiments.models import Experiment
 from flags.models import FeatureFlag
 from tests.approvals.helpers import make_policy, member_client, world_state
@@ -105,7 +106,7 @@ def test_reject(api, approver, draft):
     assert Experiment.objects.get(pk=draft.pk).start_date is None
     again = approver.post(api.url(f"change_requests/{change_request_id}/approve/"), {}, format="json")
     assert again.status_code == 403
-    assert again.json()["detail"] == "Only pending change requests can be approved"
+    assert again.json()["detail"] == ONLY_PENDING
 
 
 def test_quorum_of_two(api, draft):

@@ -4,9 +4,8 @@ the requester's values; any failure ends `failed` with the reason, never a 500, 
 import pytest
 
 from accounts.models import OrganizationMembership
-from approvals.actions import GatedAction
 from approvals.models import ChangeRequest
-from approvals.services import APPLY_FAILED_UNEXPECTEDLY, REQUESTER_NOT_A_MEMBER
+from approvals.services import APPLY_FAILED_UNEXPECTEDLY, ONLY_PENDING, REQUESTER_NOT_A_MEMBER
 from experiments.models import Experiment
 from tests.approvals.helpers import make_policy, member_client, world_state
 from tests.factories import ExperimentFactory
@@ -108,10 +107,10 @@ def test_any_error_while_applying_ends_failed_with_the_reason(api, approver, dra
     response = api.post(api.url(f"experiments/{draft.id}/launch/"))
     change_request_id = response.json()["change_request_id"]
 
-    def broken_apply(self, change_request):
+    def broken_replay(change_request, *, user):
         raise RuntimeError("simulated failure while applying")
 
-    monkeypatch.setattr(GatedAction, "apply", broken_apply)
+    monkeypatch.setattr("approvals.services.replay", broken_replay)
     outcome = approve(approver, api, change_request_id)
 
     assert outcome["status"] == "failed"
@@ -121,6 +120,7 @@ def test_any_error_while_applying_ends_failed_with_the_reason(api, approver, dra
     assert Experiment.objects.get(pk=draft.pk).start_date is None
     again = approver.post(api.url(f"change_requests/{change_request_id}/approve/"), {}, format="json")
     assert again.status_code == 403, again.content
+    assert again.json()["detail"] == ONLY_PENDING
     assert ChangeRequest.objects.get(pk=change_request_id).state == ChangeRequest.State.FAILED
 
 

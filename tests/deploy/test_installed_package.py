@@ -118,6 +118,17 @@ def test_the_wheel_installs_checks_and_migrates(locked_venv, tmp_path, scratch_d
     )
     assert "site-packages" in location and str(ROOT) not in location
     run([str(locked_venv), "-m", "django", "check"], cwd=elsewhere, env=env)
+    templates = sorted(
+        str(path.relative_to(app_templates))
+        for app_templates in ROOT.glob("*/templates")
+        for path in app_templates.rglob("*.html")
+    )
+    assert templates
+    load_templates = (
+        "import django, sys; django.setup(); from django.template.loader import get_template; "
+        "[get_template(name) for name in sys.argv[1:]]"
+    )
+    run([str(locked_venv), "-c", load_templates, *templates], cwd=elsewhere, env=env)
     run([str(locked_venv), "-m", "django", "migrate", "--noinput"], cwd=elsewhere, env=env)
     pending = run([str(locked_venv), "-m", "django", "showmigrations", "--plan"], cwd=elsewhere, env=env)
     assert "[X]" in pending and "[ ]" not in pending

@@ -104,3 +104,54 @@ def test_unarchive_action_goes_through_the_lifecycle(admin_client):
     )
     archived.refresh_from_db()
     assert archived.archived is False
+
+
+def test_ship_variant_asks_which_variant_then_ships_it_through_the_lifecycle(admin_client):
+    running = ExperimentFactory(name="Ready to ship", start_date="2024-01-01T00:00:00Z")
+    selected = {"action": "ship_variant", "_selected_action": [running.pk]}
+
+    question = admin_client.post("/admin/experiments/experiment/", selected)
+    assert question.status_code == 200
+    page = question.content.decode()
+    assert 'name="variant_key"' in page
+    for key in running.feature_flag.variant_keys:
+        assert f'value="{key}"' in page
+    running.refresh_from_db()
+    assert running.end_date is None
+
+    unknown = admin_client.post(
+        "/admin/experiments/experiment/", {**selected, "apply": "1", "variant_key": "nonexistent"}
+    )
+    assert unknown.status_code == 200 and b"Select a valid choice" in unknown.content
+    running.refresh_from_db()
+    assert running.end_date is None
+
+    shipped_key = running.feature_flag.variant_keys[-1]
+    response = admin_client.post(
+        "/admin/experiments/experiment/",
+        {**selected, "apply": "1", "variant_key": shipped_key, "conclusion": "won"},
+        follow=True,
+    )
+    shown = [str(message) for message in get_messages(response.wsgi_request)]
+    assert any("1 experiment(s) done" in message for message in shown)
+    running = Experiment.objects.select_related("feature_flag").get(pk=running.pk)
+    assert running.end_date is not None
+    assert running.conclusion == "won"
+    rollout = {
+        variant["key"]: variant["rollout_percentage"]
+        for variant in running.feature_flag.filters["multivariate"]["variants"]
+    }
+    assert rollout[shipped_key] == 100
+    assert sum(rollout.values()) == 100
+    assert ActivityLog.objects.filter(item_id=str(running.pk), activity="variant_shipped").exists()
+
+
+def test_ship_variant_needs_exactly_one_experiment(admin_client):
+    first, second = ExperimentFactory(), ExperimentFactory()
+    response = admin_client.post(
+        "/admin/experiments/experiment/",
+        {"action": "ship_variant", "_selected_action": [first.pk, second.pk]},
+        follow=True,
+    )
+    shown = [str(message) for message in get_messages(response.wsgi_request)]
+    assert "Select exactly one experiment to ship a variant of." in shown

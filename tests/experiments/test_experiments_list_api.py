@@ -124,6 +124,7 @@ def test_list_representation(api):
         "type",
         "conclusion",
         "conclusion_comment",
+        "tags",
         "saved_metrics",
         "saved_metrics_ids",
         "status",

@@ -7,7 +7,7 @@ import pytest
 
 from activity.models import ActivityLog
 from experiments.models import Experiment, ExperimentToSavedMetric
-from experiments.services import (
+from experiments.updates import (
     CANT_UPDATE_HOLDOUT,
     CANT_UPDATE_VARIANTS,
     RESTORE_WITH_DELETED_FLAG,

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 import pytest
 
 from activity.models import ActivityLog
+from experiments.flag_config import RELEASE_TO_EVERYONE_DESCRIPTION
 from experiments.lifecycle import (
     ALREADY_ARCHIVED,
     ALREADY_DRAFT,
@@ -14,7 +15,6 @@ from experiments.lifecycle import (
     MUST_END_BEFORE_ARCHIVE,
     NOT_ARCHIVED,
     NOT_LAUNCHED,
-    RELEASE_TO_EVERYONE_DESCRIPTION,
     VARIANT_NOT_FOUND,
 )
 from experiments.models import Experiment

@@ -4,14 +4,9 @@ definitions (well-formed, odd and malformed) and random users."""
 import math
 import random
 
+from flags.bucketing import rollout_hash
 from flags.compiled import _rollout_bucket, compile_flag, evaluate_compiled_flags
-from flags.evaluation import (
-    EvaluationContext,
-    evaluate_flag,
-    evaluate_flags,
-    person_properties_for,
-    rollout_hash,
-)
+from flags.evaluation import EvaluationContext, evaluate_flag, evaluate_flags, person_properties_for
 
 PROPERTY_KEYS = ["plan", "country", "age", "absent"]
 OPERATORS = [

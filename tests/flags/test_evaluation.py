@@ -4,21 +4,17 @@ import datetime as dt
 
 import pytest
 
+from flags.bucketing import bucket_hash, holdout_hash, rollout_hash, variant_hash, variant_lookup_table
 from flags.evaluation import (
     EvaluationContext,
     FlagResult,
     ReasonCode,
-    bucket_hash,
     dependency_chain,
     evaluate_flag,
     evaluate_flags,
-    holdout_hash,
-    match_property,
     person_properties_for,
-    rollout_hash,
-    variant_hash,
-    variant_lookup_table,
 )
+from flags.operators import match_property
 
 FIFTY_FIFTY = {
     "variants": [{"key": "control", "rollout_percentage": 50}, {"key": "test", "rollout_percentage": 50}]

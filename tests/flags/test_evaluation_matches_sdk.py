@@ -15,7 +15,8 @@ from posthog.feature_flags import (
 )
 from posthog.feature_flags import match_property as sdk_match_property
 
-from flags.evaluation import EvaluationContext, evaluate_flag, match_property, person_properties_for
+from flags.evaluation import EvaluationContext, evaluate_flag, person_properties_for
+from flags.operators import match_property
 
 OPERATORS = [
     "exact", "is_not", "is_set", "is_not_set", "icontains", "not_icontains", "starts_with", "not_starts_with", "ends_with",

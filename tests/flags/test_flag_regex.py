@@ -7,8 +7,8 @@ import pytest
 from django.db import connections
 from django.test import Client
 
-from flags.evaluation import match_property
 from flags.models import FeatureFlag
+from flags.operators import match_property
 from flags.validation import REGEX_NOT_SUPPORTED
 from tests.factories import FeatureFlagFactory
 

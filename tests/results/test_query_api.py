@@ -1,6 +1,5 @@
 """`POST /api/projects/{id}/query/` with PostHog's experiment query kinds, over HTTP with a real key."""
 
-import time
 from datetime import timedelta
 
 import pytest
@@ -8,6 +7,7 @@ from django.utils import timezone
 
 from results.models import QueryRun
 from tests.factories import ExperimentFactory
+from tests.results.conftest import queue_rows
 from tests.results.events import at, event, exposure, running_experiment, send
 
 pytestmark = pytest.mark.django_db
@@ -181,20 +181,22 @@ def test_force_cache_misses_without_computing(api, project):
     assert hit["is_cached"] is True
 
 
-def test_async_returns_a_query_status_and_reuses_the_active_run(
-    api, project, django_capture_on_commit_callbacks
-):
+def query_jobs() -> list[tuple]:
+    return queue_rows(
+        "SELECT args ->> 'run_id', queueing_lock, status FROM procrastinate_jobs"
+        " WHERE task_name = 'results.run_query' ORDER BY id"
+    )
+
+
+def test_async_returns_a_query_status_and_reuses_the_active_run(api, project):
     experiment = running_experiment(project)
-    with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        first = api.post(api.url("query/"), experiment_query(experiment, refresh="async"), format="json")
-        again = api.post(
-            api.url("query/"), experiment_query(experiment, refresh="force_async"), format="json"
-        )
+    first = api.post(api.url("query/"), experiment_query(experiment, refresh="async"), format="json")
+    again = api.post(api.url("query/"), experiment_query(experiment, refresh="force_async"), format="json")
     assert first.status_code == 200
     status = first.json()["query_status"]
     assert status["complete"] is False and status["query_async"] is True and status["team_id"] == project.id
     assert again.json()["query_status"]["id"] == status["id"]
-    assert len(callbacks) == 1
+    assert query_jobs() == [(status["id"], f"results.query:{status['id']}", "todo")]
     polled = api.get(api.url(f"query/{status['id']}/"))
     assert polled.status_code == 200
     assert polled.json()["query_status"]["complete"] is False
@@ -206,22 +208,40 @@ def test_async_returns_a_query_status_and_reuses_the_active_run(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_async_run_computes_in_the_background(project, make_api):
+def test_async_run_is_computed_by_the_results_worker(project, make_api, run_worker):
     api = make_api(scopes=["query:read"])
     experiment = running_experiment(project)
     send(project, [exposure(experiment, "u1", "control", at(1)), event("purchase", "u1", at(2), amount=3)])
     status = api.post(api.url("query/"), experiment_query(experiment, refresh="async"), format="json").json()[
         "query_status"
     ]
-    deadline = time.monotonic() + 30
-    while not status["complete"] and time.monotonic() < deadline:
-        time.sleep(0.1)
-        status = api.get(api.url(f"query/{status['id']}/")).json()["query_status"]
+    assert api.get(api.url(f"query/{status['id']}/")).json()["query_status"]["complete"] is False
+    run_worker()
+    status = api.get(api.url(f"query/{status['id']}/")).json()["query_status"]
     assert status["complete"] is True and status["error"] is False, status
     assert status["results"]["baseline"]["sum"] == 3
     assert status["pickup_time"] and status["end_time"]
     cached = api.post(api.url("query/"), experiment_query(experiment, refresh="async"), format="json").json()
     assert cached["is_cached"] is True and cached["baseline"]["sum"] == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_cancelled_before_the_worker_picks_it_up_stays_cancelled(api, project, run_worker):
+    experiment = running_experiment(project)
+    status = api.post(api.url("query/"), experiment_query(experiment, refresh="async"), format="json").json()[
+        "query_status"
+    ]
+    assert api.delete(api.url(f"query/{status['id']}/")).status_code == 204
+    run_worker()
+    after = api.get(api.url(f"query/{status['id']}/")).json()["query_status"]
+    assert (after["complete"], after["error"], after["results"], after["pickup_time"]) == (
+        True,
+        True,
+        None,
+        None,
+    )
+    assert QueryRun.objects.get(id=status["id"]).status == QueryRun.Status.CANCELLED
+    assert query_jobs() == []
 
 
 def test_exposure_query_timeseries_totals_and_srm(api, project):
@@ -410,21 +430,18 @@ def test_query_runs_of_other_projects_are_not_found(api, other_project):
     assert QueryRun.objects.get(id=foreign.id).status == QueryRun.Status.QUEUED
 
 
-def test_an_abandoned_async_run_is_failed_and_replaced(api, project, django_capture_on_commit_callbacks):
+def test_an_abandoned_async_run_is_failed_and_replaced(api, project):
     experiment = running_experiment(project)
-    with django_capture_on_commit_callbacks(execute=False):
-        first = api.post(
-            api.url("query/"), experiment_query(experiment, refresh="async"), format="json"
-        ).json()
+    first = api.post(api.url("query/"), experiment_query(experiment, refresh="async"), format="json").json()
     QueryRun.objects.filter(id=first["query_status"]["id"]).update(
         created_at=timezone.now() - timedelta(hours=2)
     )
-    with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        second = api.post(
-            api.url("query/"), experiment_query(experiment, refresh="async"), format="json"
-        ).json()
+    second = api.post(api.url("query/"), experiment_query(experiment, refresh="async"), format="json").json()
     assert second["query_status"]["id"] != first["query_status"]["id"]
-    assert len(callbacks) == 1
+    assert [run_id for run_id, _, _ in query_jobs()] == [
+        first["query_status"]["id"],
+        second["query_status"]["id"],
+    ]
     abandoned = api.get(api.url(f"query/{first['query_status']['id']}/")).json()["query_status"]
     assert (abandoned["complete"], abandoned["error"]) == (True, True)
     assert "did not finish" in abandoned["error_message"]

@@ -1,7 +1,9 @@
-"""Reading what PostHog SDKs send: JSON bodies, possibly gzip- or deflate-compressed, possibly
-form-encoded as `data=<JSON or base64 JSON>` (older posthog-js). Shared by event intake and `/flags`.
+"""What every endpoint PostHog's SDKs call shares: reading the body and answering browsers.
 
-Decompression is bounded, so a small compressed body cannot expand into unbounded memory.
+Bodies are JSON, possibly gzip- or deflate-compressed, possibly form-encoded as
+`data=<JSON or base64 JSON>` (older posthog-js). Decompression is bounded, so a small compressed body
+cannot expand into unbounded memory. Used by event intake (`events`) and flag delivery (`flags`),
+which stand beside each other and so share it from here.
 """
 
 import base64
@@ -11,10 +13,12 @@ import zlib
 from typing import Any
 from urllib.parse import parse_qs
 
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 
 from experiments_api.parsers import structure_problem
 
+# Where a body names its project token (`phc_…`), in the order they are tried.
+PROJECT_TOKEN_FIELDS = ("api_key", "token", "$token")
 GZIP_MAGIC = b"\x1f\x8b"
 GZIP_COMPRESSION_NAMES = ("gzip", "gzip-js")
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
@@ -96,3 +100,10 @@ def decode_payload(request: HttpRequest, body: bytes, limit: int) -> Any:
     if not data.strip():
         raise PayloadError("Request body is empty.")
     return parse_json(data)
+
+
+def with_sdk_cors(response: HttpResponse) -> HttpResponse:
+    """Browsers (posthog-js) call the SDK endpoints from any site; the project token is public."""
+    response["Access-Control-Allow-Origin"] = "*"
+    response["Access-Control-Allow-Headers"] = "Content-Type, Content-Encoding"
+    return response
