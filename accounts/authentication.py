@@ -13,7 +13,7 @@ from django.utils import timezone
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
-from accounts.identity import key_with_access, project_id_from_url
+from accounts.identity import key_used, key_with_access, project_id_from_url
 from accounts.models import PersonalAPIKey, User
 from accounts.services import personal_api_key_digest
 from experiments_api.serializers import PERSONAL_API_KEY_FIELD
@@ -52,7 +52,11 @@ class PersonalAPIKeyAuthentication(authentication.BaseAuthentication):
         url_kwargs = (getattr(request, "parser_context", None) or {}).get("kwargs") or {}
         project_id = project_id_from_url(url_kwargs.get("project_id"))
         digest = personal_api_key_digest(secret)
-        found_key = key_with_access(digest, project_id)
+        # Read already by a fast path (`accounts.fast_reads`) that handed the request on?
+        known = getattr(request._request, "personal_api_key_found", None)
+        found_key = known[2] if known is not None and known[:2] == (digest, project_id) else None
+        if found_key is None:
+            found_key = key_with_access(digest, project_id)
         if found_key is None or not hmac.compare_digest(found_key[0].secure_value, digest):
             raise exceptions.AuthenticationFailed(f"Personal API key found in request {source} is invalid.")
         key, access = found_key
@@ -76,6 +80,7 @@ class PersonalAPIKeyAuthentication(authentication.BaseAuthentication):
         if key.last_used_at is None or now - key.last_used_at > LAST_USED_WRITE_INTERVAL:
             PersonalAPIKey.objects.filter(pk=key.pk).update(last_used_at=now)
             key.last_used_at = now
+            key_used(key.secure_value, now)
 
     def authenticate_header(self, request: Request) -> str:
         return self.keyword

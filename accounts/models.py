@@ -155,6 +155,22 @@ class User(AbstractBaseUser, PermissionsMixin):
         return full_name or self.email
 
 
+class UserIdentityVersion(models.Model):
+    """A user's identity counter (see `accounts.versions`), bumped inside every transaction that
+    changes what authenticating as them yields: their row, their keys, their memberships, and the
+    organizations and projects those reach. Per-process identity caches are keyed by it. In its own
+    row, not on User, so that saving a user loaded earlier can never move it back; a user without a
+    row is at version 0."""
+
+    user = models.OneToOneField(
+        User, on_delete=models.CASCADE, primary_key=True, related_name="identity_version"
+    )
+    version = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.user_id}: {self.version}"
+
+
 class OrganizationMembership(models.Model):
     """A user's membership of an organization, with PostHog's numeric levels."""
 

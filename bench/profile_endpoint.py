@@ -27,6 +27,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "experiments_api.settings")
 os.environ.setdefault("DEBUG", "false")
 os.environ.setdefault("SECRET_KEY", "bench-secret-key-not-for-production")
 os.environ.setdefault("RATE_LIMIT_ENABLED", "false")
+# The test client speaks plain HTTP to `testserver`.
+os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
+os.environ.setdefault("ALLOWED_HOSTS", "testserver")
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ Prints requests/s, p50 and p99, the ratio to `GET /_liveness` throughput, the pe
 measured the same way on the same machine class, the CPU time one request costs in-process, the
 database queries each request makes, and the list latency with 100 and with 100 000 experiments —
 each next to its target, PASS or FAIL. `/flags` is measured against the seeded project (~120 flags)
-and against one with 1 000 flags.
+and against one with 1 000 flags; the report states both counts.
 
 Run through `make bench` (which provides PostgreSQL and wrk). Options: `--duration` seconds per
 endpoint (default 8), `--connections` (default 16), `--large` experiments in the big project
@@ -639,6 +639,11 @@ def main() -> None:
             ),
         ]
 
+        # Counted before the timed runs: the write rounds add flags to the seeded project.
+        flag_counts = {
+            "POST /flags (one key)": project_flag_count(url, project_id),
+            "POST /flags (all, 1000 flags)": project_flag_count(url, many_flags_project_id),
+        }
         large_list = f"/api/projects/{large_project_id}/experiments/?limit=100"
         large_auth = {"Authorization": f"Bearer {large_key}"}
 
@@ -673,7 +678,15 @@ def main() -> None:
         server.terminate()
         server.wait(timeout=30)
 
-    report(results, large, list_queries, args)
+    report(results, large, list_queries, args, flag_counts)
+
+
+def project_flag_count(url: str, project_id: int) -> int:
+    """How many flags `/flags` evaluates for the project (its non-deleted flags)."""
+    with psycopg.connect(url) as connection:
+        return connection.execute(
+            "SELECT count(*) FROM flags_featureflag WHERE project_id = %s AND NOT deleted", [project_id]
+        ).fetchone()[0]
 
 
 def reset_to_draft(api: Api, project_id: int, experiment_ids: list[int]) -> None:
@@ -710,6 +723,7 @@ def report(
     large: Measurement,
     list_queries: dict[str, tuple[int, float]],
     args: argparse.Namespace,
+    flag_counts: dict[str, int],
 ) -> None:
     floor = results[0].requests_per_second
     print()
@@ -751,6 +765,11 @@ def report(
     print(
         f"list queries per request with 100 and {args.large} experiments: {list_queries['100'][0]} and "
         f"{list_queries['large'][0]}  (target: equal) {'PASS' if constant else 'FAIL'}"
+    )
+    print(
+        f"/flags evaluated against the seeded project's {flag_counts['POST /flags (one key)']} flags "
+        f"(the first two /flags rows) and {flag_counts['POST /flags (all, 1000 flags)']} flags (the "
+        "last two); `cpu ms` is one request's CPU time in-process (Django only, no gunicorn or wrk)"
     )
     errored = [f"{item.name} ({item.error_detail})" for item in [*results, large] if item.errors]
     if errored:

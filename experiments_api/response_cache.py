@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -27,31 +28,42 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 
+@dataclass(frozen=True)
+class CachedAnswer:
+    """A 200 answer's body with its weak ETag, content type and the view's own headers (`Allow`,
+    `Vary`), which every answer of the view carries."""
+
+    etag: str
+    body: bytes
+    content_type: str
+    view_headers: dict[str, str]
+
+
 class _ProcessResponseCache:
-    """Least-recently-used (key → (etag, body, content type)), bounded by the bodies' total size."""
+    """Least-recently-used (key → answer), bounded by the bodies' total size."""
 
     def __init__(self) -> None:
-        self.entries: OrderedDict[tuple, tuple[str, bytes, str]] = OrderedDict()
+        self.entries: OrderedDict[tuple, CachedAnswer] = OrderedDict()
         self.size = 0
 
-    def get(self, key: tuple) -> tuple[str, bytes, str] | None:
+    def get(self, key: tuple) -> CachedAnswer | None:
         entry = self.entries.get(key)
         if entry is not None:
             self.entries.move_to_end(key)
         return entry
 
-    def put(self, key: tuple, entry: tuple[str, bytes, str]) -> None:
+    def put(self, key: tuple, entry: CachedAnswer) -> None:
         budget = settings.RESPONSE_CACHE_BYTES
-        if len(entry[1]) > budget // 8:
+        if len(entry.body) > budget // 8:
             return
         previous = self.entries.pop(key, None)
         if previous is not None:
-            self.size -= len(previous[1])
+            self.size -= len(previous.body)
         self.entries[key] = entry
-        self.size += len(entry[1])
+        self.size += len(entry.body)
         while self.size > budget:
             _, dropped = self.entries.popitem(last=False)
-            self.size -= len(dropped[1])
+            self.size -= len(dropped.body)
 
     def clear(self) -> None:
         self.entries.clear()
@@ -84,15 +96,12 @@ class VersionedResponseCacheMixin:
     ) -> HttpResponseBase:
         if not settings.RESPONSE_CACHE_ENABLED or not isinstance(request.accepted_renderer, JSONRenderer):
             return build(request, *args, **kwargs)
-        project = self.project
-        key = (
-            project.id,
-            getattr(project, "data_version", None) or 0,
-            request.user.pk,
-            self.membership_level,
-            # The absolute URL, not the path: pagination links in the body carry scheme and host.
-            request.build_absolute_uri(),
-            request.accepted_media_type,
+        key = answer_key(
+            self.project,
+            user_id=request.user.pk,
+            membership_level=self.membership_level,
+            absolute_url=request.build_absolute_uri(),
+            media_type=request.accepted_media_type,
         )
         entry = process_response_cache.get(key)
         if entry is None:
@@ -103,13 +112,37 @@ class VersionedResponseCacheMixin:
             response.accepted_media_type = request.accepted_media_type
             response.renderer_context = self.get_renderer_context()
             body = response.rendered_content
-            entry = (f'W/"{hashlib.sha256(body).hexdigest()[:32]}"', body, response["Content-Type"])
+            entry = CachedAnswer(
+                f'W/"{hashlib.sha256(body).hexdigest()[:32]}"',
+                body,
+                response["Content-Type"],
+                dict(self.headers),
+            )
             process_response_cache.put(key, entry)
-        etag, body, content_type = entry
-        if etag_matches(request.headers.get("If-None-Match", ""), etag):
-            answer: HttpResponseBase = HttpResponseNotModified()
-        else:
-            answer = HttpResponse(body, content_type=content_type)
-        answer["ETag"] = etag
-        answer["Cache-Control"] = "private, no-cache"
-        return answer
+        return cached_answer_response(entry, request.headers.get("If-None-Match", ""))
+
+
+def answer_key(
+    project: Any, *, user_id: int, membership_level: int, absolute_url: str, media_type: str
+) -> tuple:
+    """Where an answer is cached: the project at its data version, the caller and their membership
+    level, the absolute URL (pagination links in the body carry scheme and host), the media type."""
+    return (
+        project.id,
+        getattr(project, "data_version", None) or 0,
+        user_id,
+        membership_level,
+        absolute_url,
+        media_type,
+    )
+
+
+def cached_answer_response(entry: CachedAnswer, if_none_match: str) -> HttpResponseBase:
+    """The cached answer, or 304 to a client that holds its ETag."""
+    if etag_matches(if_none_match, entry.etag):
+        answer: HttpResponseBase = HttpResponseNotModified()
+    else:
+        answer = HttpResponse(entry.body, content_type=entry.content_type)
+    answer["ETag"] = entry.etag
+    answer["Cache-Control"] = "private, no-cache"
+    return answer

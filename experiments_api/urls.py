@@ -2,7 +2,8 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from accounts.views import PersonalAPIKeyViewSet, ProjectViewSet, UserViewSet
+from accounts.fast_reads import with_cached_reads
+from accounts.views import PersonalAPIKeyViewSet, ProjectViewSet, UserViewSet, me_view
 from activity.views import ActivityLogViewSet
 from approvals.views import ApprovalPolicyViewSet, ChangeRequestViewSet
 from events.views import capture_view
@@ -51,7 +52,14 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/schema/swagger-ui/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/schema/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
-    path("api/", include(router.urls)),
+    # Before the router's route for the same path: the common call skips DRF's dispatch.
+    re_path(
+        r"^api/users/(?P<pk>@me)/?$",
+        me_view(next(url.callback for url in router.urls if url.name == "user-detail")),
+        name="me",
+    ),
+    # Cached lists and retrieves are answered before DRF's dispatch (accounts/fast_reads.py).
+    path("api/", include(with_cached_reads(router.urls))),
     re_path(r"^api/", api_endpoint_not_found),
 ]
 

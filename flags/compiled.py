@@ -14,18 +14,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from hashlib import sha1
 from typing import Any
 
-from flags.bucketing import holdout_variant, rollout_hash, variant_hash
+from flags.bucketing import HASH_SCALE, holdout_variant, variant_hash
 from flags.evaluation import REASON_PRIORITY, EvaluationContext, FlagResult, ReasonCode, evaluate_flag
-from flags.operators import match_property
+from flags.operators import PropertyTest, property_test
 
 
 @dataclass(frozen=True, slots=True)
 class CompiledCondition:
     index: int
-    properties: tuple[Mapping[str, Any], ...]
+    property_tests: tuple[PropertyTest, ...]
     # None: everyone passes the rollout; else the share (0–1) that passes.
     rollout: float | None
     # A rollout that is not a finite number never matches (the general evaluator's rule).
@@ -45,6 +46,11 @@ class CompiledFlag:
     payloads: Mapping[str, Any] | None = None
     has_holdout: bool = False
     early_exit: bool = False
+    # `rollout_hash`'s input before the user's identifier, encoded once.
+    hash_prefix: bytes = b""
+    # Results by outcome (reason, condition index, variant): immutable, so shared by every user
+    # with the same outcome instead of built per request.
+    results: dict[tuple, FlagResult] = field(default_factory=dict)
 
     def evaluate(self, context: EvaluationContext) -> FlagResult:
         known = context.memo.get(self.key)
@@ -57,47 +63,56 @@ class CompiledFlag:
         return result
 
     def _evaluate(self, context: EvaluationContext) -> FlagResult:
-        key = self.key
         if not self.active:
-            return FlagResult(key, False, None, ReasonCode.FLAG_DISABLED)
+            return self._result(ReasonCode.FLAG_DISABLED, None, None, None)
         identifier = context.distinct_id
         if self.has_holdout:
             held_out = holdout_variant(self.definition, identifier)
             if held_out is not None:
-                return FlagResult(
-                    key, True, held_out, ReasonCode.HOLDOUT_CONDITION_VALUE, None, self._payload(held_out)
-                )
+                return self._result(ReasonCode.HOLDOUT_CONDITION_VALUE, None, held_out, held_out)
         properties = context.person_properties
         now = context.now
         best_reason, best_index = ReasonCode.NO_CONDITION_MATCH, None
+        # The rollout hash depends on the flag and the user only: computed once, when first needed.
+        bucket = None
         for condition in self.conditions:
             outcome = None
-            for property_filter in condition.properties:
-                if not match_property(property_filter, properties, now=now):
+            for matches in condition.property_tests:
+                if not matches(properties, now):
                     outcome = ReasonCode.NO_CONDITION_MATCH
                     break
             if outcome is None:
                 rollout = condition.rollout
                 if condition.rollout_invalid:
                     outcome = ReasonCode.NO_CONDITION_MATCH
-                elif rollout is not None and rollout_hash(key, identifier) > rollout:
-                    outcome = ReasonCode.OUT_OF_ROLLOUT_BOUND
+                elif rollout is not None:
+                    if bucket is None:
+                        bucket = _rollout_bucket(self.hash_prefix, identifier)
+                    if bucket > rollout:
+                        outcome = ReasonCode.OUT_OF_ROLLOUT_BOUND
             if outcome is None:
                 override = condition.variant_override
                 variant = override if override is not None else self._variant(identifier)
-                return FlagResult(
-                    key,
-                    True,
-                    variant,
-                    ReasonCode.CONDITION_MATCH,
-                    condition.index,
-                    self._payload(variant or "true"),
-                )
+                return self._result(ReasonCode.CONDITION_MATCH, condition.index, variant, variant or "true")
             if best_index is None or REASON_PRIORITY[outcome] > REASON_PRIORITY[best_reason]:
                 best_reason, best_index = outcome, condition.index
             if outcome == ReasonCode.OUT_OF_ROLLOUT_BOUND and self.early_exit:
                 break
-        return FlagResult(key, False, None, best_reason, best_index)
+        return self._result(best_reason, best_index, None, None)
+
+    def _result(
+        self, reason: ReasonCode, index: int | None, variant: str | None, payload_key: str | None
+    ) -> FlagResult:
+        """The result for this outcome; enabled (with the payload under `payload_key`) when the
+        payload key is given."""
+        outcome = (reason, index, variant)
+        result = self.results.get(outcome)
+        if result is None:
+            enabled = payload_key is not None
+            payload = self._payload(payload_key) if enabled else None
+            result = FlagResult(self.key, enabled, variant, reason, index, payload)
+            self.results[outcome] = result
+        return result
 
     def _variant(self, identifier: str) -> str | None:
         if not self.variants:
@@ -125,20 +140,20 @@ def _compiled_condition(
     if condition.get("aggregation_group_type_index") is not None:
         return None
     raw_properties = condition.get("properties")
-    properties: tuple[Mapping[str, Any], ...] = ()
+    property_tests: tuple[PropertyTest, ...] = ()
     if isinstance(raw_properties, list) and raw_properties:
         if any(
             not isinstance(item, Mapping) or item.get("type") in ("cohort", "flag") for item in raw_properties
         ):
             return None
-        properties = tuple(raw_properties)
+        property_tests = tuple(property_test(item) for item in raw_properties)
     raw_rollout = condition.get("rollout_percentage")
     percentage = _number(raw_rollout) if raw_rollout is not None else None
     rollout = percentage / 100 if percentage is not None and percentage < 100 else None
     override = condition.get("variant")
     return CompiledCondition(
         index,
-        properties,
+        property_tests,
         rollout,
         raw_rollout is not None and percentage is None,
         override if isinstance(override, str) and override in variant_keys else None,
@@ -193,7 +208,15 @@ def compile_flag(definition: Mapping[str, Any]) -> CompiledFlag:
         payloads=payloads if isinstance(payloads, Mapping) else None,
         has_holdout=isinstance(filters.get("holdout"), Mapping),
         early_exit=filters.get("early_exit") is True,
+        hash_prefix=f"{key}.".encode(),
     )
+
+
+def _rollout_bucket(prefix: bytes, identifier: str) -> float:
+    """`rollout_hash` with the flag's part encoded beforehand: the first 15 hex digits of the SHA-1
+    are the first 60 bits of its digest."""
+    digest = sha1(prefix + identifier.encode()).digest()
+    return (int.from_bytes(digest[:8], "big") >> 4) / HASH_SCALE
 
 
 def evaluate_compiled_flags(

@@ -50,7 +50,7 @@ class ProjectFlagDefinitions:
     maps the id of every dynamic cohort the flags reference to its property group (static cohorts
     are left out, as PostHog does: they have no members an SDK could check); `body` is the
     serialized local-evaluation response and `etag` its weak ETag. Shared by every request of a
-    process that sees `version`: never mutate it.
+    process that sees `version`: never mutate it (but for the memo `encoded_answers`).
     """
 
     version: int
@@ -61,10 +61,21 @@ class ProjectFlagDefinitions:
     etag: str
     flags_by_key: dict[str, dict[str, Any]] = field(init=False, repr=False, compare=False)
     compiled_flags: tuple[CompiledFlag, ...] = field(init=False, repr=False, compare=False)
+    # Position of each flag's key in `flags` (and `compiled_flags`).
+    positions: dict[str, int] = field(init=False, repr=False, compare=False)
+    # One flag's answer as encoded JSON, by what it depends on (filled by `flags.delivery`).
+    encoded_answers: dict[tuple, bytes] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "flags_by_key", {flag["key"]: flag for flag in self.flags})
         object.__setattr__(self, "compiled_flags", tuple(compile_flag(flag) for flag in self.flags))
+        object.__setattr__(self, "positions", {flag["key"]: index for index, flag in enumerate(self.flags)})
+        object.__setattr__(self, "encoded_answers", {})
+
+    def compiled_flags_named(self, keys: set[str]) -> list[CompiledFlag]:
+        """The compiled flags with these keys, in the order of `flags` (unknown keys are skipped)."""
+        positions = sorted(self.positions[key] for key in keys if key in self.positions)
+        return [self.compiled_flags[position] for position in positions]
 
     @classmethod
     def from_body(cls, version: int, body: bytes) -> ProjectFlagDefinitions:

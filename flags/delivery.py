@@ -13,12 +13,14 @@ throttles never apply to them.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -112,12 +114,15 @@ def _flags_response(request: HttpRequest, *, from_decide: bool) -> HttpResponse:
         response["Allow"] = ALLOWED_METHODS
         return response
     try:
-        return JsonResponse(_evaluate_request(request, from_decide=from_decide))
+        answer = _evaluate_request(request, from_decide=from_decide)
     except BadFlagsRequest as error:
         return plain_text(error.status, error.message)
+    if isinstance(answer, bytes):
+        return HttpResponse(answer, content_type="application/json")
+    return JsonResponse(answer)
 
 
-def _evaluate_request(request: HttpRequest, *, from_decide: bool) -> dict[str, Any]:
+def _evaluate_request(request: HttpRequest, *, from_decide: bool) -> dict[str, Any] | bytes:
     limit = settings.MAX_REQUEST_BODY_BYTES
     try:
         payload = decode_payload(request, read_body(request, limit), limit)
@@ -138,9 +143,7 @@ def _evaluate_request(request: HttpRequest, *, from_decide: bool) -> dict[str, A
     context_args = _context_arguments(payload)
     definitions = project_flag_definitions(project)
     requested = _requested_keys(payload)
-    flags = definitions.compiled_flags
-    if requested is not None:
-        flags = [flag for flag in flags if flag.key in requested]
+    flags = definitions.compiled_flags if requested is None else definitions.compiled_flags_named(requested)
     context = EvaluationContext(
         group_type_mapping=definitions.group_type_mapping,
         cohorts=definitions.cohorts,
@@ -148,13 +151,10 @@ def _evaluate_request(request: HttpRequest, *, from_decide: bool) -> dict[str, A
         **context_args,
     )
     results = evaluate_compiled_flags(flags, context)
-    return response_shape(
-        results,
-        definitions.flags_by_key,
-        version=_requested_version(request),
-        from_decide=from_decide,
-        config_requested="config" in request.GET,
-    )
+    version = _requested_version(request)
+    if uses_v2_shape(version, from_decide=from_decide, config_requested="config" in request.GET):
+        return v2_body(results, definitions)
+    return response_shape(results, version=version, from_decide=from_decide)
 
 
 def _object_field(payload: Mapping[str, Any], name: str) -> dict[str, Any]:
@@ -235,40 +235,24 @@ def flag_record(result: FlagResult, definition: Mapping[str, Any]) -> dict[str, 
 
 
 def response_shape(
-    results: dict[str, FlagResult],
-    definitions: Mapping[str, Mapping[str, Any]],
-    *,
-    version: int | None,
-    from_decide: bool,
-    config_requested: bool,
+    results: dict[str, FlagResult], *, version: int | None, from_decide: bool
 ) -> dict[str, Any]:
-    """The response body for the requested API version, as PostHog's flags service picks it.
+    """The response body for a requested API version without the v2 shape (`uses_v2_shape`;
+    `v2_body` gives that one), as PostHog's flags service picks it.
 
     `/flags`: v2 and above (or neither `v` nor `config` given) get the v2 shape; otherwise v1.
     `/decide`: v1 (or none) a list of enabled keys, v2 a map of enabled flags only, v3 the v1 shape,
     v4 and above the v2 shape.
     """
-    if from_decide:
+    if from_decide and (version is None or version <= 2):
         if version is None or version <= 1:
             return {
                 "featureFlags": [key for key, result in results.items() if result.enabled],
                 "errorsWhileComputingFlags": False,
             }
-        if version == 2:
-            return {
-                "featureFlags": {key: result.value for key, result in results.items() if result.enabled},
-                "errorsWhileComputingFlags": False,
-            }
-        use_v2 = version >= 4
-    else:
-        use_v2 = (version or 0) >= 2 or (version is None and not config_requested)
-
-    if use_v2:
         return {
-            "flags": {key: flag_record(result, definitions[key]) for key, result in results.items()},
+            "featureFlags": {key: result.value for key, result in results.items() if result.enabled},
             "errorsWhileComputingFlags": False,
-            "requestId": str(uuid.uuid4()),
-            "evaluatedAt": int(time.time() * 1000),
         }
     return {
         "featureFlags": {key: result.value for key, result in results.items()},
@@ -279,6 +263,44 @@ def response_shape(
         },
         "errorsWhileComputingFlags": False,
     }
+
+
+def uses_v2_shape(version: int | None, *, from_decide: bool, config_requested: bool) -> bool:
+    """Whether the answer takes the v2 shape (a record per flag); see `response_shape`."""
+    if from_decide:
+        return version is not None and version >= 4
+    return (version or 0) >= 2 or (version is None and not config_requested)
+
+
+def v2_body(results: dict[str, FlagResult], definitions: ProjectFlagDefinitions) -> bytes:
+    """The v2 answer encoded: a record per flag (`flag_record`), each encoded
+    once per definitions version and outcome (the record depends on nothing else: the payload
+    follows from the flag and the variant), so a large project's answer is mostly a join."""
+    encoded = definitions.encoded_answers
+    parts = []
+    for key, result in results.items():
+        outcome = (key, result.enabled, result.variant, result.reason, result.condition_index)
+        part = encoded.get(outcome)
+        if part is None:
+            record = flag_record(result, definitions.flags_by_key[key])
+            part = _json_bytes(key) + b":" + _json_bytes(record)
+            encoded[outcome] = part
+        parts.append(part)
+    return b"".join(
+        [
+            b'{"flags":{',
+            b",".join(parts),
+            b'},"errorsWhileComputingFlags":false,"requestId":',
+            _json_bytes(str(uuid.uuid4())),
+            b',"evaluatedAt":',
+            str(int(time.time() * 1000)).encode(),
+            b"}",
+        ]
+    )
+
+
+def _json_bytes(value: Any) -> bytes:
+    return json.dumps(value, cls=DjangoJSONEncoder, separators=(",", ":")).encode()
 
 
 # --- local-evaluation definitions -------------------------------------------------------------------

@@ -47,6 +47,10 @@ class Unmatchable(Exception):
     """The filter or the value cannot be compared; the filter does not match."""
 
 
+# Whether one property filter matches the properties (the second argument is the clock).
+PropertyTest = Callable[[Mapping[str, Any], Callable[[], dt.datetime]], bool]
+
+
 def match_property(
     property_filter: Mapping[str, Any],
     properties: Mapping[str, Any],
@@ -70,6 +74,49 @@ def match_property(
         return _compare(operator, expected, actual, now)
     except (Unmatchable, RecursionError):
         return False
+
+
+def property_test(property_filter: Mapping[str, Any]) -> PropertyTest:
+    """The filter compiled into a test answering as `match_property` does. `exact` and `is_not`
+    against text values (the commonest filters) become a set lookup of the property's text form,
+    as `_exact_match` compares; every other filter is tested by `match_property`."""
+    operator = property_filter.get("operator") or "exact"
+    key = property_filter.get("key")
+    expected = property_filter.get("value")
+    if (
+        operator in ("exact", "is_not")
+        and isinstance(key, str)
+        and expected != []
+        and not _booleanish(expected)
+    ):
+        candidates = expected if isinstance(expected, list) else [expected]
+        try:
+            texts = frozenset(_to_text(candidate).lower() for candidate in candidates)
+        except (Unmatchable, RecursionError):
+            texts = None
+        if texts is not None:
+            return _text_test(key, texts, negated=operator == "is_not")
+
+    def general(properties: Mapping[str, Any], now: Callable[[], dt.datetime]) -> bool:
+        return match_property(property_filter, properties, now=now)
+
+    return general
+
+
+def _text_test(key: str, texts: frozenset[str], *, negated: bool) -> PropertyTest:
+    def matches(properties: Mapping[str, Any], now: Callable[[], dt.datetime]) -> bool:
+        if key not in properties:
+            return False
+        value = properties[key]
+        if isinstance(value, str):
+            return (value.lower() in texts) != negated
+        try:
+            found = _to_text(value).lower() in texts
+        except (Unmatchable, RecursionError):
+            return False
+        return found != negated
+
+    return matches
 
 
 def _compare(operator: str, expected: Any, actual: Any, now: Callable[[], dt.datetime]) -> bool:

@@ -10,6 +10,7 @@ from django.db import connection
 from procrastinate.schema import SchemaManager
 from rest_framework.test import APIClient
 
+from accounts.identity import forget_process_identities
 from accounts.models import OrganizationMembership, PersonalAPIKey, Project, User
 from accounts.services import personal_api_key_create
 from events.clickhouse import EVENTS_TABLE, clickhouse_client, schema_migrate
@@ -71,9 +72,11 @@ def fast_password_hashing(settings):
 def clear_cache():
     cache.clear()
     forget_process_definitions()
+    forget_process_identities()
     yield
     cache.clear()
     forget_process_definitions()
+    forget_process_identities()
 
 
 @pytest.fixture

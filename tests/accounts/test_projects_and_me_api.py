@@ -1,6 +1,7 @@
 import pytest
 from rest_framework.test import APIClient
 
+from accounts.identity import forget_process_identities
 from tests.conftest import keyed_client
 from tests.factories import MembershipFactory, ProjectFactory
 
@@ -51,15 +52,19 @@ def test_me(api):
     assert sorted(org["membership_level"] for org in body["organizations"]) == [8, 15]
 
 
-def test_me_costs_three_queries_however_many_organizations(api, django_assert_num_queries):
+def test_me_costs_three_queries_however_many_organizations_and_one_once_known(api, django_assert_num_queries):
     for level in (1, 8):
         other = ProjectFactory()
         MembershipFactory(organization=other.organization, user=api.user, level=level)
     api.get("/api/users/@me/")  # first use writes last_used_at; measure steady state
+    forget_process_identities()  # as a freshly started worker
     with django_assert_num_queries(3):  # the key with its user, the user with its project, memberships
         response = api.get("/api/users/@me/")
     assert len(response.json()["organizations"]) == 3
     assert response.json()["team"]["id"] == api.project.id
+    with django_assert_num_queries(1):  # the user's identity version
+        again = api.get("/api/users/@me/")
+    assert again.content == response.content
 
 
 def test_me_with_a_signed_in_session(user, project):
@@ -116,3 +121,30 @@ def test_a_key_scoped_to_the_current_project_still_sees_it(user, project):
     body = scoped.get("/api/users/@me/").json()
     assert body["team"]["id"] == project.id
     assert body["organization"]["id"] == str(project.organization_id)
+
+
+def test_me_answers_alike_with_and_without_drf_dispatch(api):
+    fast = api.get("/api/users/@me/")
+    through_drf = api.get("/api/users/@me/?format=json")  # a query string takes the DRF view
+    assert fast.status_code == through_drf.status_code == 200
+    assert fast.content == through_drf.content
+    for header in ("Content-Type", "Vary", "Allow"):
+        assert fast[header] == through_drf[header]
+
+
+def test_me_without_the_user_read_scope_is_refused(make_api):
+    narrow = make_api(scopes=["feature_flag:read"])
+    response = narrow.get("/api/users/@me/")
+    assert response.status_code == 403
+    assert response.json()["detail"] == "API key missing required scope 'user:read'"
+
+
+def test_me_is_rate_limited_like_every_key_request(api, settings):
+    settings.RATE_LIMIT_ENABLED = True
+    settings.THROTTLE_BURST_RATE = "2/minute"
+    assert [api.get("/api/users/@me/").status_code for _ in range(2)] == [200, 200]
+    refused = api.get("/api/users/@me/")
+    assert refused.status_code == 429
+    assert refused.json()["type"] == "throttled_error"
+    assert 0 < int(refused["Retry-After"]) <= 60
+    assert api.get("/api/users/@me/?format=json").status_code == 429

@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from accounts.services import project_secret_api_key_rotate
+from accounts.models import OrganizationMembership
+from accounts.services import personal_api_key_roll, project_secret_api_key_rotate
 from tests.conftest import KeyedClient
-from tests.factories import FeatureFlagFactory
+from tests.factories import FeatureFlagFactory, MembershipFactory, UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -227,4 +228,30 @@ def test_a_revoked_key_is_refused_by_every_process_on_its_next_request(api, make
         assert [status(first, doomed), status(second, doomed)] == [200, 200]
         doomed.key.delete()  # revoked while both processes hold warm connections and caches
         assert [status(second, doomed), status(first, doomed)] == [401, 401]
+        assert [status(second, api), status(first, api)] == [200, 200]
+
+
+def test_a_rolled_key_a_deactivated_user_and_a_removed_membership_reach_every_process(api, make_api):
+    rolled, deactivated, removed = (
+        make_api(),
+        make_api(for_user=UserFactory()),
+        make_api(for_user=UserFactory()),
+    )
+    for client in (deactivated, removed):
+        MembershipFactory(organization=api.project.organization, user=client.user)
+    with (
+        server(None, f"test-{uuid.uuid4().hex}") as first,
+        server(None, f"test-{uuid.uuid4().hex}") as second,
+    ):
+        for client in (rolled, deactivated, removed):  # both processes now hold each identity
+            assert [status(first, client), status(second, client)] == [200, 200]
+
+        personal_api_key_roll(key=rolled.key)
+        deactivated.user.is_active = False
+        deactivated.user.save()
+        OrganizationMembership.objects.filter(user=removed.user).delete()
+
+        assert [status(second, rolled), status(first, rolled)] == [401, 401]
+        assert [status(second, deactivated), status(first, deactivated)] == [401, 401]
+        assert [status(second, removed), status(first, removed)] == [404, 404]
         assert [status(second, api), status(first, api)] == [200, 200]

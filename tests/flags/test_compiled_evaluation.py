@@ -4,7 +4,8 @@ definitions (well-formed, odd and malformed) and random users."""
 import math
 import random
 
-from flags.compiled import compile_flag, evaluate_compiled_flags
+from flags.bucketing import rollout_hash
+from flags.compiled import _rollout_bucket, compile_flag, evaluate_compiled_flags
 from flags.evaluation import EvaluationContext, evaluate_flag, evaluate_flags, person_properties_for
 
 PROPERTY_KEYS = ["plan", "country", "age", "absent"]
@@ -121,3 +122,11 @@ def test_a_compiled_flag_reuses_a_result_already_evaluated_for_the_user():
     context = EvaluationContext("u", person_properties_for("u", {}))
     first = evaluate_flag(definition, context)
     assert compile_flag(definition).evaluate(context) is first
+
+
+def test_the_compiled_rollout_bucket_is_the_general_rollout_hash():
+    rng = random.Random(7)
+    for _ in range(2000):
+        key = "".join(rng.choice("abcdé-_9") for _ in range(rng.randint(1, 12)))
+        identifier = "".join(rng.choice("xyz0123ü.-") for _ in range(rng.randint(0, 20)))
+        assert _rollout_bucket(f"{key}.".encode(), identifier) == rollout_hash(key, identifier)
