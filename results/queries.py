@@ -265,6 +265,11 @@ def query_run_execute(*, run_id) -> None:
         finish(run_id, status=QueryRun.Status.FAILED, error_message=QUERY_FAILED)
         return
     with transaction.atomic():
+        # Locked, so a cancel waits for this to commit; a run cancelled while it was computed
+        # keeps the key's earlier result as its cache entry.
+        still_running = QueryRun.objects.select_for_update().filter(id=run_id, status=QueryRun.Status.RUNNING)
+        if not still_running.exists():
+            return
         QueryRun.objects.filter(
             project=run.project, cache_key=run.cache_key, status=QueryRun.Status.COMPLETE
         ).delete()

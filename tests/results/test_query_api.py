@@ -5,6 +5,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from results import queries
 from results.models import QueryRun
 from tests.factories import ExperimentFactory
 from tests.results.conftest import queue_rows
@@ -242,6 +243,29 @@ def test_a_run_cancelled_before_the_worker_picks_it_up_stays_cancelled(api, proj
     )
     assert QueryRun.objects.get(id=status["id"]).status == QueryRun.Status.CANCELLED
     assert query_jobs() == []
+
+
+def test_a_run_cancelled_while_the_worker_computes_it_keeps_the_cached_result(api, project, monkeypatch):
+    """The worker's result of a run cancelled mid-computation is dropped, and so is nothing else:
+    the key's earlier cached result is still served."""
+    experiment = running_experiment(project)
+    send(project, [exposure(experiment, "u1", "control", at(1)), event("purchase", "u1", at(2), amount=5)])
+    cached = api.post(api.url("query/"), experiment_query(experiment), format="json").json()
+    run_id = api.post(
+        api.url("query/"), experiment_query(experiment, refresh="force_async"), format="json"
+    ).json()["query_status"]["id"]
+    compute = queries.compute
+
+    def compute_then_cancel(experiment, query):
+        result = compute(experiment, query)
+        assert api.delete(api.url(f"query/{run_id}/")).status_code == 204
+        return result
+
+    monkeypatch.setattr(queries, "compute", compute_then_cancel)
+    queries.query_run_execute(run_id=run_id)
+    assert QueryRun.objects.get(id=run_id).status == QueryRun.Status.CANCELLED
+    served = api.post(api.url("query/"), experiment_query(experiment, refresh=False), format="json").json()
+    assert (served.get("is_cached"), served.get("cache_key")) == (True, cached["cache_key"])
 
 
 def test_exposure_query_timeseries_totals_and_srm(api, project):
