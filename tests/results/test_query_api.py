@@ -1,8 +1,11 @@
 """`POST /api/projects/{id}/query/` with PostHog's experiment query kinds, over HTTP with a real key."""
 
+import contextlib
+import threading
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from results import queries
@@ -266,6 +269,40 @@ def test_a_run_cancelled_while_the_worker_computes_it_keeps_the_cached_result(ap
     assert QueryRun.objects.get(id=run_id).status == QueryRun.Status.CANCELLED
     served = api.post(api.url("query/"), experiment_query(experiment, refresh=False), format="json").json()
     assert (served.get("is_cached"), served.get("cache_key")) == (True, cached["cache_key"])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_async_requests_for_one_query_share_one_run(api, project, monkeypatch):
+    """Two requests that both find no active run for the key start one run (and one job) between
+    them: each waits here until the other has looked too, or for two seconds when it cannot."""
+    experiment = running_experiment(project)
+    both_looked = threading.Barrier(2, timeout=2)
+    active_run = queries.active_run
+
+    def looked_then_wait(project, cache_key):
+        found = active_run(project, cache_key)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            both_looked.wait()
+        return found
+
+    monkeypatch.setattr(queries, "active_run", looked_then_wait)
+
+    def ask() -> None:
+        try:
+            response = api.post(
+                api.url("query/"), experiment_query(experiment, refresh="async"), format="json"
+            )
+            assert response.status_code == 200, response.content
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=ask) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert QueryRun.objects.filter(project=project).count() == 1
+    assert len(query_jobs()) == 1
 
 
 def test_exposure_query_timeseries_totals_and_srm(api, project):
