@@ -26,6 +26,7 @@ from approvals.services import (
     change_request_approve,
     change_request_cancel,
     change_request_reject,
+    check_may_vote,
 )
 from experiments_api.mixins import BodylessActionsMixin
 from experiments_api.serializers import validated_body
@@ -99,12 +100,15 @@ class ChangeRequestViewSet(ProjectScopedViewSetMixin, viewsets.ReadOnlyModelView
             body["result"] = outcome.result
         return Response(body)
 
-    def act(self, service: Callable[..., Outcome]) -> Response:
+    def act(self, service: Callable[..., Outcome], *, vote: bool) -> Response:
         """Approve, reject or cancel with the body's reason: a vote the approver rule refuses is a
-        403, any other refusal PostHog's `{"error": ...}` 400."""
+        403 (before the body is read, as PostHog's permission check runs first), any other refusal
+        PostHog's `{"error": ...}` 400."""
         change_request = self.get_object()
-        reason = validated_body(self.request, ChangeRequestActionBodySerializer).get("reason") or ""
         try:
+            if vote:
+                check_may_vote(change_request, self.request.user)
+            reason = validated_body(self.request, ChangeRequestActionBodySerializer).get("reason") or ""
             outcome = service(change_request=change_request, user=self.request.user, reason=reason)
         except VoteRefused as error:
             raise exceptions.PermissionDenied(str(error)) from error
@@ -116,19 +120,19 @@ class ChangeRequestViewSet(ProjectScopedViewSetMixin, viewsets.ReadOnlyModelView
     @action(detail=True, methods=["post"])
     def approve(self, request: Request, *args, **kwargs) -> Response:
         """Approve; at the quorum the change is applied as the requester."""
-        return self.act(change_request_approve)
+        return self.act(change_request_approve, vote=True)
 
     @extend_schema(request=ChangeRequestActionBodySerializer, responses=ACTION_RESPONSE)
     @action(detail=True, methods=["post"])
     def reject(self, request: Request, *args, **kwargs) -> Response:
         """Reject (a reason is required); one rejection rejects the request."""
-        return self.act(change_request_reject)
+        return self.act(change_request_reject, vote=True)
 
     @extend_schema(request=ChangeRequestActionBodySerializer, responses=ACTION_RESPONSE)
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, *args, **kwargs) -> Response:
         """The requester withdraws the request (with the default reason when it gives none)."""
-        return self.act(change_request_cancel)
+        return self.act(change_request_cancel, vote=False)
 
 
 class AdminWritePermission(permissions.BasePermission):

@@ -1,8 +1,9 @@
 """The list filters of experiments and saved metrics, as PostHog's list endpoints take them.
 
 Each parameter is declared once here: django-filter parses it and drf-spectacular documents it.
-Malformed values answer 400 with PostHog's messages; values PostHog ignores (an unknown status, an
-unparseable creator id) are ignored."""
+Values are taken as sent, surrounding spaces included (as PostHog reads them). Malformed values answer
+400 with PostHog's messages; values PostHog ignores (an unknown status, an unparseable creator id)
+are ignored."""
 
 import django_filters
 from django.db.models import QuerySet
@@ -22,16 +23,17 @@ ORDER_HELP = (
 
 class ExperimentFilter(django_filters.FilterSet):
     status = django_filters.CharFilter(
-        method="filter_status", help_text="draft, running, paused, stopped (or complete), all"
+        method="filter_status", strip=False, help_text="draft, running, paused, stopped (or complete), all"
     )
     archived = django_filters.CharFilter(
         method="filter_archived",
+        strip=False,
         help_text="'true' for archived experiments only; anything else or absent: non-archived only",
     )
     created_by_id = django_filters.CharFilter(
-        method="filter_created_by_id", help_text="A user id, a JSON list or comma-separated ids"
+        method="filter_created_by_id", strip=False, help_text="A user id, a JSON list or comma-separated ids"
     )
-    feature_flag_id = django_filters.CharFilter(method="filter_feature_flag_id")
+    feature_flag_id = django_filters.CharFilter(method="filter_feature_flag_id", strip=False)
     search = django_filters.CharFilter(
         field_name="name",
         lookup_expr="icontains",
@@ -39,8 +41,8 @@ class ExperimentFilter(django_filters.FilterSet):
         help_text="Case-insensitive match on the name",
     )
     prompt_name = django_filters.CharFilter(field_name="parameters__prompt_metadata__name", strip=False)
-    tags = django_filters.CharFilter(method="filter_tags", help_text=TAGS_HELP)
-    order = django_filters.CharFilter(method="filter_order", help_text=ORDER_HELP)
+    tags = django_filters.CharFilter(method="filter_tags", strip=False, help_text=TAGS_HELP)
+    order = django_filters.CharFilter(method="filter_order", strip=False, help_text=ORDER_HELP)
 
     class Meta:
         model = Experiment
@@ -93,7 +95,7 @@ class ExperimentFilter(django_filters.FilterSet):
 
 
 class ExperimentSavedMetricFilter(django_filters.FilterSet):
-    tags = django_filters.CharFilter(method="filter_tags", help_text=TAGS_HELP)
+    tags = django_filters.CharFilter(method="filter_tags", strip=False, help_text=TAGS_HELP)
 
     class Meta:
         model = ExperimentSavedMetric

@@ -232,14 +232,19 @@ def compute_and_store(
         )
 
 
-def query_run_enqueue(project: Project, query: dict[str, Any], cache_key: str) -> QueryRun:
+def query_run_enqueue(
+    project: Project, experiment: Experiment, query: dict[str, Any], cache_key: str
+) -> QueryRun:
     """Start an asynchronous run, or return the one already queued or running for the same key.
     The run and its job are stored together: both or neither. Without a task queue (SQLite) the
     run is recorded and waits."""
-    existing = active_run(project, cache_key)
-    if existing is not None:
-        return existing
     with transaction.atomic():
+        # Requests for one experiment's queries take turns here, so two that both find no active
+        # run of a key do not both start one.
+        Experiment.objects.select_for_update().filter(pk=experiment.pk).exists()
+        existing = active_run(project, cache_key)
+        if existing is not None:
+            return existing
         run = QueryRun.objects.create(project=project, cache_key=cache_key, query=query, query_async=True)
         if _query_run_queue is not None:
             _query_run_queue.enqueue(run)
@@ -265,6 +270,11 @@ def query_run_execute(*, run_id) -> None:
         finish(run_id, status=QueryRun.Status.FAILED, error_message=QUERY_FAILED)
         return
     with transaction.atomic():
+        # Locked, so a cancel waits for this to commit; a run cancelled while it was computed
+        # keeps the key's earlier result as its cache entry.
+        still_running = QueryRun.objects.select_for_update().filter(id=run_id, status=QueryRun.Status.RUNNING)
+        if not still_running.exists():
+            return
         QueryRun.objects.filter(
             project=run.project, cache_key=run.cache_key, status=QueryRun.Status.COMPLETE
         ).delete()
@@ -312,5 +322,5 @@ def query_respond(*, project: Project, query: Any, refresh: Any) -> dict[str, An
         return response
     if mode in (BLOCKING, FORCE_BLOCKING) or (mode == ASYNC_EXCEPT_ON_CACHE_MISS and cached is None):
         return with_envelope(compute_and_store(project, experiment, query, cache_key), is_cached=False)
-    run = query_run_enqueue(project, query, cache_key)
+    run = query_run_enqueue(project, experiment, query, cache_key)
     return {"query_status": query_status(run)}

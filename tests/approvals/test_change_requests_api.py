@@ -350,3 +350,17 @@ def test_change_requests_of_another_project_are_invisible(api, other_project, ap
         ).status_code
         == 404
     )
+
+
+@pytest.mark.parametrize("vote", ["approve", "reject"])
+def test_an_outsiders_vote_is_refused_before_its_body_is_read(api, approver, draft, vote):
+    """PostHog checks who may vote before it reads the body: an outsider's malformed vote is the
+    403, as a well-formed one is."""
+    make_policy(api.project, "experiment.launch", approvers=[approver.user])
+    change_request_id = request_launch(api, draft)
+    outsider = member_client(api.project)
+    response = outsider.post(
+        api.url(f"change_requests/{change_request_id}/{vote}/"), {"reason": {"not": "text"}}, format="json"
+    )
+    assert response.status_code == 403, response.json()
+    assert response.json()["detail"] == "You are not in the approver set for this change request"

@@ -478,3 +478,17 @@ def test_an_experiment_whose_creator_was_deleted_shows_no_creator(api):
     creator.delete()
     assert api.get(api.url(f"experiments/{experiment.id}/")).json()["created_by"] is None
     assert [item["created_by"] for item in listed(api)["results"]] == [None]
+
+
+def test_filter_values_are_taken_as_sent(api, by_status):
+    """Surrounding spaces are part of a value, as they were before the filters were a FilterSet:
+    a padded flag id or order is refused, a padded status or `archived` is not the one named."""
+    ExperimentFactory(project=api.project, name="Archived", start_date=T0, end_date=T0 + DAY, archived=True)
+    response = api.get(api.url("experiments/?feature_flag_id=%20"))
+    assert response.status_code == 400
+    assert response.json() == validation_error("feature_flag_id must be an integer")
+    response = api.get(api.url("experiments/?order=%20name"))
+    assert response.status_code == 400
+    assert response.json() == validation_error("Invalid order field: ' name'")
+    assert sorted(names(listed(api, "?status=%20running"))) == ["Draft", "Paused", "Running", "Stopped"]
+    assert "Archived" not in names(listed(api, "?archived=true%20"))

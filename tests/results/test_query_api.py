@@ -1,10 +1,14 @@
 """`POST /api/projects/{id}/query/` with PostHog's experiment query kinds, over HTTP with a real key."""
 
+import contextlib
+import threading
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
+from results import queries
 from results.models import QueryRun
 from tests.factories import ExperimentFactory
 from tests.results.conftest import queue_rows
@@ -242,6 +246,63 @@ def test_a_run_cancelled_before_the_worker_picks_it_up_stays_cancelled(api, proj
     )
     assert QueryRun.objects.get(id=status["id"]).status == QueryRun.Status.CANCELLED
     assert query_jobs() == []
+
+
+def test_a_run_cancelled_while_the_worker_computes_it_keeps_the_cached_result(api, project, monkeypatch):
+    """The worker's result of a run cancelled mid-computation is dropped, and so is nothing else:
+    the key's earlier cached result is still served."""
+    experiment = running_experiment(project)
+    send(project, [exposure(experiment, "u1", "control", at(1)), event("purchase", "u1", at(2), amount=5)])
+    cached = api.post(api.url("query/"), experiment_query(experiment), format="json").json()
+    run_id = api.post(
+        api.url("query/"), experiment_query(experiment, refresh="force_async"), format="json"
+    ).json()["query_status"]["id"]
+    compute = queries.compute
+
+    def compute_then_cancel(experiment, query):
+        result = compute(experiment, query)
+        assert api.delete(api.url(f"query/{run_id}/")).status_code == 204
+        return result
+
+    monkeypatch.setattr(queries, "compute", compute_then_cancel)
+    queries.query_run_execute(run_id=run_id)
+    assert QueryRun.objects.get(id=run_id).status == QueryRun.Status.CANCELLED
+    served = api.post(api.url("query/"), experiment_query(experiment, refresh=False), format="json").json()
+    assert (served.get("is_cached"), served.get("cache_key")) == (True, cached["cache_key"])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_async_requests_for_one_query_share_one_run(api, project, monkeypatch):
+    """Two requests that both find no active run for the key start one run (and one job) between
+    them: each waits here until the other has looked too, or for two seconds when it cannot."""
+    experiment = running_experiment(project)
+    both_looked = threading.Barrier(2, timeout=2)
+    active_run = queries.active_run
+
+    def looked_then_wait(project, cache_key):
+        found = active_run(project, cache_key)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            both_looked.wait()
+        return found
+
+    monkeypatch.setattr(queries, "active_run", looked_then_wait)
+
+    def ask() -> None:
+        try:
+            response = api.post(
+                api.url("query/"), experiment_query(experiment, refresh="async"), format="json"
+            )
+            assert response.status_code == 200, response.content
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=ask) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert QueryRun.objects.filter(project=project).count() == 1
+    assert len(query_jobs()) == 1
 
 
 def test_exposure_query_timeseries_totals_and_srm(api, project):
