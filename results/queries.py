@@ -251,9 +251,12 @@ def query_run_enqueue(
     return run
 
 
-def query_run_execute(*, run_id) -> None:
-    """Compute a queued run and record its result or error; a cancelled run stays cancelled."""
-    claimed = QueryRun.objects.filter(id=run_id, status=QueryRun.Status.QUEUED).update(
+def query_run_execute(*, run_id, resumed: bool = False) -> None:
+    """Compute a queued run and record its result or error; a cancelled run stays cancelled.
+    `resumed`: this job was given back after its worker crashed, so the run it left running is
+    taken over instead of staying "running" until it is abandoned."""
+    claimable = QueryRun.ACTIVE_STATUSES if resumed else [QueryRun.Status.QUEUED]
+    claimed = QueryRun.objects.filter(id=run_id, status__in=claimable).update(
         status=QueryRun.Status.RUNNING, started_at=timezone.now()
     )
     if not claimed:

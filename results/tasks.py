@@ -59,12 +59,13 @@ def recalculate_metrics(context: JobContext, recalculation_id: str) -> None:
     metrics_recalculation_run(recalculation_id=recalculation_id, final_attempt=is_final_attempt(context))
 
 
-@app.task(name="results.run_query", queue=RESULTS_QUEUE)
-def run_query(run_id: str) -> None:
-    """An asynchronous `/query/` run. Not retried: its failure is recorded on the run, which the
-    client reads when polling, and asking again starts a new run."""
+@app.task(name="results.run_query", queue=RESULTS_QUEUE, pass_context=True)
+def run_query(context: JobContext, run_id: str) -> None:
+    """An asynchronous `/query/` run. Not retried on failure: its failure is recorded on the run,
+    which the client reads when polling, and asking again starts a new run. A job given back after
+    its worker crashed (a later attempt) takes over the run that worker left running."""
     statement_timeout_seconds.set(0)
-    query_run_execute(run_id=run_id)
+    query_run_execute(run_id=run_id, resumed=context.job.attempts > 0)
 
 
 @app.periodic(cron="0 * * * *")

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from results import queries
 from results.models import QueryRun
+from results.tasks import retry_stalled_jobs
 from tests.factories import ExperimentFactory
 from tests.results.conftest import queue_rows
 from tests.results.events import at, event, exposure, running_experiment, send
@@ -519,3 +520,38 @@ def test_bias_risk_is_reported_for_an_uneven_split_with_multiple_variant_users(a
     assert body["bias_risk"] == {"multiple_variant_percentage": pytest.approx(100 / 101, abs=1e-3)}
     assert body["sample_ratio_mismatch"]["expected"] == {"control": 70.0, "test": 30.0}
     assert body["sample_ratio_mismatch"]["p_value"] == pytest.approx(1.0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_left_running_by_a_crashed_worker_is_finished_by_the_retried_job(api, project, run_worker):
+    experiment = running_experiment(project)
+    send(project, [exposure(experiment, "u1", "control", at(1)), event("purchase", "u1", at(2), amount=3)])
+    status = api.post(api.url("query/"), experiment_query(experiment, refresh="async"), format="json").json()[
+        "query_status"
+    ]
+    # A worker took the job, marked the run running and died: its heartbeat stopped long ago.
+    [(worker_id,)] = queue_rows(
+        "INSERT INTO procrastinate_workers (last_heartbeat) VALUES (now() - interval '10 minutes') RETURNING id"
+    )
+    queue_rows("UPDATE procrastinate_jobs SET status = 'doing', worker_id = %s RETURNING id", worker_id)
+    QueryRun.objects.filter(id=status["id"]).update(status=QueryRun.Status.RUNNING, started_at=timezone.now())
+    retry_stalled_jobs.defer(timestamp=int(timezone.now().timestamp()))
+
+    run_worker()
+
+    finished = api.get(api.url(f"query/{status['id']}/")).json()["query_status"]
+    assert finished["complete"] is True and finished["error"] is False, finished
+    assert finished["results"]["baseline"]["sum"] == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_first_delivery_never_takes_over_a_run_another_worker_is_computing(api, project, run_worker):
+    experiment = running_experiment(project)
+    status = api.post(api.url("query/"), experiment_query(experiment, refresh="async"), format="json").json()[
+        "query_status"
+    ]
+    QueryRun.objects.filter(id=status["id"]).update(status=QueryRun.Status.RUNNING, started_at=timezone.now())
+
+    run_worker()
+
+    assert QueryRun.objects.get(id=status["id"]).status == QueryRun.Status.RUNNING
