@@ -329,6 +329,11 @@ def definitions_view(request: HttpRequest) -> HttpResponse:
     if failure is not None:
         return json_error_response(401, "authentication_error", "authentication_failed", failure)
 
+    return definitions_response(request, project)
+
+
+def definitions_response(request: HttpRequest, project: DeliveryProject) -> HttpResponse:
+    """The project's definitions, or 304 when the caller's `If-None-Match` already holds them."""
     definitions = project_flag_definitions(project)
     if _etag_matches(request.headers.get("If-None-Match", ""), definitions):
         response = HttpResponse(status=304)

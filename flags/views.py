@@ -1,6 +1,5 @@
 from django.db.models import QuerySet
 from django.http import HttpResponse
-from django.utils.http import parse_etags
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, serializers, viewsets
@@ -15,7 +14,7 @@ from activity.selectors import item_activity
 from approvals.mixins import ApprovalHandlingMixin
 from experiments_api.mixins import SoftDeletedModelViewSet
 from experiments_api.response_cache import VersionedResponseCacheMixin
-from flags.definitions import project_flag_definitions
+from flags.delivery import definitions_response
 from flags.filters import FeatureFlagFilter
 from flags.models import Cohort, FeatureFlag
 from flags.selectors import cohort_queryset, flag_list, flag_queryset
@@ -79,16 +78,7 @@ class FeatureFlagViewSet(
     )
     @action(detail=False, methods=["get"], url_path="local_evaluation", required_scopes=["feature_flag:read"])
     def local_evaluation(self, request: Request, *args, **kwargs) -> HttpResponse:
-        project = delivery_project_for_token(self.project.api_token)
-        definitions = project_flag_definitions(project)
-        etags = [tag.removeprefix("W/") for tag in parse_etags(request.headers.get("If-None-Match", ""))]
-        if "*" in etags or definitions.etag.removeprefix("W/") in etags:
-            response = HttpResponse(status=304)
-        else:
-            response = HttpResponse(definitions.body, content_type="application/json")
-        response["ETag"] = definitions.etag
-        response["Cache-Control"] = "private, must-revalidate"
-        return response
+        return definitions_response(request, delivery_project_for_token(self.project.api_token))
 
     @extend_schema(responses=OpenApiTypes.OBJECT, parameters=RESOURCE_PAGE_PARAMETERS)
     @action(detail=True, methods=["get"], required_scopes=["activity_log:read"])
