@@ -8,8 +8,8 @@ class ResultsConfig(AppConfig):
     verbose_name = "Experiment results"
 
     def ready(self) -> None:
-        # Without a task queue (SQLite) recalculation requests and async query runs are recorded
-        # and wait.
+        # Without a task queue (SQLite) recalculation requests are recorded and wait, and async
+        # query runs are computed in the request that asks for them.
         if getattr(settings, "TASK_QUEUE_ENABLED", False):
             from experiments.recalculations import register_recalculation_queue
             from results.queries import register_query_run_queue

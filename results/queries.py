@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, Protocol
 
 from django.db import transaction
@@ -236,8 +237,8 @@ def query_run_enqueue(
     project: Project, experiment: Experiment, query: dict[str, Any], cache_key: str
 ) -> QueryRun:
     """Start an asynchronous run, or return the one already queued or running for the same key.
-    The run and its job are stored together: both or neither. Without a task queue (SQLite) the
-    run is recorded and waits."""
+    The run and its job are stored together: both or neither. Without a task queue (SQLite, the
+    demo of `make run`) the run is computed in this request once it is stored."""
     with transaction.atomic():
         # Requests for one experiment's queries take turns here, so two that both find no active
         # run of a key do not both start one.
@@ -248,6 +249,8 @@ def query_run_enqueue(
         run = QueryRun.objects.create(project=project, cache_key=cache_key, query=query, query_async=True)
         if _query_run_queue is not None:
             _query_run_queue.enqueue(run)
+        else:
+            transaction.on_commit(partial(query_run_execute, run_id=run.id))
     return run
 
 

@@ -555,3 +555,19 @@ def test_a_first_delivery_never_takes_over_a_run_another_worker_is_computing(api
     run_worker()
 
     assert QueryRun.objects.get(id=status["id"]).status == QueryRun.Status.RUNNING
+
+
+def test_without_a_task_queue_an_async_run_is_computed_in_the_request(
+    api, project, monkeypatch, django_capture_on_commit_callbacks
+):
+    monkeypatch.setattr(queries, "_query_run_queue", None)
+    experiment = running_experiment(project)
+    send(project, [exposure(experiment, "u1", "control", at(1)), event("purchase", "u1", at(2), amount=3)])
+    with django_capture_on_commit_callbacks(execute=True):
+        status = api.post(
+            api.url("query/"), experiment_query(experiment, refresh="async"), format="json"
+        ).json()["query_status"]
+    finished = api.get(api.url(f"query/{status['id']}/")).json()["query_status"]
+    assert finished["complete"] is True and finished["error"] is False, finished
+    assert finished["results"]["baseline"]["sum"] == 3
+    assert queue_rows("SELECT count(*) FROM procrastinate_jobs") == [(0,)]
