@@ -11,7 +11,9 @@ and against one with 1 000 flags; the report states both counts.
 
 Run through `make bench` (which provides PostgreSQL and wrk). Options: `--duration` seconds per
 endpoint (default 8), `--connections` (default 16), `--large` experiments in the big project
-(default 100000), `--rounds` (default 3). `BENCH_DATABASE` names the database it drops and
+(default 100000), `--rounds` (default 3), `--only` (measure only the endpoints whose name contains one of the given
+texts, e.g. `--only /flags definitions`; the floor and `/_health` are always measured, and the writes
+and the 100 000-experiment list only when named). `BENCH_DATABASE` names the database it drops and
 recreates (default experiments_api_bench).
 """
 
@@ -54,6 +56,9 @@ class Measurement:
     queries: int | None = None
     server_ms: float | None = None
 
+
+# The list of the project of `--large` experiments, measured after every other read.
+LARGE_LIST = "GET experiments (100) of 100 000"
 
 TARGETS = {
     "GET /api/users/@me/": 0.8,
@@ -465,6 +470,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--large", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only", nargs="+", default=None, metavar="TEXT")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("make bench needs wrk (Debian/Ubuntu: apt-get install wrk).")
@@ -650,8 +656,13 @@ def main() -> None:
         # Every round of reads first, then every round of writes: the writes change the project's flags.
         reads = [endpoint for endpoint in endpoints if not endpoint[0].startswith("POST experiment")]
         reads = [endpoint for endpoint in reads if "cycle" not in endpoint[0]]
-        reads.append(("GET experiments (100) of 100 000", large_list, get_script(large_auth), {}))
+        reads.append((LARGE_LIST, large_list, get_script(large_auth), {}))
         writes = [endpoint for endpoint in endpoints if endpoint not in reads]
+        if args.only:
+            reads, writes = selected(reads, args.only), selected(writes, args.only)
+        measured = [
+            name for name, *_ in [*endpoints, *reads] if any(name == item[0] for item in [*reads, *writes])
+        ]
         rounds: dict[str, list[Measurement]] = {}
         for phase in (reads, writes):
             for round_number in range(1, args.rounds + 1):
@@ -660,8 +671,8 @@ def main() -> None:
                     if "cycle" in endpoint[0]:
                         reset_to_draft(api, project_id, cycle_ids)
                     rounds.setdefault(endpoint[0], []).append(measure(base, endpoint, args))
-        results = [median_measurement(rounds[name]) for name, *_ in [*endpoints, reads[-1]]]
-        large = results.pop()
+        results = [median_measurement(rounds[name]) for name in dict.fromkeys(measured)]
+        large = results.pop() if results[-1].name == LARGE_LIST else None
         # Counted after the timed runs: counting makes writes of its own.
         queries = count_queries(env, {name: spec for name, _, _, spec in endpoints})
         list_queries = count_queries(
@@ -673,12 +684,23 @@ def main() -> None:
         )
         for measurement in results:
             measurement.queries, measurement.server_ms = queries.get(measurement.name, (None, None))
-        large.queries, large.server_ms = list_queries["large"]
+        if large is not None:
+            large.queries, large.server_ms = list_queries["large"]
     finally:
         server.terminate()
         server.wait(timeout=30)
 
     report(results, large, list_queries, args, flag_counts)
+
+
+def selected(endpoints: list[tuple], names: list[str]) -> list[tuple]:
+    """The endpoints `--only` names (by part of their name), with the floor and `/_health` first."""
+    always = ("GET /_liveness", "GET /_health")
+    return [
+        endpoint
+        for endpoint in endpoints
+        if endpoint[0] in always or any(name in endpoint[0] for name in names)
+    ]
 
 
 def project_flag_count(url: str, project_id: int) -> int:
@@ -720,7 +742,7 @@ def median_measurement(rounds: list[Measurement]) -> Measurement:
 
 def report(
     results: list[Measurement],
-    large: Measurement,
+    large: Measurement | None,
     list_queries: dict[str, tuple[int, float]],
     args: argparse.Namespace,
     flag_counts: dict[str, int],
@@ -736,7 +758,8 @@ def report(
         f"{'Unleash':>7} {'Flagsm.':>7} {'queries':>7} {'errors':>6}  target"
     )
     failures = 0
-    for measurement in [*results, large]:
+    measurements = [*results, large] if large is not None else results
+    for measurement in measurements:
         ratio = measurement.requests_per_second / floor if floor else 0.0
         target = TARGETS.get(measurement.name)
         verdict = ""
@@ -752,11 +775,30 @@ def report(
             f"{measurement.p99_ms:7.2f} {server_ms:>7} {ratio:7.2f} {unleash:>7} {flagsmith:>7} "
             f"{queries:>7} {measurement.errors:6d}  {verdict}"
         )
-    small = next(item for item in results if item.name == "GET experiments (100)")
+    errored = [f"{item.name} ({item.error_detail})" for item in measurements if item.errors]
+    small = next((item for item in results if item.name == "GET experiments (100)"), None)
+    if large is not None and small is not None:
+        failures += list_report(large, small, list_queries, args)
+    print(
+        f"/flags evaluated against the seeded project's {flag_counts['POST /flags (one key)']} flags "
+        f"(the first two /flags rows) and {flag_counts['POST /flags (all, 1000 flags)']} flags (the "
+        "last two); `cpu ms` is one request's CPU time in-process (Django only, no gunicorn or wrk)"
+    )
+    if errored:
+        print(f"errors: {'; '.join(errored)}")
+    print(f"\n{failures} target(s) failed." if failures else "\nEvery target passed.")
+
+
+def list_report(
+    large: Measurement,
+    small: Measurement,
+    list_queries: dict[str, tuple[int, float]],
+    args: argparse.Namespace,
+) -> int:
+    """Print the list latency and query count with 100 and with many experiments; the failures."""
     latency_ratio = large.p50_ms / small.p50_ms if small.p50_ms else float("inf")
     latency_pass = latency_ratio <= 1.5
     constant = list_queries["100"][0] == list_queries["large"][0]
-    failures += (not latency_pass) + (not constant)
     print()
     print(
         f"list p50 with {args.large} experiments / with 100: {large.p50_ms:.2f} / {small.p50_ms:.2f} ms = "
@@ -766,15 +808,7 @@ def report(
         f"list queries per request with 100 and {args.large} experiments: {list_queries['100'][0]} and "
         f"{list_queries['large'][0]}  (target: equal) {'PASS' if constant else 'FAIL'}"
     )
-    print(
-        f"/flags evaluated against the seeded project's {flag_counts['POST /flags (one key)']} flags "
-        f"(the first two /flags rows) and {flag_counts['POST /flags (all, 1000 flags)']} flags (the "
-        "last two); `cpu ms` is one request's CPU time in-process (Django only, no gunicorn or wrk)"
-    )
-    errored = [f"{item.name} ({item.error_detail})" for item in [*results, large] if item.errors]
-    if errored:
-        print(f"errors: {'; '.join(errored)}")
-    print(f"\n{failures} target(s) failed." if failures else "\nEvery target passed.")
+    return (not latency_pass) + (not constant)
 
 
 if __name__ == "__main__":

@@ -27,8 +27,9 @@ from flags.operators import PropertyTest, property_test
 class CompiledCondition:
     index: int
     property_tests: tuple[PropertyTest, ...]
-    # None: everyone passes the rollout; else the share (0–1) that passes.
-    rollout: float | None
+    # None: everyone passes the rollout; else the smallest rollout-hash digest out of it
+    # (`rollout_threshold`).
+    rollout_threshold: bytes | None
     # A rollout that is not a finite number never matches (the general evaluator's rule).
     rollout_invalid: bool
     variant_override: str | None
@@ -58,11 +59,13 @@ class CompiledFlag:
             return known
         if not self.compiled:
             return evaluate_flag(self.definition, context)
-        result = self._evaluate(context)
+        result = self.evaluate_compiled(context, context.distinct_id.encode())
         context.memo[self.key] = result
         return result
 
-    def _evaluate(self, context: EvaluationContext) -> FlagResult:
+    def evaluate_compiled(self, context: EvaluationContext, encoded_identifier: bytes) -> FlagResult:
+        """The result for a compiled flag (`compiled` is True), with the user's distinct id
+        encoded by the caller, once for every flag."""
         if not self.active:
             return self._result(ReasonCode.FLAG_DISABLED, None, None, None)
         identifier = context.distinct_id
@@ -74,7 +77,7 @@ class CompiledFlag:
         now = context.now
         best_reason, best_index = ReasonCode.NO_CONDITION_MATCH, None
         # The rollout hash depends on the flag and the user only: computed once, when first needed.
-        bucket = None
+        digest = None
         for condition in self.conditions:
             outcome = None
             for matches in condition.property_tests:
@@ -82,13 +85,13 @@ class CompiledFlag:
                     outcome = ReasonCode.NO_CONDITION_MATCH
                     break
             if outcome is None:
-                rollout = condition.rollout
+                threshold = condition.rollout_threshold
                 if condition.rollout_invalid:
                     outcome = ReasonCode.NO_CONDITION_MATCH
-                elif rollout is not None:
-                    if bucket is None:
-                        bucket = _rollout_bucket(self.hash_prefix, identifier)
-                    if bucket > rollout:
+                elif threshold is not None:
+                    if digest is None:
+                        digest = sha1(self.hash_prefix + encoded_identifier).digest()
+                    if digest >= threshold:
                         outcome = ReasonCode.OUT_OF_ROLLOUT_BOUND
             if outcome is None:
                 override = condition.variant_override
@@ -149,12 +152,12 @@ def _compiled_condition(
         property_tests = tuple(property_test(item) for item in raw_properties)
     raw_rollout = condition.get("rollout_percentage")
     percentage = _number(raw_rollout) if raw_rollout is not None else None
-    rollout = percentage / 100 if percentage is not None and percentage < 100 else None
+    threshold = rollout_threshold(percentage / 100) if percentage is not None and percentage < 100 else None
     override = condition.get("variant")
     return CompiledCondition(
         index,
         property_tests,
-        rollout,
+        threshold,
         raw_rollout is not None and percentage is None,
         override if isinstance(override, str) and override in variant_keys else None,
     )
@@ -212,15 +215,42 @@ def compile_flag(definition: Mapping[str, Any]) -> CompiledFlag:
     )
 
 
-def _rollout_bucket(prefix: bytes, identifier: str) -> float:
-    """`rollout_hash` with the flag's part encoded beforehand: the first 15 hex digits of the SHA-1
-    are the first 60 bits of its digest."""
-    digest = sha1(prefix + identifier.encode()).digest()
-    return (int.from_bytes(digest[:8], "big") >> 4) / HASH_SCALE
+def rollout_threshold(rollout: float) -> bytes | None:
+    """The smallest SHA-1 digest out of a rollout of `rollout` (0–1), or None when none is.
+
+    `rollout_hash` is the digest's first 60 bits (its first 15 hex digits) divided by HASH_SCALE, and
+    a user is out when it exceeds the rollout. The division only grows with those bits, so there is
+    a least 60-bit value `first_out` whose hash exceeds the rollout, found here by bisection with the
+    very same division; a digest is then out exactly when it compares (as bytes, big-endian) at
+    least `first_out` followed by zero bits. Evaluation compares bytes instead of converting the
+    hash to a float, with the same answer at every edge.
+    """
+    low, high = 0, 1 << 60
+    while low < high:
+        middle = (low + high) // 2
+        if middle / HASH_SCALE > rollout:
+            high = middle
+        else:
+            low = middle + 1
+    if low == 1 << 60:
+        return None
+    return (low << 4).to_bytes(8, "big") + bytes(12)
 
 
 def evaluate_compiled_flags(
     flags: Sequence[CompiledFlag], context: EvaluationContext
 ) -> dict[str, FlagResult]:
     """Evaluate several compiled flags for one user, sharing flag-dependency results between them."""
-    return {flag.key: flag.evaluate(context) for flag in flags}
+    memo = context.memo
+    encoded_identifier = context.distinct_id.encode()
+    results = {}
+    for flag in flags:
+        key = flag.key
+        result = memo.get(key)
+        if result is None:
+            if flag.compiled:
+                result = memo[key] = flag.evaluate_compiled(context, encoded_identifier)
+            else:
+                result = evaluate_flag(flag.definition, context)
+        results[key] = result
+    return results

@@ -3,9 +3,10 @@ definitions (well-formed, odd and malformed) and random users."""
 
 import math
 import random
+from hashlib import sha1
 
-from flags.bucketing import rollout_hash
-from flags.compiled import _rollout_bucket, compile_flag, evaluate_compiled_flags
+from flags.bucketing import HASH_SCALE, rollout_hash
+from flags.compiled import compile_flag, evaluate_compiled_flags, rollout_threshold
 from flags.evaluation import EvaluationContext, evaluate_flag, evaluate_flags, person_properties_for
 
 PROPERTY_KEYS = ["plan", "country", "age", "absent"]
@@ -124,9 +125,25 @@ def test_a_compiled_flag_reuses_a_result_already_evaluated_for_the_user():
     assert compile_flag(definition).evaluate(context) is first
 
 
-def test_the_compiled_rollout_bucket_is_the_general_rollout_hash():
+def is_out_of_rollout(key: str, identifier: str, rollout: float) -> bool:
+    threshold = rollout_threshold(rollout)
+    return threshold is not None and sha1(f"{key}.{identifier}".encode()).digest() >= threshold
+
+
+def test_the_compiled_rollout_test_is_the_general_rollout_hash_comparison():
     rng = random.Random(7)
     for _ in range(2000):
         key = "".join(rng.choice("abcdé-_9") for _ in range(rng.randint(1, 12)))
         identifier = "".join(rng.choice("xyz0123ü.-") for _ in range(rng.randint(0, 20)))
-        assert _rollout_bucket(f"{key}.".encode(), identifier) == rollout_hash(key, identifier)
+        hashed = rollout_hash(key, identifier)
+        # Rollouts at the user's own hash and either side of it: the edges the comparison must keep.
+        for rollout in (rng.random(), hashed, math.nextafter(hashed, 0), math.nextafter(hashed, 1)):
+            assert is_out_of_rollout(key, identifier, rollout) == (hashed > rollout)
+
+
+def test_the_rollout_threshold_sits_where_the_hash_first_exceeds_the_rollout():
+    for rollout in (0.0, 1e-18, 0.1, 1 / 3, 0.5, 0.999999, math.nextafter(1.0, 0)):
+        first_out = int.from_bytes(rollout_threshold(rollout)[:8], "big") >> 4
+        assert first_out / HASH_SCALE > rollout
+        assert first_out == 0 or (first_out - 1) / HASH_SCALE <= rollout
+    assert rollout_threshold(1.0) is None
