@@ -98,12 +98,12 @@ def flag_dependencies(flag: FeatureFlag) -> list[FeatureFlag]:
 
 def remote_config_filters(filters: dict[str, Any]) -> dict[str, Any]:
     """A new remote-config flag's release conditions, as PostHog sets them: it serves its config to
-    everyone, so no conditions means one condition for everyone, and a 0% (or unset) rollout 100%."""
-    groups = [dict(group) for group in filters.get("groups") or []]
+    everyone, so a condition with a 0% (or unset) rollout is rolled out to 100%."""
+    groups = [dict(group) if isinstance(group, dict) else group for group in filters.get("groups") or []]
     for group in groups:
-        if group.get("rollout_percentage") in (0, None):
+        if isinstance(group, dict) and group.get("rollout_percentage") in (0, None):
             group["rollout_percentage"] = 100
-    return {**filters, "groups": groups or [{"properties": [], "rollout_percentage": 100, "variant": None}]}
+    return {**filters, "groups": groups}
 
 
 def stored_filters(
