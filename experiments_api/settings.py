@@ -61,6 +61,12 @@ elif not SECRET_KEY_IS_USABLE:
 # SECRET_KEY so that rotating session signing does not invalidate every API key.
 PERSONAL_API_KEY_SECRET = os.environ.get("PERSONAL_API_KEY_SECRET", SECRET_KEY)
 
+# Encrypted flag payloads (remote-config flags with `has_encrypted_payloads`) are Fernet tokens under
+# keys derived from these secrets: the first encrypts, every one decrypts, so a secret can rotate by
+# being put first while the old one stays listed until payloads are rewritten. Without the setting
+# the one secret is SECRET_KEY, which then must not change while encrypted payloads are stored.
+FLAG_PAYLOAD_SECRETS = env_list("FLAG_PAYLOAD_SECRETS", [SECRET_KEY] if SECRET_KEY else [])
+
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 

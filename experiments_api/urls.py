@@ -12,6 +12,7 @@ from experiments_api.errors import api_endpoint_not_found
 from experiments_api.health import health, liveness, readiness
 from experiments_api.routing import ApiRouter
 from flags.delivery import decide_view, definitions_view, flags_view
+from flags.remote_config import remote_config_view
 from flags.views import CohortViewSet, FeatureFlagViewSet
 from holdouts.views import ExperimentHoldoutViewSet
 from results.views import QueryViewSet
@@ -57,6 +58,12 @@ urlpatterns = [
         r"^api/users/(?P<pk>@me)/?$",
         me_view(next(url.callback for url in router.urls if url.name == "user-detail")),
         name="me",
+    ),
+    # A project secret key is no user: served beside the router (whose views need one), not by it.
+    re_path(
+        r"^api/(?:projects|environments)/(?P<project_id>[^/]+)/feature_flags/(?P<flag_ref>[^/]+)/remote_config/?$",
+        remote_config_view,
+        name="flag-remote-config",
     ),
     # Cached lists and retrieves are answered before DRF's dispatch (accounts/fast_reads.py).
     path("api/", include(with_cached_reads(router.urls))),

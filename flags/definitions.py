@@ -123,7 +123,12 @@ def forget_process_definitions() -> None:
 
 def build_flag_definitions(project_id: int, *, version: int = 0) -> ProjectFlagDefinitions:
     """Read the project's non-deleted flags, group types and referenced cohorts (four queries)."""
-    flags = list(FeatureFlag.objects.filter(project_id=project_id, deleted=False).order_by("key"))
+    # As PostHog: an encrypted remote-config flag is read only through `remote_config`, never by SDKs.
+    flags = list(
+        FeatureFlag.objects.filter(project_id=project_id, deleted=False)
+        .exclude(is_remote_configuration=True, has_encrypted_payloads=True)
+        .order_by("key")
+    )
     with_experiment = flag_experiments().flag_ids_with_live_experiments([flag.id for flag in flags])
     stored_filters = {flag.key: flag.filters if isinstance(flag.filters, dict) else {} for flag in flags}
     definitions = tuple(

@@ -325,7 +325,7 @@ def definitions_view(request: HttpRequest) -> HttpResponse:
     project = delivery_project_for_token(token)
     if project is None:
         return json_error_response(401, "authentication_error", "invalid_api_key", INVALID_DEFINITIONS_TOKEN)
-    failure = _definitions_auth_failure(bearer.group(1), project)
+    failure = definitions_auth_failure(bearer.group(1), project)
     if failure is not None:
         return json_error_response(401, "authentication_error", "authentication_failed", failure)
 
@@ -344,7 +344,7 @@ def definitions_response(request: HttpRequest, project: DeliveryProject) -> Http
     return response
 
 
-def _definitions_auth_failure(secret: str, project: DeliveryProject) -> str | None:
+def definitions_auth_failure(secret: str, project: DeliveryProject) -> str | None:
     """Why this bearer secret may not read the project's definitions, or None when it may.
 
     A project secret key must be the project's (current or backup). A personal API key must be

@@ -36,6 +36,10 @@ class FeatureFlag(models.Model):
     version = models.IntegerField(default=0)
     ensure_experience_continuity = models.BooleanField(null=True, blank=True, default=False)
     has_encrypted_payloads = models.BooleanField(null=True, blank=True, default=False)
+    # A remote-config flag is a boolean flag whose "true" payload is a configuration that servers
+    # read through the `remote_config` endpoint; with `has_encrypted_payloads` its payloads are
+    # stored encrypted (`flags/payload_encryption.py`) and it is never sent to SDKs for evaluation.
+    is_remote_configuration = models.BooleanField(null=True, blank=True, default=False)
     tags = models.JSONField(default=list, blank=True)
     evaluation_runtime = models.CharField(
         max_length=10, choices=EvaluationRuntime.choices, default=EvaluationRuntime.ALL, null=True, blank=True

@@ -5,6 +5,7 @@ from accounts.representations import user_basic
 from experiments_api.representation import api_datetime
 from flags.hooks import LIVE_EXPERIMENTS_ATTRIBUTE, flag_experiments
 from flags.models import FeatureFlag
+from flags.payload_encryption import plain_filters
 
 
 def live_experiment_ids(flag: FeatureFlag) -> list[int]:
@@ -59,7 +60,7 @@ def flag_full(flag: FeatureFlag, *, user_id: int | None, membership_level: int) 
         "id": flag.id,
         "name": flag.name,
         "key": flag.key,
-        "filters": flag.filters,
+        "filters": plain_filters(flag.filters or {}, encrypted=flag.has_encrypted_payloads),
         "deleted": flag.deleted,
         "active": flag.active,
         "created_by": user_basic(flag.created_by),
@@ -69,7 +70,7 @@ def flag_full(flag: FeatureFlag, *, user_id: int | None, membership_level: int) 
         "last_modified_by": user_basic(flag.last_modified_by),
         "ensure_experience_continuity": flag.ensure_experience_continuity,
         "experiment_set": live_experiment_ids(flag),
-        "is_remote_configuration": False,
+        "is_remote_configuration": flag.is_remote_configuration,
         "is_simple_flag": simple,
         "rollout_percentage": flag.filters["groups"][0].get("rollout_percentage") if simple else None,
         "can_edit": True,

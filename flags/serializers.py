@@ -8,6 +8,7 @@ from experiments_api.serializers import UnknownFieldHandlingMixin
 from experiments_api.tags import TagsField
 from flags.hooks import COHORT_EXPERIMENTS_ATTRIBUTE, flag_experiments
 from flags.models import Cohort, FeatureFlag
+from flags.payload_encryption import plain_filters
 from flags.representations import flag_full, minimal_flag
 from flags.validation import validate_flag_filters, validate_flag_key
 
@@ -19,8 +20,8 @@ NOTHING_BEHIND = "This server has none: always {value}."
 
 class FeatureFlagSerializer(UnknownFieldHandlingMixin, serializers.ModelSerializer):
     """A feature flag as PostHog's `FeatureFlag` schema. Fields this server has nothing behind
-    (surveys, dashboards, rollbacks, encrypted payloads, remote configuration, evaluation tags)
-    answer PostHog's empty values."""
+    (surveys, dashboards, rollbacks, evaluation tags) answer PostHog's empty values. Encrypted
+    payloads are read and written in plain text (callers of this API hold a secret)."""
 
     inert_fields = {
         "evaluation_tags": ([], None),
@@ -28,8 +29,6 @@ class FeatureFlagSerializer(UnknownFieldHandlingMixin, serializers.ModelSerializ
         "has_enriched_analytics": (False, None),
         "rollback_conditions": (None, []),
         "performed_rollback": (False, None),
-        "is_remote_configuration": (False, None),
-        "has_encrypted_payloads": (False, None),
     }
 
     name = serializers.CharField(
@@ -84,7 +83,16 @@ class FeatureFlagSerializer(UnknownFieldHandlingMixin, serializers.ModelSerializ
     _should_create_usage_dashboard = serializers.BooleanField(
         required=False, write_only=True, help_text="Accepted; this server has no dashboards."
     )
-    is_remote_configuration = serializers.BooleanField(read_only=True)
+    is_remote_configuration = serializers.BooleanField(
+        required=False,
+        allow_null=True,
+        help_text="A remote-config flag: its `true` payload is served by the `remote_config` endpoint.",
+    )
+    has_encrypted_payloads = serializers.BooleanField(
+        required=False,
+        allow_null=True,
+        help_text="Payloads are stored encrypted; remote-config flags with it are not sent to SDKs.",
+    )
     is_simple_flag = serializers.BooleanField(read_only=True)
     rollout_percentage = serializers.FloatField(read_only=True, allow_null=True)
     status = serializers.CharField(read_only=True)
@@ -143,8 +151,6 @@ class FeatureFlagSerializer(UnknownFieldHandlingMixin, serializers.ModelSerializ
             "rollout_percentage",
             "can_edit",
             "user_access_level",
-            "is_remote_configuration",
-            "has_encrypted_payloads",
             "status",
         ]
         extra_kwargs = {"deleted": {"required": False}, "active": {"required": False}}
@@ -169,7 +175,10 @@ class FeatureFlagSerializer(UnknownFieldHandlingMixin, serializers.ModelSerializ
         if self.instance is not None and "groups" not in filters:
             # Filters without release conditions are a partial edit (say, only payloads): every key
             # not sent keeps its current value, rather than the flag silently losing it.
-            filters = {**(self.instance.filters or {}), **filters}
+            current = plain_filters(
+                self.instance.filters or {}, encrypted=self.instance.has_encrypted_payloads
+            )
+            filters = {**current, **filters}
         return validate_flag_filters(
             filters, project=self.context["project"], is_create=self.instance is None
         )

@@ -19,6 +19,7 @@ from approvals.gate import approval_gate
 from approvals.observer import report_flag_change
 from flags.hooks import flag_experiments
 from flags.models import FeatureFlag
+from flags.payload_encryption import encrypted_payloads, plain_filters, readable_payloads
 from flags.validation import FLAG_KEY_TAKEN, validate_flag_filters, validate_flag_key
 
 FLAG_ACTIVITY_SCOPE = "FeatureFlag"
@@ -35,6 +36,8 @@ FLAG_TRACKED_FIELDS = (
     "ensure_experience_continuity",
     "evaluation_runtime",
     "tags",
+    "is_remote_configuration",
+    "has_encrypted_payloads",
 )
 FLAG_WRITABLE_FIELDS = frozenset(FLAG_TRACKED_FIELDS)
 
@@ -93,6 +96,32 @@ def flag_dependencies(flag: FeatureFlag) -> list[FeatureFlag]:
     )
 
 
+def remote_config_filters(filters: dict[str, Any]) -> dict[str, Any]:
+    """A new remote-config flag's release conditions, as PostHog sets them: it serves its config to
+    everyone, so a condition with a 0% (or unset) rollout is rolled out to 100%."""
+    groups = [dict(group) if isinstance(group, dict) else group for group in filters.get("groups") or []]
+    for group in groups:
+        if isinstance(group, dict) and group.get("rollout_percentage") in (0, None):
+            group["rollout_percentage"] = 100
+    return {**filters, "groups": groups}
+
+
+def stored_filters(
+    filters: dict[str, Any], *, encrypted: bool | None, stored: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """`filters` (with plain payloads) as the flag stores them: payloads encrypted when `encrypted`,
+    keeping each token of the `stored` filters whose payload did not change."""
+    if not encrypted or not filters.get("payloads"):
+        return filters
+    stored_payloads = (stored or {}).get("payloads")
+    return {
+        **filters,
+        "payloads": encrypted_payloads(
+            filters["payloads"], stored=stored_payloads if isinstance(stored_payloads, dict) else {}
+        ),
+    }
+
+
 def describe_flags(flags: list[FeatureFlag]) -> str:
     names = [f"{flag.key} (ID: {flag.id})" for flag in flags[:5]]
     if len(flags) > 5:
@@ -118,12 +147,20 @@ def flag_create(
     creation_context: str = FeatureFlag.CreationContext.FEATURE_FLAGS,
     evaluation_runtime: str | None = FeatureFlag.EvaluationRuntime.ALL,
     tags: list[str] | None = None,
+    is_remote_configuration: bool | None = False,
+    has_encrypted_payloads: bool | None = False,
 ) -> FeatureFlag:
     """Create a flag. A soft-deleted flag with the same key is removed first, as PostHog does, so
-    keys can be reused; if an experiment still references that old flag, creation is refused."""
+    keys can be reused; if an experiment still references that old flag, creation is refused.
+    A remote-config flag is rolled out to everyone (`remote_config_filters`); with
+    `has_encrypted_payloads` its payloads are stored encrypted."""
     with transaction.atomic():
         validate_flag_key(key, project=project)
-        validated_filters = validate_flag_filters(filters, project=project, is_create=True)
+        if is_remote_configuration:
+            filters = remote_config_filters(filters)
+        validated_filters = stored_filters(
+            validate_flag_filters(filters, project=project, is_create=True), encrypted=has_encrypted_payloads
+        )
         try:
             with transaction.atomic():
                 FeatureFlag.objects.filter(project=project, key=key, deleted=True).delete()
@@ -141,6 +178,8 @@ def flag_create(
                     creation_context=creation_context,
                     evaluation_runtime=evaluation_runtime,
                     tags=tags or [],
+                    is_remote_configuration=is_remote_configuration,
+                    has_encrypted_payloads=has_encrypted_payloads,
                     created_by=user,
                     last_modified_by=user,
                     version=1,
@@ -167,7 +206,8 @@ def flag_apply_changes(*, flag: FeatureFlag, user: User | None, changes: dict[st
     writer under `flag_update` (the flags API's gated update) and every experiment or holdout change.
 
     Validates, enforces PostHog's delete/disable dependency rules, increments `version`, saves and
-    records activity. Unchanged values are no-ops (no version bump, no activity entry)."""
+    records activity. Unchanged values are no-ops (no version bump, no activity entry). Payloads are
+    given in plain text and stored encrypted exactly while the flag has `has_encrypted_payloads`."""
     unknown = set(changes) - FLAG_WRITABLE_FIELDS
     if unknown:
         raise ValueError(f"flag_apply_changes cannot change {sorted(unknown)}")
@@ -175,8 +215,28 @@ def flag_apply_changes(*, flag: FeatureFlag, user: User | None, changes: dict[st
     before = flag_snapshot(flag)
     updates = dict(changes)
 
+    encrypted = updates.get("has_encrypted_payloads", flag.has_encrypted_payloads)
     if "filters" in updates:
-        updates["filters"] = validate_flag_filters(updates["filters"], project=project, is_create=False)
+        filters = updates["filters"]
+        if (
+            flag.has_encrypted_payloads
+            and isinstance(filters, dict)
+            and isinstance(filters.get("payloads"), dict)
+        ):
+            # Tokens read from the stored filters and sent back stand for their own plain payloads.
+            stored = (flag.filters or {}).get("payloads") or {}
+            sent = filters["payloads"]
+            returned = {key: token for key, token in stored.items() if sent.get(key) == token}
+            filters = {**filters, "payloads": {**sent, **readable_payloads(returned)}}
+        updates["filters"] = validate_flag_filters(filters, project=project, is_create=False)
+    elif bool(encrypted) != bool(flag.has_encrypted_payloads):
+        updates["filters"] = plain_filters(flag.filters or {}, encrypted=flag.has_encrypted_payloads)
+    if "filters" in updates:
+        updates["filters"] = stored_filters(
+            updates["filters"],
+            encrypted=encrypted,
+            stored=flag.filters if flag.has_encrypted_payloads else None,
+        )
     if "key" in updates and updates["key"] != flag.key:
         validate_flag_key(updates["key"], project=project, exclude_flag_id=flag.pk)
 

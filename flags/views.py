@@ -59,6 +59,8 @@ class FeatureFlagViewSet(
             creation_context=data.get("creation_context", FeatureFlag.CreationContext.FEATURE_FLAGS),
             evaluation_runtime=data.get("evaluation_runtime", FeatureFlag.EvaluationRuntime.ALL),
             tags=data.get("tags"),
+            is_remote_configuration=data.get("is_remote_configuration", False),
+            has_encrypted_payloads=data.get("has_encrypted_payloads", False),
         )
 
     def perform_update(self, serializer: FeatureFlagSerializer) -> None:

@@ -115,16 +115,16 @@ def test_a_flag_answers_posthogs_empty_values_for_what_this_server_has_nothing_b
 
 
 def test_values_this_server_cannot_hold_are_named_or_refused(api):
-    body = {"key": "remote", "filters": EVERYONE, "is_remote_configuration": True, "analytics_dashboards": []}
+    body = {"key": "remote", "filters": EVERYONE, "has_enriched_analytics": True, "analytics_dashboards": []}
     response = api.post(api.url("feature_flags/"), body, format="json")
     assert response.status_code == 201
-    assert response["Ignored-Fields"] == "is_remote_configuration"
-    assert response.json()["is_remote_configuration"] is False
+    assert response["Ignored-Fields"] == "has_enriched_analytics"
+    assert response.json()["has_enriched_analytics"] is False
     strict = api.post(
         api.url("feature_flags/"), {**body, "key": "strict"}, format="json", HTTP_PREFER="handling=strict"
     )
     assert strict.status_code == 400
-    assert strict.json()["attr"] == "is_remote_configuration"
+    assert strict.json()["attr"] == "has_enriched_analytics"
     assert not FeatureFlag.objects.filter(key="strict").exists()
 
 
