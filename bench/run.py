@@ -74,6 +74,7 @@ TARGETS = {
     "POST /flags (one key, 1000 flags)": 0.6,
     "POST /flags (all, 1000 flags)": 0.25,
     "GET definitions (304)": 0.8,
+    "GET definitions (304, personal key)": 0.8,
 }
 
 # The peers' ratios to their own floor, measured with the same method (wrk 2×8) on this machine
@@ -643,6 +644,17 @@ def main() -> None:
                     "method": "GET",
                     "path": definitions_path,
                     "headers": {"Authorization": f"Bearer {project_secret}", "If-None-Match": etag},
+                    "expect": 304,
+                },
+            ),
+            (
+                "GET definitions (304, personal key)",
+                definitions_path,
+                get_script({**auth, "If-None-Match": etag}),
+                {
+                    "method": "GET",
+                    "path": definitions_path,
+                    "headers": {**auth, "If-None-Match": etag},
                     "expect": 304,
                 },
             ),
