@@ -35,6 +35,11 @@ from accounts.models import (
     User,
     UserIdentityVersion,
 )
+from accounts.project_tokens import (
+    DeliveryProject,
+    delivery_project_and_identity_version,
+    delivery_project_for_token,
+)
 
 # Bigint range of project ids; anything else in the URL cannot name a project.
 MAX_PROJECT_ID = 2**63
@@ -157,12 +162,52 @@ def key_with_access(
     held = _process_identities.get(digest)
     if held is not None:
         current = _current_versions(held.key.user_id, project_id)
-        if current is not None and current[0] == held.version:
-            _process_identities.move_to_end(digest)
-            if project_id is None:
-                return _handed_out(held.key, None, None)
-            if project_id in held.accesses:
-                return _handed_out(held.key, held.accesses[project_id], current[1])
+        found = _held_key_with_access(digest, held, project_id, current)
+        if found is not None:
+            return found
+    return _read_and_hold(digest, project_id, held)
+
+
+def key_with_access_for_project_token(
+    digest: str, token: str
+) -> tuple[DeliveryProject, tuple[PersonalAPIKey, ProjectAccess | None] | None] | None:
+    """The project whose public token (`phc_…`) this is and `key_with_access` of the key with this
+    digest to it; None when no project has the token. One statement when this process holds the
+    key's identity at its current version and the key has reached the project before (the project
+    and the identity version are read together), else two. The project's data version is not read
+    on the one-statement path: the access's `project.data_version` is None there."""
+    held = _process_identities.get(digest)
+    if held is None:
+        project = delivery_project_for_token(token)
+        return None if project is None else (project, _read_and_hold(digest, project.id, None))
+    found = delivery_project_and_identity_version(token, held.key.user_id)
+    if found is None:
+        return None
+    project, identity_version = found
+    current = None if identity_version is None else (identity_version, None)
+    key_access = _held_key_with_access(digest, held, project.id, current)
+    return project, key_access if key_access is not None else _read_and_hold(digest, project.id, held)
+
+
+def _held_key_with_access(
+    digest: str, held: _CachedIdentity, project_id: int | None, current: tuple[int, int | None] | None
+) -> tuple[PersonalAPIKey, ProjectAccess | None] | None:
+    """The held identity's key and access to the project, when `current` (the identity version and
+    the project's data version just read) shows it is still valid and it holds that project."""
+    if current is None or current[0] != held.version:
+        return None
+    _process_identities.move_to_end(digest)
+    if project_id is None:
+        return _handed_out(held.key, None, None)
+    if project_id in held.accesses:
+        return _handed_out(held.key, held.accesses[project_id], current[1])
+    return None
+
+
+def _read_and_hold(
+    digest: str, project_id: int | None, held: _CachedIdentity | None
+) -> tuple[PersonalAPIKey, ProjectAccess | None] | None:
+    """`key_with_access` read from the database, kept in this process for the next request."""
     found = read_key_with_access(digest, project_id)
     if found is None:
         _process_identities.pop(digest, None)

@@ -34,7 +34,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import psycopg
@@ -72,6 +74,7 @@ TARGETS = {
     "POST /flags (one key, 1000 flags)": 0.6,
     "POST /flags (all, 1000 flags)": 0.25,
     "GET definitions (304)": 0.8,
+    "GET definitions (304, personal key)": 0.8,
 }
 
 # The peers' ratios to their own floor, measured with the same method (wrk 2×8) on this machine
@@ -202,8 +205,17 @@ def wrk_output(url: str, script: str, *, duration: int, connections: int, thread
 
 
 def run_wrk(
-    name: str, url: str, script: str, *, duration: int, connections: int, threads: int
+    name: str,
+    url: str,
+    script: str,
+    *,
+    duration: int,
+    connections: int,
+    threads: int,
+    prepare: Callable[[], None] | None = None,
 ) -> Measurement:
+    """One wrk run; `prepare` puts the server back in the state the run starts from, before the
+    diagnostic rerun that names the errors (it is the caller's to call before this run)."""
     output = wrk_output(url, script, duration=duration, connections=connections, threads=threads)
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
     latencies = {percent: float(value) * UNITS[unit] for percent, value, unit in LATENCY.findall(output)}
@@ -221,6 +233,8 @@ def run_wrk(
         if count
     )
     if answers:
+        if prepare is not None:
+            prepare()
         detail += error_answer_sample(url, script, connections=connections, threads=threads)
     errors = answers + sum(socket_counts.values())
     return Measurement(name, rate, latencies.get("50", 0.0), latencies.get("99", 0.0), errors, detail)
@@ -241,9 +255,14 @@ def error_answer_sample(url: str, script: str, *, connections: int, threads: int
     return f"; most common in a 3 s rerun ({count}×): {answer}"
 
 
-# Appended to a diagnostic rerun's script: each 4xx/5xx answer is printed with its body.
+# Appended to a diagnostic rerun's script: each 4xx/5xx answer is printed with its body, after the
+# script's own `response` (if any) has seen it.
 REPORT_ERROR_ANSWERS = r"""
+local measured_response = response
 function response(status, headers, body)
+  if measured_response then
+    measured_response(status, headers, body)
+  end
   if status >= 400 then
     io.write("ERROR-ANSWER " .. status .. " " .. string.sub(string.gsub(body, "\n", " "), 1, 200) .. "\n")
   end
@@ -285,6 +304,10 @@ end
 
 
 def cycle_script(project_id: int, key: str, experiment_ids: list[int]) -> str:
+    """Each wrk thread (one connection each: `measure` runs as many threads as connections) launches
+    and resets its own experiment in turn. The turn moves when an answer arrives, not when a request
+    is made: wrk calls `request()` once on the first thread before sending anything (to check the
+    script), which with a request counter made that thread's first request a reset of a draft."""
     ids = ", ".join(str(experiment_id) for experiment_id in experiment_ids)
     return f"""
 local ids = {{{ids}}}
@@ -293,12 +316,15 @@ function setup(thread)
   next_index = next_index + 1
   thread:set("experiment_id", ids[next_index])
 end
-local counter = 0
+local action = "launch"
 function request()
-  counter = counter + 1
-  local action = (counter % 2 == 1) and "launch" or "reset"
   return wrk.format("POST", "/api/projects/{project_id}/experiments/" .. experiment_id .. "/" .. action .. "/",
     {{["Authorization"] = "Bearer {key}", ["Content-Type"] = "application/json"}}, "")
+end
+-- A refused launch means the experiment is launched, a refused reset that it is a draft: either way
+-- the other action comes next.
+function response(status, headers, body)
+  action = (action == "launch") and "reset" or "launch"
 end
 """
 
@@ -399,9 +425,10 @@ flag_definitions_changed({project_id})
 
 
 def count_queries(env: dict[str, str], requests: dict[str, dict]) -> dict[str, tuple[int, float]]:
-    """Database queries one request of each endpoint makes (after a warm-up request), and the
-    median in-process CPU time of one request in milliseconds (through Django's test client, so
-    without the HTTP server's own share)."""
+    """Database queries one request of each endpoint makes (after a warm-up request; with `then`,
+    that request and the ones to the paths `then` lists together), and the median in-process CPU
+    time of one request in milliseconds (through Django's test client, so without the HTTP server's
+    own share)."""
     code = """
 import json, statistics, sys, time
 import django
@@ -421,6 +448,8 @@ for name, spec in specs.items():
         call()
     with CaptureQueriesContext(connection) as captured:
         response = call()
+        for path in spec.get("then", []):
+            method(path, spec.get("body"), **kwargs, **headers)
     # Read now: each request through the test client empties the connection's query log.
     query_count = len(captured)
     timings = []
@@ -618,6 +647,17 @@ def main() -> None:
                     "expect": 304,
                 },
             ),
+            (
+                "GET definitions (304, personal key)",
+                definitions_path,
+                get_script({**auth, "If-None-Match": etag}),
+                {
+                    "method": "GET",
+                    "path": definitions_path,
+                    "headers": {**auth, "If-None-Match": etag},
+                    "expect": 304,
+                },
+            ),
             # Writes last: they change the project's flags, which the reads above must not see.
             (
                 "POST experiment",
@@ -638,6 +678,7 @@ def main() -> None:
                 {
                     "method": "POST",
                     "path": f"{experiments_path}{cycle_ids[0]}/launch/",
+                    "then": [f"{experiments_path}{cycle_ids[0]}/reset/"],
                     "headers": auth,
                     "body": {},
                     "once": True,
@@ -668,9 +709,11 @@ def main() -> None:
             for round_number in range(1, args.rounds + 1):
                 print(f"Round {round_number} of {args.rounds}", flush=True)
                 for endpoint in phase:
+                    prepare = None
                     if "cycle" in endpoint[0]:
-                        reset_to_draft(api, project_id, cycle_ids)
-                    rounds.setdefault(endpoint[0], []).append(measure(base, endpoint, args))
+                        prepare = partial(reset_to_draft, api, project_id, cycle_ids)
+                        prepare()
+                    rounds.setdefault(endpoint[0], []).append(measure(base, endpoint, args, prepare))
         results = [median_measurement(rounds[name]) for name in dict.fromkeys(measured)]
         large = results.pop() if results[-1].name == LARGE_LIST else None
         # Counted after the timed runs: counting makes writes of its own.
@@ -718,14 +761,25 @@ def reset_to_draft(api: Api, project_id: int, experiment_ids: list[int]) -> None
             api.call("POST", f"/api/projects/{project_id}/experiments/{experiment_id}/reset/")
 
 
-def measure(base: str, endpoint: tuple[str, str, str, dict], args: argparse.Namespace) -> Measurement:
+def measure(
+    base: str,
+    endpoint: tuple[str, str, str, dict],
+    args: argparse.Namespace,
+    prepare: Callable[[], None] | None = None,
+) -> Measurement:
     name, path, script, spec = endpoint
     expected = spec.get("expect")
     if expected is not None and (answered := answer_status(base + path, spec["headers"])) != expected:
         raise SystemExit(f"{name} answered {answered} before its run, not {expected}.")
     threads = args.connections if "cycle" in name else 2
     measurement = run_wrk(
-        name, base + path, script, duration=args.duration, connections=args.connections, threads=threads
+        name,
+        base + path,
+        script,
+        duration=args.duration,
+        connections=args.connections,
+        threads=threads,
+        prepare=prepare,
     )
     print(f"  measured {name}: {measurement.requests_per_second:.0f} req/s", flush=True)
     return measurement
@@ -782,7 +836,9 @@ def report(
     print(
         f"/flags evaluated against the seeded project's {flag_counts['POST /flags (one key)']} flags "
         f"(the first two /flags rows) and {flag_counts['POST /flags (all, 1000 flags)']} flags (the "
-        "last two); `cpu ms` is one request's CPU time in-process (Django only, no gunicorn or wrk)"
+        "last two); `cpu ms` is one request's CPU time in-process (Django only, no gunicorn or wrk); "
+        "the launch→reset row counts launches and resets each as a request, its queries are those of "
+        "one launch and one reset together"
     )
     if errored:
         print(f"errors: {'; '.join(errored)}")

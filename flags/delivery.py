@@ -25,10 +25,15 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts.authentication import BEARER_PATTERN, PersonalAPIKeyAuthentication
-from accounts.models import OrganizationMembership
+from accounts.identity import ProjectAccess, key_with_access_for_project_token
+from accounts.models import PersonalAPIKey
 from accounts.project_tokens import DeliveryProject, delivery_project_for_token
 from accounts.scopes import scopes_grant
-from accounts.services import PROJECT_SECRET_API_KEY_PREFIX, project_secret_api_key_matches
+from accounts.services import (
+    PROJECT_SECRET_API_KEY_PREFIX,
+    personal_api_key_digest,
+    project_secret_api_key_matches,
+)
 from experiments_api.errors import json_error_response
 from experiments_api.sdk_requests import (
     PROJECT_TOKEN_FIELDS,
@@ -322,10 +327,9 @@ def definitions_view(request: HttpRequest) -> HttpResponse:
         return json_error_response(
             401, "authentication_error", "authentication_failed", MISSING_DEFINITIONS_TOKEN
         )
-    project = delivery_project_for_token(token)
+    project, failure = definitions_reader_check(bearer.group(1), token)
     if project is None:
         return json_error_response(401, "authentication_error", "invalid_api_key", INVALID_DEFINITIONS_TOKEN)
-    failure = definitions_auth_failure(bearer.group(1), project)
     if failure is not None:
         return json_error_response(401, "authentication_error", "authentication_failed", failure)
 
@@ -344,33 +348,47 @@ def definitions_response(request: HttpRequest, project: DeliveryProject) -> Http
     return response
 
 
-def definitions_auth_failure(secret: str, project: DeliveryProject) -> str | None:
-    """Why this bearer secret may not read the project's definitions, or None when it may.
-
-    A project secret key must be the project's (current or backup). A personal API key must be
-    active, reach the project (membership, `scoped_teams`, `scoped_organizations`) and carry
-    `feature_flag:read` (or a scope that implies it).
-    """
+def definitions_reader_check(secret: str, token: str) -> tuple[DeliveryProject | None, str | None]:
+    """The project whose public token this is (None when there is none) and why this bearer secret
+    may not read its definitions (None when it may): a project secret key or a personal API key."""
     if secret.startswith(PROJECT_SECRET_API_KEY_PREFIX):
-        matches = project_secret_api_key_matches(
-            secret=secret,
-            digest=project.secret_api_token_digest,
-            backup_digest=project.secret_api_token_backup_digest,
-        )
-        return None if matches else INVALID_SECRET_KEY
-    key = PersonalAPIKeyAuthentication.lookup(secret)
-    if key is None:
+        project = delivery_project_for_token(token)
+        return project, None if project is None else _project_secret_key_failure(secret, project)
+    found = key_with_access_for_project_token(personal_api_key_digest(secret), token)
+    if found is None:
+        return None, None
+    project, key_access = found
+    return project, _personal_api_key_failure(key_access, project)
+
+
+def _project_secret_key_failure(secret: str, project: DeliveryProject) -> str | None:
+    """Why this project secret key may not read the project's definitions (it is not the project's
+    current or backup key), or None when it may."""
+    matches = project_secret_api_key_matches(
+        secret=secret,
+        digest=project.secret_api_token_digest,
+        backup_digest=project.secret_api_token_backup_digest,
+    )
+    return None if matches else INVALID_SECRET_KEY
+
+
+def _personal_api_key_failure(
+    key_access: tuple[PersonalAPIKey, ProjectAccess | None] | None, project: DeliveryProject
+) -> str | None:
+    """Why a personal API key (as `key_with_access_for_project_token` found it) may not read the
+    project's definitions, or None when it may: it must be an active user's, reach the project
+    (membership, `scoped_teams`, `scoped_organizations`) and carry `feature_flag:read` (or a scope
+    that implies it)."""
+    if key_access is None:
         return INVALID_SECRET_KEY
+    key, access = key_access
     if not scopes_grant(key.effective_scopes, FLAG_READ_SCOPE):
         return SECRET_KEY_WITHOUT_ACCESS
     if key.scoped_teams and project.id not in key.scoped_teams:
         return SECRET_KEY_WITHOUT_ACCESS
     if key.scoped_organizations and str(project.organization_id) not in key.scoped_organizations:
         return SECRET_KEY_WITHOUT_ACCESS
-    is_member = OrganizationMembership.objects.filter(
-        user_id=key.user_id, organization_id=project.organization_id
-    ).exists()
-    if not is_member:
+    if access is None or access.project is None:  # not a member of the project's organization
         return SECRET_KEY_WITHOUT_ACCESS
     PersonalAPIKeyAuthentication.touch(key)
     return None

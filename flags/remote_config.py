@@ -16,7 +16,6 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from accounts.authentication import BEARER_PATTERN, PersonalAPIKeyAuthentication
 from accounts.models import Project
-from accounts.project_tokens import DeliveryProject, delivery_project_for_token
 from accounts.scoping import CURRENT, PROJECT_NOT_FOUND
 from accounts.services import PROJECT_SECRET_API_KEY_PREFIX
 from experiments_api.errors import json_error_response
@@ -25,7 +24,7 @@ from flags.delivery import (
     INVALID_SECRET_KEY,
     MISSING_DEFINITIONS_TOKEN,
     NO_SECRET_KEY,
-    definitions_auth_failure,
+    definitions_reader_check,
 )
 from flags.models import FeatureFlag
 from flags.payload_encryption import plain_filters
@@ -55,10 +54,12 @@ def remote_config_view(request: HttpRequest, project_id: str, flag_ref: str) -> 
         return json_error_response(401, "authentication_error", "not_authenticated", NO_SECRET_KEY)
     secret = bearer.group(1)
     try:
-        project = remote_config_project(project_id, token=request.GET.get("token", "").strip(), secret=secret)
+        token = remote_config_token(project_id, token=request.GET.get("token", "").strip(), secret=secret)
     except RemoteConfigRefused as refusal:
         return refusal.response
-    failure = definitions_auth_failure(secret, project)
+    project, failure = definitions_reader_check(secret, token)
+    if project is None:
+        return json_error_response(401, "authentication_error", "invalid_api_key", INVALID_DEFINITIONS_TOKEN)
     if failure is not None:
         return json_error_response(401, "authentication_error", "authentication_failed", failure)
 
@@ -69,9 +70,10 @@ def remote_config_view(request: HttpRequest, project_id: str, flag_ref: str) -> 
     return JsonResponse(payloads.get("true") or None, safe=False)
 
 
-def remote_config_project(raw_project_id: str, *, token: str, secret: str) -> DeliveryProject:
-    """The project the URL names: an id, or `@current` — the project of the `token` query parameter
-    (as the SDKs send it), else the personal API key's user's current project."""
+def remote_config_token(raw_project_id: str, *, token: str, secret: str) -> str:
+    """The public token of the project the URL names: an id, or `@current` — the project of the
+    `token` query parameter (as the SDKs send it), else the personal API key's user's current
+    project."""
     if raw_project_id != CURRENT:
         api_token = None
         if raw_project_id.isdigit() and int(raw_project_id) < 2**63:
@@ -95,10 +97,7 @@ def remote_config_project(raw_project_id: str, *, token: str, secret: str) -> De
             raise RemoteConfigRefused(
                 json_error_response(404, "invalid_request", "not_found", PROJECT_NOT_FOUND)
             )
-    project = delivery_project_for_token(token)
-    if project is None:
-        raise unauthenticated("invalid_api_key", INVALID_DEFINITIONS_TOKEN)
-    return project
+    return token
 
 
 def remote_config_flag(*, project_id: int, flag_ref: str) -> FeatureFlag | None:

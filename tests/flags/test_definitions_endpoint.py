@@ -5,7 +5,12 @@ import json
 import pytest
 from django.test import Client
 
-from accounts.services import project_secret_api_key_revoke_backup, project_secret_api_key_rotate
+from accounts.models import OrganizationMembership, PersonalAPIKey
+from accounts.services import (
+    personal_api_key_roll,
+    project_secret_api_key_revoke_backup,
+    project_secret_api_key_rotate,
+)
 from tests.conftest import keyed_client
 from tests.factories import CohortFactory, FeatureFlagFactory, GroupTypeMappingFactory, UserFactory
 
@@ -240,6 +245,47 @@ def test_personal_key_refusals(client, project, user, make_api, other_project):
     user.is_active = False
     user.save()
     assert get_definitions(client, project, make_api(scopes=["*"]).secret).status_code == 401
+
+
+def test_a_personal_key_poll_reads_one_statement_once_its_identity_is_held(
+    client, project, api, django_assert_num_queries
+):
+    FeatureFlagFactory(project=project, key="alpha")
+    etag = get_definitions(client, project, api.secret)["ETag"]
+    with django_assert_num_queries(1):
+        assert get_definitions(client, project, api.secret, **{"If-None-Match": etag}).status_code == 304
+    assert PersonalAPIKey.objects.get(pk=api.key.pk).last_used_at is not None
+
+
+def narrow_scopes(api):
+    key = PersonalAPIKey.objects.get(pk=api.key.pk)
+    key.scopes = ["experiment:read"]
+    key.save()
+
+
+def deactivate_user(api):
+    api.user.is_active = False
+    api.user.save()
+
+
+@pytest.mark.parametrize(
+    "revoke",
+    [
+        lambda api: PersonalAPIKey.objects.get(pk=api.key.pk).delete(),
+        lambda api: personal_api_key_roll(key=PersonalAPIKey.objects.get(pk=api.key.pk)),
+        deactivate_user,
+        lambda api: OrganizationMembership.objects.filter(user=api.user).delete(),
+        narrow_scopes,
+    ],
+    ids=["deleted", "rolled", "user deactivated", "membership removed", "scopes narrowed"],
+)
+def test_a_revoked_personal_key_is_refused_on_its_next_poll(client, project, api, revoke):
+    etag = get_definitions(client, project, api.secret)["ETag"]
+    assert get_definitions(client, project, api.secret, **{"If-None-Match": etag}).status_code == 304
+    revoke(api)
+    response = get_definitions(client, project, api.secret, **{"If-None-Match": etag})
+    assert response.status_code == 401
+    assert response.json()["type"] == "authentication_error"
 
 
 def test_missing_credentials_and_tokens(client, project, api):
