@@ -282,3 +282,20 @@ def test_only_get_is_allowed(api, project):
         headers={"Authorization": f"Bearer {api.secret}"},
     )
     assert response.status_code == 405
+
+
+@pytest.mark.parametrize(
+    ("project_ref", "flag_ref", "token"),
+    [
+        ("@current", "%00key", None),
+        ("@current", "k" * 5000, None),
+        ("@current", "9" * 40, None),
+        ("9" * 40, "app-config", None),
+        ("@current", "app-config", "phc_%00"),
+        ("@current", "app-config", "x" * 5000),
+    ],
+)
+def test_hostile_references_are_refused_without_a_server_error(api, project, project_ref, flag_ref, token):
+    create_remote_config(api)
+    response = remote_config(api.key, project, flag_ref, project_ref=project_ref, token=token)
+    assert response.status_code in (400, 401, 404), response.content
