@@ -1,14 +1,16 @@
-"""Request-level plumbing around every view: a request id, a body size limit, NUL refusal, and 503
-for a database outage."""
+"""Request-level plumbing around every view: a request id, a body size limit, NUL refusal, 503
+for a database outage, and early answers for the reads that need no browser-session machinery."""
 
 import re
 import uuid
 from collections.abc import Callable
+from functools import lru_cache
 from io import BytesIO
 
 from django.conf import settings
 from django.core.handlers.wsgi import LimitedStream
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.urls import Resolver404, URLResolver, get_resolver, get_urlconf
 
 from experiments_api.errors import (
     DATABASE_UNAVAILABLE_ERRORS,
@@ -52,6 +54,79 @@ class DatabaseUnavailableMiddleware:
             return None
         log_database_unavailable(getattr(request, "request_id", None), exception)
         return database_unavailable_response()
+
+
+# A view answering some calls itself before the middleware below `EarlyAnswerMiddleware` runs
+# carries this attribute: a function of (request, *url args, **url kwargs) → the answer, or None to
+# hand the call to the view through the whole stack.
+EARLY_ANSWER_ATTRIBUTE = "early_answer"
+# Set on a request whose early answer was already tried, so the view does not try it twice.
+EARLY_ANSWER_TRIED = "early_answer_tried"
+
+
+class EarlyAnswerMiddleware:
+    """Answer a body-less GET whose view can answer it early (see EARLY_ANSWER_ATTRIBUTE) before the
+    browser-session middleware (CSRF, authentication, messages) runs.
+
+    Those only matter to the admin and to DRF's session authentication; an early answer is one a
+    view gives from a personal API key alone, touching no session, CSRF token or message, so they
+    would add nothing to it but CPU. The URL is resolved here; a call the view declines goes on
+    through the rest of the stack (and is resolved again there). A database outage met here is
+    left to the view's own path, which answers it with 503."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        answer = self.early_answer(request) if request.method == "GET" else None
+        return answer if answer is not None else self.get_response(request)
+
+    @staticmethod
+    def early_answer(request: HttpRequest) -> HttpResponseBase | None:
+        meta = request.META
+        if meta.get("CONTENT_LENGTH") not in (None, "", "0") or "HTTP_TRANSFER_ENCODING" in meta:
+            return None
+        found = _early_answer_route(get_resolver(get_urlconf()), request.path_info)
+        if found is None:
+            return None
+        answer, args, kwargs = found
+        setattr(request, EARLY_ANSWER_TRIED, True)
+        try:
+            return answer(request, *args, **kwargs)
+        except DATABASE_UNAVAILABLE_ERRORS:
+            setattr(request, EARLY_ANSWER_TRIED, False)
+            return None
+
+
+# Paths whose route this process has looked up (a poll asks the same few paths over and over).
+EARLY_ANSWER_ROUTES_HELD = 4096
+
+
+@lru_cache(maxsize=EARLY_ANSWER_ROUTES_HELD)
+def _early_answer_route(resolver: URLResolver, path: str) -> tuple[Callable, tuple, dict] | None:
+    """The early answer of the view `resolver` routes `path` to, with the URL's arguments, or None
+    when there is none. Routing depends on nothing but the path, so the answer is remembered."""
+    try:
+        match = resolver.resolve(path)
+    except Resolver404:
+        return None
+    answer = getattr(match.func, EARLY_ANSWER_ATTRIBUTE, None)
+    return None if answer is None else (answer, tuple(match.args), dict(match.kwargs))
+
+
+def early_answer_view(
+    answer: Callable[..., HttpResponseBase | None], through: Callable[..., HttpResponseBase]
+) -> Callable[..., HttpResponseBase]:
+    """A view giving `answer`'s answer when there is one, else `through`'s; `EarlyAnswerMiddleware`
+    tries `answer` before the browser-session middleware, and then the view does not try it again."""
+
+    def view(request: HttpRequest, *args, **kwargs) -> HttpResponseBase:
+        found = None if getattr(request, EARLY_ANSWER_TRIED, False) else answer(request, *args, **kwargs)
+        return found if found is not None else through(request, *args, **kwargs)
+
+    setattr(view, EARLY_ANSWER_ATTRIBUTE, answer)
+    view.csrf_exempt = True
+    return view
 
 
 class NulCharacterMiddleware:
