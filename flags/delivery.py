@@ -35,6 +35,7 @@ from accounts.services import (
     project_secret_api_key_matches,
 )
 from experiments_api.errors import json_error_response
+from experiments_api.middleware import answers_early
 from experiments_api.sdk_requests import (
     PROJECT_TOKEN_FIELDS,
     PayloadError,
@@ -311,6 +312,7 @@ def _json_bytes(value: Any) -> bytes:
 # --- local-evaluation definitions -------------------------------------------------------------------
 
 
+@answers_early
 def definitions_view(request: HttpRequest) -> HttpResponse:
     """`GET /flags/definitions?token=<phc_…>&send_cohorts`: the project's definitions for SDKs."""
     if request.method not in ("GET", "HEAD"):
