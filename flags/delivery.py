@@ -281,16 +281,16 @@ def uses_v2_shape(version: int | None, *, from_decide: bool, config_requested: b
 def v2_body(results: dict[str, FlagResult], definitions: ProjectFlagDefinitions) -> bytes:
     """The v2 answer encoded: a record per flag (`flag_record`), each encoded
     once per definitions version and outcome (the record depends on nothing else: the payload
-    follows from the flag and the variant), so a large project's answer is mostly a join."""
-    encoded = definitions.encoded_answers
+    follows from the flag and the variant) and found by the identity of the compiled flag's shared
+    result, so a large project's answer is mostly a join."""
+    shared = definitions.encoded_shared_answers
     parts = []
     for key, result in results.items():
-        outcome = (key, result.enabled, result.variant, result.reason, result.condition_index)
-        part = encoded.get(outcome)
+        part = shared.get(id(result))
         if part is None:
-            record = flag_record(result, definitions.flags_by_key[key])
-            part = _json_bytes(key) + b":" + _json_bytes(record)
-            encoded[outcome] = part
+            part = _encoded_answer(key, result, definitions)
+            if definitions.compiled_flags[definitions.positions[key]].holds(result):
+                shared[id(result)] = part
         parts.append(part)
     return b"".join(
         [
@@ -303,6 +303,17 @@ def v2_body(results: dict[str, FlagResult], definitions: ProjectFlagDefinitions)
             b"}",
         ]
     )
+
+
+def _encoded_answer(key: str, result: FlagResult, definitions: ProjectFlagDefinitions) -> bytes:
+    """`"key":record` for one flag's result, encoded once per definitions version and outcome."""
+    encoded = definitions.encoded_answers
+    outcome = (key, result.enabled, result.variant, result.reason, result.condition_index)
+    part = encoded.get(outcome)
+    if part is None:
+        record = flag_record(result, definitions.flags_by_key[key])
+        part = encoded[outcome] = _json_bytes(key) + b":" + _json_bytes(record)
+    return part
 
 
 def _json_bytes(value: Any) -> bytes:
