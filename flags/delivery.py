@@ -96,12 +96,14 @@ def options_response() -> HttpResponse:
 # --- remote evaluation ------------------------------------------------------------------------------
 
 
+@answers_early
 @csrf_exempt
 def flags_view(request: HttpRequest) -> HttpResponse:
     """`/flags/`: POST evaluates; GET answers an empty flag set; HEAD 200; OPTIONS 204."""
     return with_sdk_cors(_flags_response(request, from_decide=False))
 
 
+@answers_early
 @csrf_exempt
 def decide_view(request: HttpRequest) -> HttpResponse:
     """`/decide/`: the older endpoint, answered in the shapes PostHog maps it to (see `response_shape`)."""
