@@ -26,7 +26,6 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.urls import URLPattern, re_path
-from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions
 
 from accounts.authentication import BEARER_PATTERN, PersonalAPIKeyAuthentication
@@ -36,6 +35,7 @@ from accounts.permissions import APIScopePermission, required_scopes_for
 from accounts.scopes import scopes_grant
 from accounts.services import PROJECT_SECRET_API_KEY_PREFIX, personal_api_key_digest
 from experiments_api.errors import envelope_for
+from experiments_api.middleware import early_answer_view
 from experiments_api.response_cache import (
     VersionedResponseCacheMixin,
     answer_key,
@@ -125,11 +125,10 @@ def cached_read_view(through_drf: Callable[..., HttpResponseBase]) -> Callable[.
     )
     required_scopes = required_scopes_for(SimpleNamespace(method="GET"), stand_in)
 
-    @csrf_exempt
-    def view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        answer = _cached_answer(request, kwargs, viewset, required_scopes)
-        return answer if answer is not None else through_drf(request, *args, **kwargs)
+    def cached_answer(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase | None:
+        return _cached_answer(request, kwargs, viewset, required_scopes)
 
+    view = early_answer_view(cached_answer, through_drf)
     view.cls = viewset
     view.actions = through_drf.actions
     view.initkwargs = getattr(through_drf, "initkwargs", {})

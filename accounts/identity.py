@@ -17,7 +17,6 @@ change what the next request sees.
 
 from __future__ import annotations
 
-import copy
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,6 +24,7 @@ from functools import cache
 from typing import Any
 
 from django.db import connection, models
+from django.db.models.base import ModelState
 
 from accounts.models import (
     FlagDefinitionsVersion,
@@ -129,8 +129,9 @@ def _instance_copy(instance: models.Model) -> models.Model:
     """A shallow copy with its own state and no cached relations (cheaper than `copy.copy`)."""
     duplicate = instance.__class__.__new__(instance.__class__)
     duplicate.__dict__.update(instance.__dict__)
-    duplicate._state = copy.copy(instance._state)
-    duplicate._state.fields_cache = {}
+    # A fresh state starts with empty relation and related-manager caches of its own.
+    duplicate._state = state = ModelState()
+    state.db, state.adding = instance._state.db, instance._state.adding
     return duplicate
 
 

@@ -2,7 +2,6 @@ from collections.abc import Callable
 
 from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, mixins, permissions, status, viewsets
 from rest_framework.decorators import action
@@ -21,6 +20,7 @@ from accounts.scopes import scopes_grant
 from accounts.scoping import CURRENT, resolve_project_for_user
 from accounts.serializers import MeSerializer, PersonalAPIKeySerializer, ProjectSerializer
 from accounts.services import personal_api_key_create, personal_api_key_roll
+from experiments_api.middleware import early_answer_view
 from experiments_api.mixins import BodylessActionsMixin
 
 
@@ -95,16 +95,10 @@ def me_view(through_drf: Callable[..., HttpResponse]) -> Callable[..., HttpRespo
     `accounts.fast_reads`) from the body kept with the key's cached identity, so valid exactly as
     long as the identity version. Calls with a query string, and all the others, are handed to
     `through_drf`, the router's view, unchanged."""
-
-    @csrf_exempt
-    def view(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        answer = _me_fast_answer(request)
-        return answer if answer is not None else through_drf(request, *args, **kwargs)
-
-    return view
+    return early_answer_view(_me_fast_answer, through_drf)
 
 
-def _me_fast_answer(request: HttpRequest) -> HttpResponse | None:
+def _me_fast_answer(request: HttpRequest, *args, **kwargs) -> HttpResponse | None:
     call = None if request.META.get("QUERY_STRING") else key_call(request, None)
     if call is None or not scopes_grant(call.key.effective_scopes, ME_SCOPE):
         return None

@@ -1,14 +1,16 @@
-"""Request-level plumbing around every view: a request id, a body size limit, NUL refusal, and 503
-for a database outage."""
+"""Request-level plumbing around every view: a request id, a body size limit, NUL refusal, 503
+for a database outage, and early answers for the reads that need no browser-session machinery."""
 
 import re
 import uuid
 from collections.abc import Callable
+from functools import lru_cache
 from io import BytesIO
 
 from django.conf import settings
 from django.core.handlers.wsgi import LimitedStream
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.urls import Resolver404, URLResolver, get_resolver, get_urlconf
 
 from experiments_api.errors import (
     DATABASE_UNAVAILABLE_ERRORS,
@@ -54,6 +56,102 @@ class DatabaseUnavailableMiddleware:
         return database_unavailable_response()
 
 
+# A view answering some calls itself before the middleware below `EarlyAnswerMiddleware` runs
+# carries this attribute: a function of (request, *url args, **url kwargs) → the answer, or None to
+# hand the call to the view through the whole stack.
+EARLY_ANSWER_ATTRIBUTE = "early_answer"
+# The methods Django's CSRF check lets through without a token.
+CSRF_SAFE_METHODS = ("GET", "HEAD", "OPTIONS", "TRACE")
+# Set on a request whose early answer was already tried, so the view does not try it twice.
+EARLY_ANSWER_TRIED = "early_answer_tried"
+
+
+class EarlyAnswerMiddleware:
+    """Answer a call whose view can answer it early (see EARLY_ANSWER_ATTRIBUTE) before the
+    browser-session middleware (CSRF, authentication, messages) runs.
+
+    Those only matter to the admin and to DRF's session authentication; an early answer is one a
+    view gives from an API key or a project token alone, touching no session, CSRF token or
+    message, so they would add nothing to it but CPU. The URL is resolved here; a call the view
+    declines goes on through the rest of the stack (and is resolved again there), and so does a
+    database outage met by such a view, whose own path answers it with 503."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        answer = self.early_answer(request)
+        return answer if answer is not None else self.get_response(request)
+
+    @staticmethod
+    def early_answer(request: HttpRequest) -> HttpResponseBase | None:
+        found = _early_answer_route(get_resolver(get_urlconf()), request.path_info)
+        if found is None:
+            return None
+        answer, view, args, kwargs = found
+        # The CSRF check below would refuse an unsafe method to a view not exempt from it.
+        if request.method not in CSRF_SAFE_METHODS and not getattr(view, "csrf_exempt", False):
+            return None
+        meta = request.META
+        if meta.get("CONTENT_LENGTH") not in (None, "", "0") or "HTTP_TRANSFER_ENCODING" in meta:
+            # A body is checked as the view's own path checks it, and only for an answer that never
+            # declines: a declined call would have its body checked (and a chunked one read) twice.
+            if answer is not view:
+                return None
+            refused = body_limit_refusal(request, view)
+            if refused is not None:
+                return refused
+        setattr(request, EARLY_ANSWER_TRIED, True)
+        try:
+            return answer(request, *args, **kwargs)
+        except DATABASE_UNAVAILABLE_ERRORS as error:
+            if answer is view:
+                # As `DatabaseUnavailableMiddleware` answers it when the view raises it.
+                log_database_unavailable(getattr(request, "request_id", None), error)
+                return database_unavailable_response()
+            setattr(request, EARLY_ANSWER_TRIED, False)
+            return None
+
+
+def answers_early(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
+    """Mark a plain view that needs none of the browser-session middleware (it reads no session,
+    user, CSRF token or message) as its own early answer. Unsafe methods are answered early only
+    when the view is CSRF-exempt: apply this above `csrf_exempt`."""
+    setattr(view, EARLY_ANSWER_ATTRIBUTE, view)
+    return view
+
+
+# Paths whose route this process has looked up (a poll asks the same few paths over and over).
+EARLY_ANSWER_ROUTES_HELD = 4096
+
+
+@lru_cache(maxsize=EARLY_ANSWER_ROUTES_HELD)
+def _early_answer_route(resolver: URLResolver, path: str) -> tuple[Callable, Callable, tuple, dict] | None:
+    """The early answer of the view `resolver` routes `path` to, the view and the URL's arguments,
+    or None when there is none. Routing depends on nothing but the path, so the answer is remembered."""
+    try:
+        match = resolver.resolve(path)
+    except Resolver404:
+        return None
+    answer = getattr(match.func, EARLY_ANSWER_ATTRIBUTE, None)
+    return None if answer is None else (answer, match.func, tuple(match.args), dict(match.kwargs))
+
+
+def early_answer_view(
+    answer: Callable[..., HttpResponseBase | None], through: Callable[..., HttpResponseBase]
+) -> Callable[..., HttpResponseBase]:
+    """A view giving `answer`'s answer when there is one, else `through`'s; `EarlyAnswerMiddleware`
+    tries `answer` before the browser-session middleware, and then the view does not try it again."""
+
+    def view(request: HttpRequest, *args, **kwargs) -> HttpResponseBase:
+        found = None if getattr(request, EARLY_ANSWER_TRIED, False) else answer(request, *args, **kwargs)
+        return found if found is not None else through(request, *args, **kwargs)
+
+    setattr(view, EARLY_ANSWER_ATTRIBUTE, answer)
+    view.csrf_exempt = True
+    return view
+
+
 class NulCharacterMiddleware:
     """Refuse paths and query strings carrying NUL characters, which no lookup can use and
     PostgreSQL rejects (a NUL in a text id such as a personal API key's was a 500)."""
@@ -87,19 +185,23 @@ class RequestBodyLimitMiddleware:
     def process_view(
         self, request: HttpRequest, view_func: Callable, view_args, view_kwargs
     ) -> HttpResponse | None:
-        limit = getattr(settings, getattr(view_func, BODY_LIMIT_SETTING_ATTRIBUTE, "MAX_REQUEST_BODY_BYTES"))
-        if "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
-            return read_chunked_body(request, limit)
-        raw_length = request.META.get("CONTENT_LENGTH") or "0"
-        try:
-            length = int(raw_length)
-        except ValueError:
-            return json_error_response(
-                400, "invalid_request", "bad_request", "Invalid Content-Length header."
-            )
-        if length > limit:
-            return body_too_large(limit)
-        return None
+        return body_limit_refusal(request, view_func)
+
+
+def body_limit_refusal(request: HttpRequest, view_func: Callable) -> HttpResponse | None:
+    """The refusal of a body over the view's limit (or unreadable), else None (a chunked body made
+    readable)."""
+    limit = getattr(settings, getattr(view_func, BODY_LIMIT_SETTING_ATTRIBUTE, "MAX_REQUEST_BODY_BYTES"))
+    if "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
+        return read_chunked_body(request, limit)
+    raw_length = request.META.get("CONTENT_LENGTH") or "0"
+    try:
+        length = int(raw_length)
+    except ValueError:
+        return json_error_response(400, "invalid_request", "bad_request", "Invalid Content-Length header.")
+    if length > limit:
+        return body_too_large(limit)
+    return None
 
 
 BODY_LIMIT_SETTING_ATTRIBUTE = "request_body_limit_setting"

@@ -117,6 +117,11 @@ class CompiledFlag:
             self.results[outcome] = result
         return result
 
+    def holds(self, result: FlagResult) -> bool:
+        """Whether `result` is one of this flag's shared results (kept, so alive, as long as the
+        flag is), as opposed to one the general evaluator built for one request."""
+        return self.results.get((result.reason, result.condition_index, result.variant)) is result
+
     def _variant(self, identifier: str) -> str | None:
         if not self.variants:
             return None

@@ -50,7 +50,8 @@ class ProjectFlagDefinitions:
     maps the id of every dynamic cohort the flags reference to its property group (static cohorts
     are left out, as PostHog does: they have no members an SDK could check); `body` is the
     serialized local-evaluation response and `etag` its weak ETag. Shared by every request of a
-    process that sees `version`: never mutate it (but for the memo `encoded_answers`).
+    process that sees `version`: never mutate it (but for the memos `encoded_answers` and
+    `encoded_shared_answers`).
     """
 
     version: int
@@ -65,12 +66,16 @@ class ProjectFlagDefinitions:
     positions: dict[str, int] = field(init=False, repr=False, compare=False)
     # One flag's answer as encoded JSON, by what it depends on (filled by `flags.delivery`).
     encoded_answers: dict[tuple, bytes] = field(init=False, repr=False, compare=False)
+    # The same by the identity of a compiled flag's shared result (`CompiledFlag.holds`): that
+    # result lives as long as these definitions, so no other object can take its id meanwhile.
+    encoded_shared_answers: dict[int, bytes] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "flags_by_key", {flag["key"]: flag for flag in self.flags})
         object.__setattr__(self, "compiled_flags", tuple(compile_flag(flag) for flag in self.flags))
         object.__setattr__(self, "positions", {flag["key"]: index for index, flag in enumerate(self.flags)})
         object.__setattr__(self, "encoded_answers", {})
+        object.__setattr__(self, "encoded_shared_answers", {})
 
     def compiled_flags_named(self, keys: set[str]) -> list[CompiledFlag]:
         """The compiled flags with these keys, in the order of `flags` (unknown keys are skipped)."""

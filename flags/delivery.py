@@ -35,6 +35,7 @@ from accounts.services import (
     project_secret_api_key_matches,
 )
 from experiments_api.errors import json_error_response
+from experiments_api.middleware import answers_early
 from experiments_api.sdk_requests import (
     PROJECT_TOKEN_FIELDS,
     PayloadError,
@@ -95,12 +96,14 @@ def options_response() -> HttpResponse:
 # --- remote evaluation ------------------------------------------------------------------------------
 
 
+@answers_early
 @csrf_exempt
 def flags_view(request: HttpRequest) -> HttpResponse:
     """`/flags/`: POST evaluates; GET answers an empty flag set; HEAD 200; OPTIONS 204."""
     return with_sdk_cors(_flags_response(request, from_decide=False))
 
 
+@answers_early
 @csrf_exempt
 def decide_view(request: HttpRequest) -> HttpResponse:
     """`/decide/`: the older endpoint, answered in the shapes PostHog maps it to (see `response_shape`)."""
@@ -280,16 +283,16 @@ def uses_v2_shape(version: int | None, *, from_decide: bool, config_requested: b
 def v2_body(results: dict[str, FlagResult], definitions: ProjectFlagDefinitions) -> bytes:
     """The v2 answer encoded: a record per flag (`flag_record`), each encoded
     once per definitions version and outcome (the record depends on nothing else: the payload
-    follows from the flag and the variant), so a large project's answer is mostly a join."""
-    encoded = definitions.encoded_answers
+    follows from the flag and the variant) and found by the identity of the compiled flag's shared
+    result, so a large project's answer is mostly a join."""
+    shared = definitions.encoded_shared_answers
     parts = []
     for key, result in results.items():
-        outcome = (key, result.enabled, result.variant, result.reason, result.condition_index)
-        part = encoded.get(outcome)
+        part = shared.get(id(result))
         if part is None:
-            record = flag_record(result, definitions.flags_by_key[key])
-            part = _json_bytes(key) + b":" + _json_bytes(record)
-            encoded[outcome] = part
+            part = _encoded_answer(key, result, definitions)
+            if definitions.compiled_flags[definitions.positions[key]].holds(result):
+                shared[id(result)] = part
         parts.append(part)
     return b"".join(
         [
@@ -304,6 +307,17 @@ def v2_body(results: dict[str, FlagResult], definitions: ProjectFlagDefinitions)
     )
 
 
+def _encoded_answer(key: str, result: FlagResult, definitions: ProjectFlagDefinitions) -> bytes:
+    """`"key":record` for one flag's result, encoded once per definitions version and outcome."""
+    encoded = definitions.encoded_answers
+    outcome = (key, result.enabled, result.variant, result.reason, result.condition_index)
+    part = encoded.get(outcome)
+    if part is None:
+        record = flag_record(result, definitions.flags_by_key[key])
+        part = encoded[outcome] = _json_bytes(key) + b":" + _json_bytes(record)
+    return part
+
+
 def _json_bytes(value: Any) -> bytes:
     return json.dumps(value, cls=DjangoJSONEncoder, separators=(",", ":")).encode()
 
@@ -311,6 +325,7 @@ def _json_bytes(value: Any) -> bytes:
 # --- local-evaluation definitions -------------------------------------------------------------------
 
 
+@answers_early
 def definitions_view(request: HttpRequest) -> HttpResponse:
     """`GET /flags/definitions?token=<phc_…>&send_cohorts`: the project's definitions for SDKs."""
     if request.method not in ("GET", "HEAD"):

@@ -1,0 +1,115 @@
+"""Calls answered before the browser-session middleware (experiments_api.middleware.EarlyAnswerMiddleware):
+they still carry what the rest of the stack adds to every answer, and the calls the middleware
+skipped for them still go through it."""
+
+import json
+from io import BytesIO
+from unittest import mock
+
+import pytest
+from django.contrib.auth.middleware import AuthenticationMiddleware
+from django.test import Client
+
+from experiments_api.response_cache import process_response_cache
+from tests.experiments.helpers import create_experiment
+from tests.factories import FeatureFlagFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def empty_response_cache():
+    process_response_cache.clear()
+    yield
+    process_response_cache.clear()
+
+
+def skipping_authentication_middleware():
+    return mock.patch.object(
+        AuthenticationMiddleware, "process_request", side_effect=AssertionError("went through the stack")
+    )
+
+
+def assert_stack_headers(response):
+    assert response["X-Frame-Options"] == "DENY"
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert response["X-Request-ID"]
+    assert int(response["Content-Length"]) == len(response.content)
+
+
+def flags_body(project, **fields) -> str:
+    return json.dumps({"api_key": project.api_token, "distinct_id": "user-1", **fields})
+
+
+def test_cached_reads_and_me_are_answered_early_with_the_stack_headers(api):
+    experiment = create_experiment(api, name="Early")
+    url = api.url(f"experiments/{experiment['id']}/")
+    built = api.get(url)
+    assert built.status_code == 200
+    with skipping_authentication_middleware():
+        cached = api.get(url)
+        me = api.get("/api/users/@me/")
+    assert cached.status_code == 200 and cached.content == built.content
+    assert me.status_code == 200 and me.json()["email"] == api.user.email
+    for response in (built, cached, me):
+        assert_stack_headers(response)
+
+
+def test_a_cache_miss_goes_through_the_stack_once(api):
+    experiment = create_experiment(api, name="Missed")
+    with mock.patch.object(
+        AuthenticationMiddleware, "process_request", autospec=True, return_value=None
+    ) as through_stack:
+        response = api.get(api.url(f"experiments/{experiment['id']}/"))
+    assert response.status_code == 200 and response.json()["name"] == "Missed"
+    assert through_stack.call_count == 1
+    assert_stack_headers(response)
+
+
+def test_sdk_calls_are_answered_early_with_the_stack_headers(api):
+    FeatureFlagFactory(project=api.project, key="early-flag")
+    client = Client()
+    with skipping_authentication_middleware():
+        flags = client.post("/flags/?v=2", flags_body(api.project), content_type="application/json")
+        definitions = client.get(
+            f"/flags/definitions?token={api.project.api_token}",
+            headers={"Authorization": f"Bearer {api.secret}"},
+        )
+    assert flags.status_code == 200 and "early-flag" in flags.json()["flags"]
+    assert definitions.status_code == 200
+    for response in (flags, definitions):
+        assert_stack_headers(response)
+
+
+def test_an_early_sdk_call_keeps_its_body_limit(api, settings):
+    settings.MAX_REQUEST_BODY_BYTES = 64
+    with skipping_authentication_middleware():
+        response = Client().post(
+            "/flags/?v=2", flags_body(api.project, padding="x" * 100), content_type="application/json"
+        )
+    assert response.status_code == 413
+
+
+def test_an_early_sdk_call_reads_a_chunked_body_once(api):
+    FeatureFlagFactory(project=api.project, key="chunked-flag")
+    body = flags_body(api.project).encode()
+    with skipping_authentication_middleware():
+        response = Client().generic(
+            "POST",
+            "/flags/?v=2",
+            body,
+            content_type="application/json",
+            CONTENT_LENGTH="",
+            HTTP_TRANSFER_ENCODING="chunked",
+            **{"wsgi.input": BytesIO(body), "wsgi.input_terminated": True},
+        )
+    assert response.status_code == 200, response.content
+    assert "chunked-flag" in response.json()["flags"]
+
+
+def test_an_unsafe_method_to_a_view_not_exempt_from_csrf_goes_through_the_stack(api):
+    client = Client(enforce_csrf_checks=True)
+    response = client.post(
+        f"/flags/definitions?token={api.project.api_token}", headers={"Authorization": f"Bearer {api.secret}"}
+    )
+    assert response.status_code == 403
