@@ -328,6 +328,22 @@ def _json_bytes(value: Any) -> bytes:
 @answers_early
 def definitions_view(request: HttpRequest) -> HttpResponse:
     """`GET /flags/definitions?token=<phc_…>&send_cohorts`: the project's definitions for SDKs."""
+    secret = secret_read_bearer(request)
+    if isinstance(secret, HttpResponse):
+        return secret
+    token = request.GET.get("token", "").strip()
+    if not token:
+        return json_error_response(
+            401, "authentication_error", "authentication_failed", MISSING_DEFINITIONS_TOKEN
+        )
+    project = definitions_reader_project(secret, token)
+    if isinstance(project, HttpResponse):
+        return project
+    return definitions_response(request, project)
+
+
+def secret_read_bearer(request: HttpRequest) -> str | HttpResponse:
+    """The bearer secret of an SDK's GET of server-side data, or the answer refusing the request."""
     if request.method not in ("GET", "HEAD"):
         response = json_error_response(
             405, "invalid_request", "method_not_allowed", f'Method "{request.method}" not allowed.'
@@ -337,18 +353,17 @@ def definitions_view(request: HttpRequest) -> HttpResponse:
     bearer = BEARER_PATTERN.match(request.META.get("HTTP_AUTHORIZATION", ""))
     if bearer is None:
         return json_error_response(401, "authentication_error", "not_authenticated", NO_SECRET_KEY)
-    token = request.GET.get("token", "").strip()
-    if not token:
-        return json_error_response(
-            401, "authentication_error", "authentication_failed", MISSING_DEFINITIONS_TOKEN
-        )
-    project, failure = definitions_reader_check(bearer.group(1), token)
+    return bearer.group(1)
+
+
+def definitions_reader_project(secret: str, token: str) -> DeliveryProject | HttpResponse:
+    """The project of `token` when `secret` may read its definitions, else the 401 saying why."""
+    project, failure = definitions_reader_check(secret, token)
     if project is None:
         return json_error_response(401, "authentication_error", "invalid_api_key", INVALID_DEFINITIONS_TOKEN)
     if failure is not None:
         return json_error_response(401, "authentication_error", "authentication_failed", failure)
-
-    return definitions_response(request, project)
+    return project
 
 
 def definitions_response(request: HttpRequest, project: DeliveryProject) -> HttpResponse:

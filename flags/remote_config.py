@@ -14,17 +14,16 @@ management API's authentication and project scoping do not apply.
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from accounts.authentication import BEARER_PATTERN, PersonalAPIKeyAuthentication
+from accounts.authentication import PersonalAPIKeyAuthentication
 from accounts.models import Project
 from accounts.scoping import CURRENT, PROJECT_NOT_FOUND
 from accounts.services import PROJECT_SECRET_API_KEY_PREFIX
 from experiments_api.errors import json_error_response
 from flags.delivery import (
-    INVALID_DEFINITIONS_TOKEN,
     INVALID_SECRET_KEY,
     MISSING_DEFINITIONS_TOKEN,
-    NO_SECRET_KEY,
-    definitions_reader_check,
+    definitions_reader_project,
+    secret_read_bearer,
 )
 from flags.models import FeatureFlag
 from flags.payload_encryption import plain_filters
@@ -43,25 +42,16 @@ def unauthenticated(code: str, detail: str) -> RemoteConfigRefused:
 
 
 def remote_config_view(request: HttpRequest, project_id: str, flag_ref: str) -> HttpResponse:
-    if request.method not in ("GET", "HEAD"):
-        response = json_error_response(
-            405, "invalid_request", "method_not_allowed", f'Method "{request.method}" not allowed.'
-        )
-        response["Allow"] = "GET, HEAD"
-        return response
-    bearer = BEARER_PATTERN.match(request.META.get("HTTP_AUTHORIZATION", ""))
-    if bearer is None:
-        return json_error_response(401, "authentication_error", "not_authenticated", NO_SECRET_KEY)
-    secret = bearer.group(1)
+    secret = secret_read_bearer(request)
+    if isinstance(secret, HttpResponse):
+        return secret
     try:
         token = remote_config_token(project_id, token=request.GET.get("token", "").strip(), secret=secret)
     except RemoteConfigRefused as refusal:
         return refusal.response
-    project, failure = definitions_reader_check(secret, token)
-    if project is None:
-        return json_error_response(401, "authentication_error", "invalid_api_key", INVALID_DEFINITIONS_TOKEN)
-    if failure is not None:
-        return json_error_response(401, "authentication_error", "authentication_failed", failure)
+    project = definitions_reader_project(secret, token)
+    if isinstance(project, HttpResponse):
+        return project
 
     flag = remote_config_flag(project_id=project.id, flag_ref=flag_ref)
     if flag is None or not flag.is_remote_configuration:
