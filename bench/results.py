@@ -25,12 +25,12 @@ import os
 import random
 import sys
 import time
-import urllib.parse
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
+from bench_databases import bench_database_url, drop_database, recreate_database
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_DB = "experiments_api_bench_results"
@@ -63,23 +63,7 @@ METRICS = {
 
 
 def database_url() -> str:
-    parsed = urllib.parse.urlparse(os.environ["DATABASE_URL"])
-    return urllib.parse.urlunparse(parsed._replace(path=f"/{BENCH_DB}"))
-
-
-def recreate_database(url: str) -> None:
-    parsed = urllib.parse.urlparse(url)
-    admin = urllib.parse.urlunparse(parsed._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-        connection.execute(f'CREATE DATABASE "{BENCH_DB}"')
-
-
-def drop_database(url: str) -> None:
-    parsed = urllib.parse.urlparse(url)
-    admin = urllib.parse.urlunparse(parsed._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
+    return bench_database_url(BENCH_DB)
 
 
 def setup_django(url: str) -> None:

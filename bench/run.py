@@ -40,6 +40,7 @@ from functools import partial
 from pathlib import Path
 
 import psycopg
+from bench_databases import bench_database_url, recreate_database
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -93,19 +94,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def bench_database_url() -> str:
-    parsed = urllib.parse.urlparse(os.environ["DATABASE_URL"])
-    return urllib.parse.urlunparse(parsed._replace(path=f"/{BENCH_DB}"))
-
-
-def recreate_database(url: str) -> None:
-    parsed = urllib.parse.urlparse(url)
-    admin = urllib.parse.urlunparse(parsed._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-        connection.execute(f'CREATE DATABASE "{BENCH_DB}"')
 
 
 def server_environment(url: str, port: int) -> dict[str, str]:
@@ -504,7 +492,7 @@ def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("make bench needs wrk (Debian/Ubuntu: apt-get install wrk).")
 
-    url = bench_database_url()
+    url = bench_database_url(BENCH_DB)
     recreate_database(url)
     port = free_port()
     env = server_environment(url, port)

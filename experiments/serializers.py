@@ -132,7 +132,7 @@ class ExperimentSerializer(UnknownFieldHandlingMixin, ExperimentBaseSerializer):
     allow_unknown_events = serializers.BooleanField(
         required=False,
         write_only=True,
-        help_text="Accepted for compatibility; this server has no events store, so event names are not checked.",
+        help_text="Accepted for compatibility; event names are not checked against the events received.",
     )
     update_feature_flag_params = serializers.BooleanField(
         required=False,

@@ -81,7 +81,7 @@ class FeatureFlag(models.Model):
 
 class Cohort(models.Model):
     """A group of persons defined by `filters` (a property tree). This server stores cohort
-    definitions; it does not compute membership (there is no events store yet)."""
+    definitions; it does not compute membership from events (a cohort is matched by its properties)."""
 
     project = models.ForeignKey("accounts.Project", on_delete=models.CASCADE, related_name="cohorts")
     name = models.CharField(max_length=400, null=True, blank=True)

@@ -501,7 +501,7 @@ def test_create_in_folder_is_accepted(api):
 
 
 def test_allow_unknown_events_is_accepted_and_events_are_not_checked(api):
-    """Cases 36 and 38: there is no events store, so any event name is accepted."""
+    """Cases 36 and 38: event names are not checked against the events received, so any is accepted."""
     body = create_experiment(api, metrics=[mean_metric("$pagevew")], allow_unknown_events=False)
     assert body["metrics"][0]["source"]["event"] == "$pagevew"
     body = create_experiment(api, metrics=[mean_metric("never_seen")], allow_unknown_events=True)
