@@ -18,6 +18,7 @@ import argparse
 import cProfile
 import os
 import pstats
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -45,6 +46,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--anonymous", action="store_true")
     parser.add_argument("--sort", default="cumulative", help="cProfile sort key, e.g. tottime")
+    parser.add_argument("--no-profile", action="store_true", help="only the CPU per request")
     args = parser.parse_args()
 
     import django
@@ -81,10 +83,17 @@ def main() -> None:
     for query in captured.captured_queries:
         print(f"  {query['time']}s  {query['sql'][:150]}")
 
-    started = time.process_time()
+    timings = []
     for _ in range(args.count):
+        started = time.process_time()
         request()
-    print(f"CPU per request: {(time.process_time() - started) * 1000 / args.count:.3f} ms")
+        timings.append((time.process_time() - started) * 1000)
+    print(
+        f"CPU per request: median {statistics.median(timings):.3f} ms, "
+        f"mean {statistics.fmean(timings):.3f} ms"
+    )
+    if args.no_profile:
+        return
 
     profile = cProfile.Profile()
     profile.enable()
