@@ -5,9 +5,13 @@ import math
 import random
 from hashlib import sha1
 
+import pytest
+
+from flags import flag_set as flag_set_module
 from flags.bucketing import HASH_SCALE, rollout_hash
 from flags.compiled import compile_flag, evaluate_compiled_flags, rollout_threshold
 from flags.evaluation import EvaluationContext, evaluate_flag, evaluate_flags, person_properties_for
+from flags.flag_set import CompiledFlagSet
 
 PROPERTY_KEYS = ["plan", "country", "age", "absent"]
 OPERATORS = [
@@ -147,3 +151,163 @@ def test_the_rollout_threshold_sits_where_the_hash_first_exceeds_the_rollout():
         assert first_out / HASH_SCALE > rollout
         assert first_out == 0 or (first_out - 1) / HASH_SCALE <= rollout
     assert rollout_threshold(1.0) is None
+
+
+# --- all flags at once (`CompiledFlagSet`) ----------------------------------------------------------
+
+# Few distinct conditions, so that many flags test the same filters and form groups, while
+# rollouts, overrides, variants, payloads and holdouts still differ from flag to flag.
+SHARED_CONDITIONS = [
+    [],
+    [{"key": "plan", "type": "person", "operator": "exact", "value": ["pro", "team"]}],
+    [{"key": "plan", "operator": "exact", "value": ["pro", "team"], "type": "group"}],  # the same test
+    [{"key": "country", "type": "person", "operator": "is_not", "value": "US"}],
+    [{"key": "age", "type": "person", "operator": "gt", "value": 18}, {"key": "plan", "operator": "is_set"}],
+    [{"key": "absent", "type": "person", "operator": "is_not_set"}],
+    [{"key": "plan", "type": "person", "operator": "regex", "value": "^p"}],
+    [{"key": "age", "type": "person", "operator": "semver_gt", "value": "1.2.0"}],
+]
+
+
+def shared_shape_definition(rng: random.Random, index: int, shapes: list) -> dict:
+    """A flag of one of a few condition shapes, most of them compiled, some not (cohorts, flag
+    dependencies, groups) and some inactive."""
+    shape = rng.choice(shapes)
+    conditions = []
+    for properties in shape:
+        condition = {"properties": properties}
+        if rng.random() < 0.9:
+            condition["rollout_percentage"] = rng.choice(ROLLOUTS)
+        if rng.random() < 0.3:
+            condition["variant"] = rng.choice(OVERRIDES)
+        conditions.append(condition)
+    if rng.random() < 0.05:
+        conditions.insert(rng.randint(0, len(conditions)), "junk")
+    filters: dict = {"groups": conditions}
+    if rng.random() < 0.5:
+        shares = rng.choice([[50, 50], [34, 33, 33], [10, 20], [100], [0, 100]])
+        filters["multivariate"] = {
+            "variants": [
+                {"key": ["control", "test", "third"][i], "rollout_percentage": share}
+                for i, share in enumerate(shares)
+            ]
+        }
+    if rng.random() < 0.4:
+        filters["payloads"] = {"true": '"yes"', "control": "1", "test": '{"a": 1}', "holdout-7": '"held"'}
+    if rng.random() < 0.3:
+        filters["holdout"] = {
+            "id": rng.choice([7, 8]),
+            "exclusion_percentage": rng.choice([0, 10, 50, 100, "x", None]),
+        }
+    if rng.random() < 0.2:
+        filters["early_exit"] = True
+    roll = rng.random()
+    if roll < 0.04:
+        filters["groups"].append({"properties": [{"key": "1", "type": "cohort", "value": 1}]})
+    elif roll < 0.08:
+        dependency = f"flag-{rng.randrange(200)}"
+        filters["groups"].append(
+            {
+                "properties": [
+                    {"key": dependency, "type": "flag", "operator": "flag_evaluates_to", "value": True}
+                ]
+            }
+        )
+    elif roll < 0.1:
+        filters["aggregation_group_type_index"] = 0
+    return {"key": f"flag-{index}", "active": rng.choice([True, True, True, True, False]), "filters": filters}
+
+
+def shared_shape_flags(seed: int, count: int = 200) -> tuple[list[dict], list]:
+    rng = random.Random(seed)
+    shapes = [[rng.choice(SHARED_CONDITIONS) for _ in range(rng.randint(0, 3))] for _ in range(6)]
+    definitions = [shared_shape_definition(rng, index, shapes) for index in range(count)]
+    rng.shuffle(definitions)  # groups interleave in key order
+    definitions.sort(key=lambda definition: definition["key"])
+    return definitions, [compile_flag(definition) for definition in definitions]
+
+
+def shared_shape_context(rng: random.Random, definitions: list[dict]) -> EvaluationContext:
+    distinct_id = f"user-{rng.randint(0, 10_000)}"
+    properties = {
+        key: rng.choice(VALUES + ["team", "1.3.0"]) for key in PROPERTY_KEYS[:3] if rng.random() < 0.7
+    }
+    return EvaluationContext(
+        distinct_id,
+        person_properties_for(distinct_id, properties),
+        groups={"company": "acme"},
+        group_type_mapping={"0": "company"},
+        cohorts={"1": {"type": "AND", "values": [{"key": "plan", "value": "pro", "type": "person"}]}},
+        flags_by_key={definition["key"]: definition for definition in definitions},
+    )
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_all_flags_at_once_answer_what_each_flag_alone_answers(seed):
+    definitions, compiled = shared_shape_flags(seed)
+    flag_set = CompiledFlagSet(compiled)
+    assert any(len(group.flags) > 5 for group in flag_set.groups)  # shared tests are exercised
+    assert flag_set.singles or flag_set.general or flag_set.disabled_results
+
+    rng = random.Random(seed)
+    for _ in range(80):
+        context_seed = rng.random()
+        expected = evaluate_flags(definitions, shared_shape_context(random.Random(context_seed), definitions))
+        at_once = flag_set.evaluate(shared_shape_context(random.Random(context_seed), definitions))
+        assert list(at_once) == [definition["key"] for definition in definitions]
+        assert at_once == expected
+        # Compiled flags answer with their shared results, which `/flags` finds encoded by identity.
+        assert all(flag.holds(at_once[flag.key]) for flag in compiled if flag.compiled)
+    assert sum(len(group.tables) for group in flag_set.groups) > len(flag_set.groups)  # patterns vary
+
+
+def test_patterns_beyond_what_a_group_keeps_are_decided_alike(monkeypatch):
+    monkeypatch.setattr(flag_set_module, "MAX_PATTERNS_PER_GROUP", 1)
+    definitions, compiled = shared_shape_flags(11)
+    flag_set = CompiledFlagSet(compiled)
+    rng = random.Random(11)
+    for _ in range(40):
+        context_seed = rng.random()
+        expected = evaluate_flags(definitions, shared_shape_context(random.Random(context_seed), definitions))
+        assert flag_set.evaluate(shared_shape_context(random.Random(context_seed), definitions)) == expected
+    assert all(len(group.tables) == 1 for group in flag_set.groups)
+
+
+class CountingProperties(dict):
+    """Person properties that count how often each one is read."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.reads: dict[str, int] = {}
+
+    def __getitem__(self, key):
+        self.reads[key] = self.reads.get(key, 0) + 1
+        return super().__getitem__(key)
+
+
+def test_a_property_test_many_flags_share_runs_once_per_request():
+    plan = {"key": "plan", "operator": "exact", "value": ["pro"]}
+    adult = {"key": "age", "operator": "gt", "value": 18}
+    definitions = [
+        {
+            "key": f"flag-{index}",
+            "active": True,
+            "filters": {
+                "groups": [
+                    # Two shapes sharing the `plan` test.
+                    {"properties": [plan] if index % 2 else [adult, plan], "rollout_percentage": 50},
+                    {"properties": [], "rollout_percentage": index},
+                ]
+            },
+        }
+        for index in range(50)
+    ]
+    flag_set = CompiledFlagSet([compile_flag(definition) for definition in definitions])
+    assert len(flag_set.groups) == 2
+    properties = CountingProperties(person_properties_for("u", {"plan": "pro", "age": 30}))
+    at_once = flag_set.evaluate(EvaluationContext("u", properties))
+    assert properties.reads == {"plan": 1, "age": 1}
+    expected = evaluate_flags(
+        definitions, EvaluationContext("u", person_properties_for("u", {"plan": "pro", "age": 30}))
+    )
+    assert at_once == expected
