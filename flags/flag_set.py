@@ -46,14 +46,34 @@ class DecisionTable:
     entries: tuple[tuple[bytes, tuple[bytes, ...], tuple[Outcome, ...]], ...]
     # Whether some outcome is a `VariantPick`, needing the user's variant hash.
     picks_variants: bool
+    # The same entries with their one threshold alone when every flag has exactly one (one rollout
+    # decides, the common case), so that the digest is compared once instead of bisected.
+    one_step_entries: tuple[tuple[bytes, bytes, tuple[Outcome, ...]], ...] | None
+
+    @classmethod
+    def of(cls, entries: tuple[tuple[bytes, tuple[bytes, ...], tuple[Outcome, ...]], ...]) -> DecisionTable:
+        picks = any(outcome.__class__ is VariantPick for _, _, outcomes in entries for outcome in outcomes)
+        one_step = all(len(thresholds) == 1 for _, thresholds, _ in entries)
+        one_step_entries = (
+            tuple((prefix, thresholds[0], outcomes) for prefix, thresholds, outcomes in entries)
+            if one_step
+            else None
+        )
+        return cls(entries, picks, one_step_entries)
 
     def results(self, identifier: str, encoded_identifier: bytes) -> list[FlagResult]:
-        outcomes = [
-            outcomes[bisect_right(thresholds, sha1(prefix + encoded_identifier).digest())]
-            if thresholds
-            else outcomes[0]
-            for prefix, thresholds, outcomes in self.entries
-        ]
+        if self.one_step_entries is not None:
+            outcomes = [
+                outcomes[sha1(prefix + encoded_identifier).digest() >= threshold]
+                for prefix, threshold, outcomes in self.one_step_entries
+            ]
+        else:
+            outcomes = [
+                outcomes[bisect_right(thresholds, sha1(prefix + encoded_identifier).digest())]
+                if thresholds
+                else outcomes[0]
+                for prefix, thresholds, outcomes in self.entries
+            ]
         if self.picks_variants:
             return [
                 outcome.result(identifier) if outcome.__class__ is VariantPick else outcome
@@ -91,10 +111,8 @@ class FlagGroup:
 
     def _table(self, pattern: tuple[bool, ...] | None) -> DecisionTable:
         if pattern is HELD_OUT:
-            return DecisionTable(tuple((b"", (), (flag.held_out_result(),)) for flag in self.flags), False)
-        entries = tuple((flag.hash_prefix, *flag.decision(pattern)) for flag in self.flags)
-        picks = any(outcome.__class__ is VariantPick for _, _, outcomes in entries for outcome in outcomes)
-        return DecisionTable(entries, picks)
+            return DecisionTable.of(tuple((b"", (), (flag.held_out_result(),)) for flag in self.flags))
+        return DecisionTable.of(tuple((flag.hash_prefix, *flag.decision(pattern)) for flag in self.flags))
 
 
 class CompiledFlagSet:
