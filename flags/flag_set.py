@@ -38,28 +38,30 @@ MAX_PATTERNS_PER_GROUP = 32
 HELD_OUT = None
 
 
+# One flag decided for one pattern: its rollout hash prefix, then ascending thresholds and outcomes
+# as `CompiledFlag.decision` gives them.
+Decision = tuple[bytes, tuple[bytes, ...], tuple[Outcome, ...]]
+
+
 @dataclass(frozen=True, slots=True)
 class DecisionTable:
-    """Each flag of a group decided for one pattern: (the flag's rollout hash prefix, ascending
-    thresholds, outcomes), as `CompiledFlag.decision` gives them."""
+    """Each flag of a group decided for one pattern, in one of two forms."""
 
-    entries: tuple[tuple[bytes, tuple[bytes, ...], tuple[Outcome, ...]], ...]
+    # Each flag's `Decision`; empty when `one_step_entries` holds them.
+    entries: tuple[Decision, ...]
+    # When every flag has exactly one threshold (one rollout decides, the common case), each
+    # flag's prefix, that threshold and its two outcomes: the digest is compared, not bisected.
+    one_step_entries: tuple[tuple[bytes, bytes, tuple[Outcome, ...]], ...] | None
     # Whether some outcome is a `VariantPick`, needing the user's variant hash.
     picks_variants: bool
-    # The same entries with their one threshold alone when every flag has exactly one (one rollout
-    # decides, the common case), so that the digest is compared once instead of bisected.
-    one_step_entries: tuple[tuple[bytes, bytes, tuple[Outcome, ...]], ...] | None
 
     @classmethod
-    def of(cls, entries: tuple[tuple[bytes, tuple[bytes, ...], tuple[Outcome, ...]], ...]) -> DecisionTable:
-        picks = any(outcome.__class__ is VariantPick for _, _, outcomes in entries for outcome in outcomes)
-        one_step = all(len(thresholds) == 1 for _, thresholds, _ in entries)
-        one_step_entries = (
-            tuple((prefix, thresholds[0], outcomes) for prefix, thresholds, outcomes in entries)
-            if one_step
-            else None
-        )
-        return cls(entries, picks, one_step_entries)
+    def of(cls, decisions: tuple[Decision, ...]) -> DecisionTable:
+        picks = any(outcome.__class__ is VariantPick for _, _, outcomes in decisions for outcome in outcomes)
+        if all(len(thresholds) == 1 for _, thresholds, _ in decisions):
+            one_step = tuple((prefix, thresholds[0], outcomes) for prefix, thresholds, outcomes in decisions)
+            return cls((), one_step, picks)
+        return cls(decisions, None, picks)
 
     def results(self, identifier: str, encoded_identifier: bytes) -> list[FlagResult]:
         if self.one_step_entries is not None:
