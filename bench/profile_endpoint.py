@@ -88,10 +88,11 @@ def main() -> None:
         started = time.process_time()
         request()
         timings.append((time.process_time() - started) * 1000)
-    print(
-        f"CPU per request: median {statistics.median(timings):.3f} ms, "
-        f"mean {statistics.fmean(timings):.3f} ms"
-    )
+    if timings:
+        print(
+            f"CPU per request: median {statistics.median(timings):.3f} ms, "
+            f"mean {statistics.fmean(timings):.3f} ms"
+        )
     if args.no_profile:
         return
 

@@ -18,13 +18,7 @@ from dataclasses import dataclass, field
 from hashlib import sha1
 from typing import Any
 
-from flags.bucketing import (
-    HASH_SCALE,
-    holdout_exclusion,
-    holdout_hash,
-    in_holdout,
-    variant_hash,
-)
+from flags.bucketing import HASH_SCALE, holdout_exclusion, holdout_hash, in_holdout, variant_hash
 from flags.evaluation import REASON_PRIORITY, EvaluationContext, FlagResult, ReasonCode, evaluate_flag
 from flags.operators import PropertyTest, property_test, property_test_identity
 
@@ -130,10 +124,10 @@ class CompiledFlag:
         one per condition): ascending `thresholds` and `outcomes` one longer, the outcome being
         `outcomes[bisect_right(thresholds, digest)]` (no thresholds: no hash needed).
 
-        Conditions are tried in order and the first match wins, so a condition whose threshold is
-        not above every earlier one's can never be the first to match; each condition that can is
-        a step. A digest past every step is out of every rollout it met: the reason is then the
-        first passing condition's (out of rollout outranks no match)."""
+        Conditions are tried in order and the first match wins, so a passing condition whose
+        threshold is not above every earlier passing one's can never be the first to match; each
+        one that can is a step. A digest past every step is out of every rollout it met: the reason
+        is then the first passing condition's (out of rollout outranks no match)."""
         thresholds: list[bytes] = []
         outcomes: list[Outcome] = []
         first_passing = None
@@ -149,7 +143,7 @@ class CompiledFlag:
             if not thresholds or threshold > thresholds[-1]:
                 thresholds.append(threshold)
                 outcomes.append(match)
-            if self.early_exit:
+            if self.early_exit:  # out of the first rollout met is the answer
                 break
         if first_passing is not None:
             fallback = self._result(ReasonCode.OUT_OF_ROLLOUT_BOUND, first_passing.index, None, None)
