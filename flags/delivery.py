@@ -295,10 +295,9 @@ def v2_body(results: dict[str, FlagResult], definitions: ProjectFlagDefinitions)
             shared.get(id(result)) or _encoded_shared_answer(key, result, definitions)
             for key, result in results.items()
         ]
-    return b"".join(
+    head = b'{"flags":{'
+    tail = b"".join(
         [
-            b'{"flags":{',
-            b",".join(parts),
             b'},"errorsWhileComputingFlags":false,"requestId":',
             _json_bytes(str(uuid.uuid4())),
             b',"evaluatedAt":',
@@ -306,6 +305,13 @@ def v2_body(results: dict[str, FlagResult], definitions: ProjectFlagDefinitions)
             b"}",
         ]
     )
+    if not parts:
+        return head + tail
+    # One join of the records, the head and tail stuck to the first and last: a large answer is
+    # copied once, not once more to add them.
+    parts[0] = head + parts[0]
+    parts[-1] += tail
+    return b",".join(parts)
 
 
 def _encoded_shared_answer(key: str, result: FlagResult, definitions: ProjectFlagDefinitions) -> bytes:

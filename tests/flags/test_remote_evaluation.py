@@ -98,6 +98,25 @@ def test_inactive_flags_are_answered_disabled(client, project, exp_flag):
     assert flags["paused"]["metadata"]["payload"] is None
 
 
+@pytest.mark.parametrize("keys", [{}, {"flag_keys_to_evaluate": ["missing"]}])
+def test_a_v2_answer_with_no_flags(client, project, keys):
+    response = post_flags(client, {"api_key": project.api_token, "distinct_id": "user_1", **keys})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["flags"] == {}
+    assert body["errorsWhileComputingFlags"] is False
+    assert uuid.UUID(body["requestId"])
+    assert list(body) == ["flags", "errorsWhileComputingFlags", "requestId", "evaluatedAt"]
+
+
+def test_a_v2_answer_is_compact_json_in_key_order(client, project, exp_flag):
+    FeatureFlagFactory(project=project, key="another", active=False)
+    response = post_flags(client, {"api_key": project.api_token, "distinct_id": "user_1"})
+    body = response.json()
+    assert list(body["flags"]) == ["another", "exp-flag"]
+    assert response.content == json.dumps(body, separators=(",", ":")).encode()
+
+
 @pytest.mark.parametrize("field", ["flag_keys_to_evaluate", "flag_keys"])
 def test_flag_keys_limit_the_answer(client, project, exp_flag, field):
     FeatureFlagFactory(project=project, key="other")
