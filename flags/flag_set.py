@@ -99,7 +99,8 @@ class FlagGroup:
     def results(
         self, passes: Sequence[bool], holdout_hashed: float, identifier: str, encoded_identifier: bytes
     ) -> list[FlagResult]:
-        """The group's flags for the user whose property tests gave `passes`."""
+        """The results of the group's flags, in order, for the user whose holdout hash is
+        `holdout_hashed` and for whom the distinct property tests gave `passes`."""
         if self.holdout_percentage is not None and in_holdout(self.holdout_percentage, holdout_hashed):
             pattern = HELD_OUT
         else:
