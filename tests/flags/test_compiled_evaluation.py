@@ -12,6 +12,7 @@ from flags.bucketing import HASH_SCALE, rollout_hash
 from flags.compiled import compile_flag, evaluate_compiled_flags, rollout_threshold
 from flags.evaluation import EvaluationContext, evaluate_flag, evaluate_flags, person_properties_for
 from flags.flag_set import CompiledFlagSet
+from flags.operators import PROPERTY_OPERATORS
 
 PROPERTY_KEYS = ["plan", "country", "age", "absent"]
 OPERATORS = [
@@ -155,18 +156,51 @@ def test_the_rollout_threshold_sits_where_the_hash_first_exceeds_the_rollout():
 
 # --- all flags at once (`CompiledFlagSet`) ----------------------------------------------------------
 
-# Few distinct conditions, so that many flags test the same filters and form groups, while
-# rollouts, overrides, variants, payloads and holdouts still differ from flag to flag.
-SHARED_CONDITIONS = [
-    [],
-    [{"key": "plan", "type": "person", "operator": "exact", "value": ["pro", "team"]}],
-    [{"key": "plan", "operator": "exact", "value": ["pro", "team"], "type": "group"}],  # the same test
-    [{"key": "country", "type": "person", "operator": "is_not", "value": "US"}],
-    [{"key": "age", "type": "person", "operator": "gt", "value": 18}, {"key": "plan", "operator": "is_set"}],
-    [{"key": "absent", "type": "person", "operator": "is_not_set"}],
-    [{"key": "plan", "type": "person", "operator": "regex", "value": "^p"}],
-    [{"key": "age", "type": "person", "operator": "semver_gt", "value": "1.2.0"}],
+# One filter per operator, on properties the users below may have, with values some of them match.
+OPERATOR_FILTERS = [
+    ("exact", "plan", ["pro", "team"]),
+    ("is_not", "country", "US"),
+    ("is_set", "plan", None),
+    ("is_not_set", "absent", None),
+    ("regex", "plan", "^p"),
+    ("not_regex", "plan", "^t"),
+    ("icontains", "plan", "RO"),
+    ("not_icontains", "country", "u"),
+    ("starts_with", "plan", "pr"),
+    ("not_starts_with", "plan", "t"),
+    ("ends_with", "country", "S"),
+    ("not_ends_with", "plan", "m"),
+    ("gt", "age", 18),
+    ("gte", "age", 30),
+    ("lt", "age", 20),
+    ("lte", "age", 17.5),
+    ("is_date_before", "signed_up", "-30d"),
+    ("is_date_after", "signed_up", "2021-01-01"),
+    ("semver_eq", "version", "1.2.0"),
+    ("semver_neq", "version", "1.2.0"),
+    ("semver_gt", "version", "1.2.0"),
+    ("semver_gte", "version", "1.3.0"),
+    ("semver_lt", "version", "2.0.0"),
+    ("semver_lte", "version", "1.2.0"),
+    ("semver_tilde", "version", "1.2.0"),
+    ("semver_caret", "version", "1.0.0"),
+    ("semver_wildcard", "version", "1.*"),
+    ("bogus", "plan", "pro"),
 ]
+SHARED_CONDITIONS = [
+    [{"key": key, "type": "person", "operator": operator, "value": value}]
+    for operator, key, value in OPERATOR_FILTERS
+] + [
+    [{"key": "plan", "operator": "exact", "value": ["pro", "team"], "type": "group"}],  # the same test
+    [{"key": "age", "type": "person", "operator": "gt", "value": 18}, {"key": "plan", "operator": "is_set"}],
+]
+USER_VALUES = {
+    "plan": ["pro", "team", "free", "PRO", True, None, ["pro"]],
+    "country": ["US", "us", "FR", 7],
+    "age": [30, 17.5, "18", "x", 18],
+    "signed_up": ["2020-01-01", "2024-06-01T10:00:00Z", "not a date", 2020],
+    "version": ["1.2.0", "1.3.0", "v2.0.0", "1.2", "01.2.0", "1.2.0-beta"],
+}
 
 
 def shared_shape_definition(rng: random.Random, index: int, shapes: list) -> dict:
@@ -218,9 +252,15 @@ def shared_shape_definition(rng: random.Random, index: int, shapes: list) -> dic
     return {"key": f"flag-{index}", "active": rng.choice([True, True, True, True, False]), "filters": filters}
 
 
-def shared_shape_flags(seed: int, count: int = 200) -> tuple[list[dict], list]:
+def shared_shape_flags(seed: int, count: int = 300) -> tuple[list[dict], list]:
     rng = random.Random(seed)
-    shapes = [[rng.choice(SHARED_CONDITIONS) for _ in range(rng.randint(0, 3))] for _ in range(6)]
+    # Every condition in some shape, up to three per shape; and shapes without property tests.
+    conditions = rng.sample(SHARED_CONDITIONS, len(SHARED_CONDITIONS))
+    shapes: list[list] = [[], [[]], [[], []]]
+    while conditions:
+        taken = rng.randint(1, 3)
+        shapes.append(conditions[:taken])
+        conditions = conditions[taken:]
     definitions = [shared_shape_definition(rng, index, shapes) for index in range(count)]
     rng.shuffle(definitions)  # groups interleave in key order
     definitions.sort(key=lambda definition: definition["key"])
@@ -229,9 +269,7 @@ def shared_shape_flags(seed: int, count: int = 200) -> tuple[list[dict], list]:
 
 def shared_shape_context(rng: random.Random, definitions: list[dict]) -> EvaluationContext:
     distinct_id = f"user-{rng.randint(0, 10_000)}"
-    properties = {
-        key: rng.choice(VALUES + ["team", "1.3.0"]) for key in PROPERTY_KEYS[:3] if rng.random() < 0.7
-    }
+    properties = {key: rng.choice(values) for key, values in USER_VALUES.items() if rng.random() < 0.7}
     return EvaluationContext(
         distinct_id,
         person_properties_for(distinct_id, properties),
@@ -248,6 +286,15 @@ def test_all_flags_at_once_answer_what_each_flag_alone_answers(seed):
     flag_set = CompiledFlagSet(compiled)
     assert any(len(group.flags) > 5 for group in flag_set.groups)  # shared tests are exercised
     assert flag_set.singles or flag_set.general or flag_set.disabled_results
+    grouped_operators = {
+        item["operator"]
+        for group in flag_set.groups
+        for flag in group.flags
+        for condition in flag.definition["filters"]["groups"]
+        if isinstance(condition, dict)
+        for item in condition["properties"]
+    }
+    assert grouped_operators >= PROPERTY_OPERATORS  # every operator shared by a group of flags
 
     rng = random.Random(seed)
     for _ in range(80):
