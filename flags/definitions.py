@@ -51,8 +51,8 @@ class ProjectFlagDefinitions:
     maps the id of every dynamic cohort the flags reference to its property group (static cohorts
     are left out, as PostHog does: they have no members an SDK could check); `body` is the
     serialized local-evaluation response and `etag` its weak ETag. Shared by every request of a
-    process that sees `version`: never mutate it (but for the memos `encoded_answers` and
-    `encoded_shared_answers`).
+    process that sees `version`: never mutate it (but for the memos `encoded_answers`,
+    `encoded_shared_answers` and the decision tables of `flag_set`).
     """
 
     version: int
