@@ -144,25 +144,26 @@ class _CachedIdentity:
 _process_identities: OrderedDict[str, _CachedIdentity] = OrderedDict()
 
 
-def _instance_copy(instance: models.Model) -> models.Model:
-    """A shallow copy with its own state and no cached relations (cheaper than `copy.copy`)."""
+def _instance_copy(instance: models.Model, related: dict[str, models.Model] | None = None) -> models.Model:
+    """A shallow copy with its own state (cheaper than `copy.copy`), whose relation cache holds only
+    `related`: copies of the instances its foreign keys (which it keeps) point to, by field name."""
     duplicate = instance.__class__.__new__(instance.__class__)
     duplicate.__dict__.update(instance.__dict__)
-    # A fresh state starts with empty relation and related-manager caches of its own.
+    # A fresh state starts with empty related-manager caches of its own. The relation cache is
+    # filled directly: the relation descriptors would check again what the cached copy showed.
     duplicate._state = state = ModelState()
     state.db, state.adding = instance._state.db, instance._state.adding
+    state.fields_cache = related or {}
     return duplicate
 
 
 def _handed_out(
     cached: PersonalAPIKey, access: ProjectAccess | None, data_version: int | None
 ) -> tuple[PersonalAPIKey, ProjectAccess | None]:
-    key = _instance_copy(cached)
-    key.user = _instance_copy(cached.user)
+    key = _instance_copy(cached, {"user": _instance_copy(cached.user)})
     if access is None or access.project is None:
         return key, access
-    project = _instance_copy(access.project)
-    project.organization = _instance_copy(access.project.organization)
+    project = _instance_copy(access.project, {"organization": _instance_copy(access.project.organization)})
     project.data_version = data_version
     return key, ProjectAccess(access.project_id, project)
 
