@@ -18,6 +18,7 @@ import argparse
 import cProfile
 import os
 import pstats
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -81,10 +82,15 @@ def main() -> None:
     for query in captured.captured_queries:
         print(f"  {query['time']}s  {query['sql'][:150]}")
 
-    started = time.process_time()
+    spent = []
     for _ in range(args.count):
+        started = time.process_time()
         request()
-    print(f"CPU per request: {(time.process_time() - started) * 1000 / args.count:.3f} ms")
+        spent.append(time.process_time() - started)
+    print(
+        f"CPU per request: median {statistics.median(spent) * 1000:.3f} ms, "
+        f"mean {statistics.fmean(spent) * 1000:.3f} ms"
+    )
 
     profile = cProfile.Profile()
     profile.enable()
