@@ -19,10 +19,11 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 from django.apps import apps
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 from accounts.models import OrganizationMembership, Project, User
@@ -232,8 +233,21 @@ class Decision:
         return bool(self.conflict) or self.policy is not None
 
 
+@cache
+def _policies_exist_statement() -> str:
+    quote = connection.ops.quote_name
+    return (
+        f"SELECT EXISTS (SELECT 1 FROM {quote(ApprovalPolicy._meta.db_table)} "
+        f"WHERE {quote('organization_id')} = %s AND {quote('enabled')})"
+    )
+
+
 def organization_has_policies(organization_id: Any) -> bool:
-    return ApprovalPolicy.objects.filter(organization_id=organization_id, enabled=True).exists()
+    """Whether the organization has an enabled policy. Every gated write asks first, so the
+    statement is written out once per process instead of built by the ORM each time."""
+    with connection.cursor() as cursor:
+        cursor.execute(_policies_exist_statement(), [organization_id])
+        return cursor.fetchone()[0]
 
 
 def membership_level(user: User | None, organization_id: Any) -> int | None:

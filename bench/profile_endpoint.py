@@ -63,6 +63,9 @@ def main() -> None:
     parser.add_argument("--anonymous", action="store_true")
     parser.add_argument("--sort", default="cumulative", help="cProfile sort key, e.g. tottime")
     parser.add_argument("--no-profile", action="store_true", help="only the queries and the timings")
+    parser.add_argument(
+        "--cpu-profile", action="store_true", help="profile CPU time (default: wall time, waits included)"
+    )
     args = parser.parse_args()
 
     import django
@@ -121,7 +124,7 @@ def main() -> None:
     if args.no_profile:
         return
 
-    profile = cProfile.Profile()
+    profile = cProfile.Profile(time.process_time) if args.cpu_profile else cProfile.Profile()
     profile.enable()
     for _ in range(args.count):
         cycle()
