@@ -48,7 +48,8 @@ def atomic_moving_versions_once() -> Iterator[None]:
     ends (still inside it), however many of the project's rows it writes. The counters and the rows
     commit together as always; and since concurrent writers of a project take turns on its counter
     row from their bump to their commit, bumping last also keeps that turn short. When the block
-    raises, nothing is bumped: the atomic block undoes every write it would have announced."""
+    raises, nothing is bumped: the atomic block undoes every write it would have announced. A block
+    inside another one leaves its bumps to the outer one."""
     pending: dict[int, bool] = {}
     with transaction.atomic():
         token = _pending_bumps.set(pending)
@@ -56,8 +57,9 @@ def atomic_moving_versions_once() -> Iterator[None]:
             yield
         finally:
             _pending_bumps.reset(token)
+        # In an enclosing block, the bumps join its own.
         for project_id in sorted(pending):
-            _bump(project_id, flag_definitions=pending[project_id])
+            project_versions_bump([project_id], flag_definitions=pending[project_id])
 
 
 def project_versions_bump(project_ids: Iterable[int], *, flag_definitions: bool) -> None:

@@ -84,6 +84,9 @@ class ApplyContext:
 
 
 current_apply: ContextVar[ApplyContext | None] = ContextVar("approval_apply", default=None)
+# The organization a running gated call found without policies: the gated calls it makes (a create
+# creating its flag) are part of the same write, so they do not ask again.
+ungated_organization: ContextVar[Any] = ContextVar("ungated_organization", default=None)
 
 
 # --- recording a call as plain JSON ----------------------------------------------------------
@@ -344,8 +347,16 @@ def approval_gate(
             if current_recorder.get() is not None:
                 return function(**kwargs)
             call_project = project(kwargs)
-            if current_apply.get() is None and not organization_has_policies(call_project.organization_id):
-                return function(**kwargs)
+            organization_id = call_project.organization_id
+            if current_apply.get() is None:
+                if ungated_organization.get() == organization_id:
+                    return function(**kwargs)
+                if not organization_has_policies(organization_id):
+                    token = ungated_organization.set(organization_id)
+                    try:
+                        return function(**kwargs)
+                    finally:
+                        ungated_organization.reset(token)
             service = GATED_SERVICES[name]
             preconditions = preconditions_of(resource(kwargs))
             recorder = Recorder(flag_action_keys=(flag_action_keys or (lambda _: {}))(kwargs))
