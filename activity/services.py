@@ -39,6 +39,9 @@ def changes_between(scope: str, before: dict[str, Any], after: dict[str, Any]) -
     `created`, value to empty is `deleted`, anything else that differs is `changed`."""
     changes = []
     for field in sorted(set(before) | set(after)):
+        if before.get(field) == after.get(field):
+            # Equal values render to equal JSON: nothing to compare further (the common case).
+            continue
         old, new = to_json_value(before.get(field)), to_json_value(after.get(field))
         if old == new or (is_empty(old) and is_empty(new)):
             continue

@@ -180,7 +180,9 @@ class ExperimentViewSet(
         that live experiment is a 404 from there."""
         try:
             experiment = service(
-                experiment=experiment_reference(self.project, self.kwargs[self.lookup_field]),
+                experiment=experiment_reference(
+                    self.project, self.kwargs[self.lookup_url_kwarg or self.lookup_field]
+                ),
                 user=self.request.user,
                 **arguments,
             )

@@ -24,12 +24,19 @@ def model_columns(alias: str, model: type[models.Model]) -> list[str]:
 
 def model_from_values(model: type[models.Model], values: Sequence[Any]) -> models.Model:
     """An instance of `model` from its columns' values, decoded as the ORM decodes them (JSON)."""
-    fields = model._meta.concrete_fields
+    attnames, decoders = _model_loading(model)
     decoded = [
-        field.from_db_value(value, None, connection) if hasattr(field, "from_db_value") else value
-        for field, value in zip(fields, values, strict=True)
+        value if decode is None else decode(value, None, connection)
+        for decode, value in zip(decoders, values, strict=True)
     ]
-    return model.from_db(connection.alias, [field.attname for field in fields], decoded)
+    return model.from_db(connection.alias, attnames, decoded)
+
+
+@cache
+def _model_loading(model: type[models.Model]) -> tuple[list[str], list[Any]]:
+    """The model's attribute names and each field's decoder (None: taken as read), in column order."""
+    fields = model._meta.concrete_fields
+    return [field.attname for field in fields], [getattr(field, "from_db_value", None) for field in fields]
 
 
 def row_instances(
