@@ -53,6 +53,7 @@ from accounts.project_tokens import (
     delivery_project_and_identity_version,
     delivery_project_for_token,
 )
+from experiments_api.rows import model_columns, row_instances
 
 # Bigint range of project ids; anything else in the URL cannot name a project.
 MAX_PROJECT_ID = 2**63
@@ -69,15 +70,10 @@ class ProjectAccess:
     project: Project | None
 
 
-def _columns(alias: str, model: type[models.Model]) -> list[str]:
-    quote = connection.ops.quote_name
-    return [f"{alias}.{quote(field.column)}" for field in model._meta.concrete_fields]
-
-
 @cache
 def _statement(with_project: bool) -> str:
     quote = connection.ops.quote_name
-    selected = [f"i.{quote('version')}"] + _columns("k", PersonalAPIKey) + _columns("u", User)
+    selected = [f"i.{quote('version')}"] + model_columns("k", PersonalAPIKey) + model_columns("u", User)
     joins = (
         f"FROM {quote(PersonalAPIKey._meta.db_table)} k "
         f"JOIN {quote(User._meta.db_table)} u ON u.{quote('id')} = k.{quote('user_id')} AND u.{quote('is_active')} "
@@ -85,8 +81,8 @@ def _statement(with_project: bool) -> str:
     )
     if with_project:
         selected += (
-            _columns("p", Project)
-            + _columns("o", Organization)
+            model_columns("p", Project)
+            + model_columns("o", Organization)
             + [f"m.{quote('level')}", f"v.{quote('data_version')}"]
         )
         joins += (
@@ -97,16 +93,6 @@ def _statement(with_project: bool) -> str:
             f"LEFT JOIN {quote(FlagDefinitionsVersion._meta.db_table)} v ON v.{quote('project_id')} = p.{quote('id')} "
         )
     return f"SELECT {', '.join(selected)} {joins}WHERE k.{quote('secure_value')} = %s"
-
-
-def _instance(model: type[models.Model], values: list) -> models.Model:
-    """A model instance from raw column values, decoded as the ORM decodes them (JSON fields)."""
-    fields = model._meta.concrete_fields
-    decoded = [
-        field.from_db_value(value, None, connection) if hasattr(field, "from_db_value") else value
-        for field, value in zip(fields, values, strict=False)
-    ]
-    return model.from_db(connection.alias, [field.attname for field in fields], decoded)
 
 
 @cache
@@ -293,20 +279,17 @@ def read_key_with_access(
     if row is None:
         return None
     version, *row = row
-    key = _instance(PersonalAPIKey, row)
-    row = row[len(PersonalAPIKey._meta.concrete_fields) :]
-    key.user = _instance(User, row)
     if project_id is None:
+        (key, user), _ = row_instances(row, PersonalAPIKey, User)
+        key.user = user
         return version, key, None
-    row = row[len(User._meta.concrete_fields) :]
-    project_values = row[: len(Project._meta.concrete_fields)]
-    row = row[len(Project._meta.concrete_fields) :]
-    organization_values = row[: len(Organization._meta.concrete_fields)]
-    level, data_version = row[len(Organization._meta.concrete_fields) :]
-    if project_values[0] is None or level is None:
+    (key, user, project, organization), (level, data_version) = row_instances(
+        row, PersonalAPIKey, User, Project, Organization
+    )
+    key.user = user
+    if project is None or level is None:
         return version, key, ProjectAccess(project_id, None)
-    project = _instance(Project, project_values)
-    project.organization = _instance(Organization, organization_values)
+    project.organization = organization
     project.membership_level = level
     project.data_version = data_version
     return version, key, ProjectAccess(project_id, project)
