@@ -6,9 +6,9 @@ Python-level work that timings hide. It is not a time: OpenSSL's SHA-1, for one,
 instructions than CPython's own SHA-1 yet takes less time (hardware SHA instructions), so compare
 counts only between versions of the same code path, and confirm with timings.
 
-Runs `bench/profile_endpoint.py` (same arguments, same database) under callgrind twice, once with no
-timed requests and once with `--requests`, and divides the difference, so Django's start-up and
-the warm-up requests cancel out; Python's string hashing is seeded alike in every run, so that
+Runs `bench/profile_endpoint.py` (same arguments, same database) under callgrind twice, with one
+timed request and with `--requests` more, and divides the difference (by cycles, with `--then`),
+so Django's start-up and the warm-up requests cancel out; Python's string hashing is seeded alike in every run, so that
 dictionaries and sets are laid out alike. Slow (valgrind runs Python some 50 times slower): a minute or
 more per run. Needs valgrind (`apt-get install valgrind`), e.g.:
 
@@ -64,8 +64,8 @@ def main() -> None:
     args, endpoint_arguments = parser.parse_known_args()
     if shutil.which("valgrind") is None:
         raise SystemExit("count_instructions.py needs valgrind (apt-get install valgrind).")
-    baseline = instructions(endpoint_arguments, 0)
-    counted = instructions(endpoint_arguments, args.requests)
+    baseline = instructions(endpoint_arguments, 1)
+    counted = instructions(endpoint_arguments, 1 + args.requests)
     print(f"{(counted - baseline) / args.requests / 1e6:.3f} M instructions per request")
 
 
