@@ -91,11 +91,17 @@ def matching_variant(flag: Mapping[str, Any], identifier: str) -> str | None:
 
 
 def holdout_variant(flag: Mapping[str, Any], identifier: str) -> str | None:
-    """`holdout-<id>` when the user is in the flag's holdout, else None.
+    """`holdout-<id>` when the user is in the flag's holdout, else None."""
+    exclusion = holdout_exclusion(flag)
+    if exclusion is None:
+        return None
+    variant, percentage = exclusion
+    return variant if in_holdout(percentage, holdout_hash(identifier)) else None
 
-    The exclusion percentage is clamped to [0, 100]; 100 holds out everyone without hashing, so a
-    full holdout cannot miss on a hash boundary.
-    """
+
+def holdout_exclusion(flag: Mapping[str, Any]) -> tuple[str, float] | None:
+    """The flag's holdout as (its variant `holdout-<id>`, the exclusion percentage clamped to
+    [0, 100]), or None when the flag has none or it is unreadable."""
     holdout = flag_filters(flag).get("holdout")
     if not isinstance(holdout, Mapping):
         return None
@@ -109,9 +115,13 @@ def holdout_variant(flag: Mapping[str, Any], identifier: str) -> str | None:
         return None
     if math.isnan(percentage):
         return None
-    if percentage != 100.0 and holdout_hash(identifier) > percentage / 100:
-        return None
-    return f"{HOLDOUT_PREFIX}{holdout_id}"
+    return f"{HOLDOUT_PREFIX}{holdout_id}", percentage
+
+
+def in_holdout(exclusion_percentage: float, hashed: float) -> bool:
+    """Whether the user whose `holdout_hash` is `hashed` is held out. 100 % holds out everyone
+    whatever the hash, so a full holdout cannot miss on a hash boundary."""
+    return exclusion_percentage == 100.0 or hashed <= exclusion_percentage / 100
 
 
 def payload_for(flag: Mapping[str, Any], lookup_key: str) -> Any:

@@ -18,15 +18,17 @@ from dataclasses import dataclass, field
 from hashlib import sha1
 from typing import Any
 
-from flags.bucketing import HASH_SCALE, holdout_variant, variant_hash
+from flags.bucketing import HASH_SCALE, holdout_exclusion, holdout_hash, in_holdout, variant_hash
 from flags.evaluation import REASON_PRIORITY, EvaluationContext, FlagResult, ReasonCode, evaluate_flag
-from flags.operators import PropertyTest, property_test
+from flags.operators import PropertyTest, property_test, property_test_identity
 
 
 @dataclass(frozen=True, slots=True)
 class CompiledCondition:
     index: int
     property_tests: tuple[PropertyTest, ...]
+    # `property_test_identity` of each test's filter, for sharing tests between flags.
+    test_identities: tuple[str, ...]
     # None: everyone passes the rollout; else the smallest rollout-hash digest out of it
     # (`rollout_threshold`).
     rollout_threshold: bytes | None
@@ -45,7 +47,8 @@ class CompiledFlag:
     conditions: tuple[CompiledCondition, ...] = ()
     variants: tuple[tuple[str, float, float], ...] = ()
     payloads: Mapping[str, Any] | None = None
-    has_holdout: bool = False
+    # (held-out variant, exclusion percentage), as `holdout_exclusion` reads it.
+    holdout: tuple[str, float] | None = None
     early_exit: bool = False
     # `rollout_hash`'s input before the user's identifier, encoded once.
     hash_prefix: bytes = b""
@@ -67,12 +70,10 @@ class CompiledFlag:
         """The result for a compiled flag (`compiled` is True), with the user's distinct id
         encoded by the caller, once for every flag."""
         if not self.active:
-            return self._result(ReasonCode.FLAG_DISABLED, None, None, None)
+            return self.disabled_result()
         identifier = context.distinct_id
-        if self.has_holdout:
-            held_out = holdout_variant(self.definition, identifier)
-            if held_out is not None:
-                return self._result(ReasonCode.HOLDOUT_CONDITION_VALUE, None, held_out, held_out)
+        if self.holdout is not None and in_holdout(self.holdout[1], holdout_hash(identifier)):
+            return self.held_out_result()
         properties = context.person_properties
         now = context.now
         best_reason, best_index = ReasonCode.NO_CONDITION_MATCH, None
@@ -95,13 +96,68 @@ class CompiledFlag:
                         outcome = ReasonCode.OUT_OF_ROLLOUT_BOUND
             if outcome is None:
                 override = condition.variant_override
-                variant = override if override is not None else self._variant(identifier)
-                return self._result(ReasonCode.CONDITION_MATCH, condition.index, variant, variant or "true")
+                return self.matched(
+                    condition.index, override if override is not None else self.variant_for(identifier)
+                )
             if best_index is None or REASON_PRIORITY[outcome] > REASON_PRIORITY[best_reason]:
                 best_reason, best_index = outcome, condition.index
             if outcome == ReasonCode.OUT_OF_ROLLOUT_BOUND and self.early_exit:
                 break
         return self._result(best_reason, best_index, None, None)
+
+    def matched(self, condition_index: int, variant: str | None) -> FlagResult:
+        """The result of a match on the condition at `condition_index` giving `variant`."""
+        return self._result(ReasonCode.CONDITION_MATCH, condition_index, variant, variant or "true")
+
+    def disabled_result(self) -> FlagResult:
+        """The result of an inactive flag, whoever asks."""
+        return self._result(ReasonCode.FLAG_DISABLED, None, None, None)
+
+    def held_out_result(self) -> FlagResult:
+        """The result for a user in the flag's holdout (`holdout` is not None)."""
+        held_out = self.holdout[0]
+        return self._result(ReasonCode.HOLDOUT_CONDITION_VALUE, None, held_out, held_out)
+
+    def decision(self, passing: Sequence[bool]) -> tuple[tuple[bytes, ...], tuple[Outcome, ...]]:
+        """What `evaluate_compiled` answers for a user outside the holdout, as a function of the
+        user's rollout digest alone, given which conditions pass their property tests (`passing`,
+        one per condition): ascending `thresholds` and `outcomes` one longer, the outcome being
+        `outcomes[bisect_right(thresholds, digest)]` (no thresholds: no hash needed).
+
+        Conditions are tried in order and the first match wins, so a passing condition whose
+        threshold is not above every earlier passing one's can never be the first to match; each
+        one that can is a step. A digest past every step is out of every rollout it met: the reason
+        is then the first passing condition's (out of rollout outranks no match)."""
+        thresholds: list[bytes] = []
+        outcomes: list[Outcome] = []
+        first_passing = None
+        for condition, passes in zip(self.conditions, passing, strict=True):
+            if not passes or condition.rollout_invalid:
+                continue
+            if first_passing is None:
+                first_passing = condition
+            match = self._match_outcome(condition)
+            threshold = condition.rollout_threshold
+            if threshold is None:
+                return tuple(thresholds), (*outcomes, match)
+            if not thresholds or threshold > thresholds[-1]:
+                thresholds.append(threshold)
+                outcomes.append(match)
+            if self.early_exit:  # out of the first rollout met is the answer
+                break
+        if first_passing is not None:
+            fallback = self._result(ReasonCode.OUT_OF_ROLLOUT_BOUND, first_passing.index, None, None)
+        else:
+            first_index = self.conditions[0].index if self.conditions else None
+            fallback = self._result(ReasonCode.NO_CONDITION_MATCH, first_index, None, None)
+        return tuple(thresholds), (*outcomes, fallback)
+
+    def _match_outcome(self, condition: CompiledCondition) -> Outcome:
+        if condition.variant_override is not None:
+            return self.matched(condition.index, condition.variant_override)
+        if self.variants:
+            return VariantPick(self, condition.index)
+        return self.matched(condition.index, None)
 
     def _result(
         self, reason: ReasonCode, index: int | None, variant: str | None, payload_key: str | None
@@ -122,7 +178,8 @@ class CompiledFlag:
         flag is), as opposed to one the general evaluator built for one request."""
         return self.results.get((result.reason, result.condition_index, result.variant)) is result
 
-    def _variant(self, identifier: str) -> str | None:
+    def variant_for(self, identifier: str) -> str | None:
+        """The variant the user's variant hash falls in (None without variants, or past them)."""
         if not self.variants:
             return None
         hashed = variant_hash(self.key, identifier)
@@ -133,6 +190,22 @@ class CompiledFlag:
 
     def _payload(self, lookup_key: str) -> Any:
         return self.payloads.get(lookup_key) if self.payloads is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class VariantPick:
+    """A match on a multivariate flag's condition that has no variant override: which variant
+    depends on the user's variant hash, a second hash taken only when this is the outcome."""
+
+    flag: CompiledFlag
+    condition_index: int
+
+    def result(self, identifier: str) -> FlagResult:
+        return self.flag.matched(self.condition_index, self.flag.variant_for(identifier))
+
+
+# What a compiled flag answers once its rollout digest is placed (`CompiledFlag.decision`).
+Outcome = FlagResult | VariantPick
 
 
 def _number(value: Any) -> float | None:
@@ -148,20 +221,21 @@ def _compiled_condition(
     if condition.get("aggregation_group_type_index") is not None:
         return None
     raw_properties = condition.get("properties")
-    property_tests: tuple[PropertyTest, ...] = ()
+    items: list[Mapping[str, Any]] = []
     if isinstance(raw_properties, list) and raw_properties:
         if any(
             not isinstance(item, Mapping) or item.get("type") in ("cohort", "flag") for item in raw_properties
         ):
             return None
-        property_tests = tuple(property_test(item) for item in raw_properties)
+        items = raw_properties
     raw_rollout = condition.get("rollout_percentage")
     percentage = _number(raw_rollout) if raw_rollout is not None else None
     threshold = rollout_threshold(percentage / 100) if percentage is not None and percentage < 100 else None
     override = condition.get("variant")
     return CompiledCondition(
         index,
-        property_tests,
+        tuple(property_test(item) for item in items),
+        tuple(property_test_identity(item) for item in items),
         threshold,
         raw_rollout is not None and percentage is None,
         override if isinstance(override, str) and override in variant_keys else None,
@@ -214,7 +288,7 @@ def compile_flag(definition: Mapping[str, Any]) -> CompiledFlag:
         conditions=tuple(conditions),
         variants=tuple(table),
         payloads=payloads if isinstance(payloads, Mapping) else None,
-        has_holdout=isinstance(filters.get("holdout"), Mapping),
+        holdout=holdout_exclusion(definition),
         early_exit=filters.get("early_exit") is True,
         hash_prefix=f"{key}.".encode(),
     )

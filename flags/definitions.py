@@ -31,6 +31,7 @@ from accounts.project_tokens import DeliveryProject
 from accounts.versions import project_data_changed
 from flags.compiled import CompiledFlag, compile_flag
 from flags.evaluation import dependency_chain
+from flags.flag_set import CompiledFlagSet
 from flags.hooks import flag_experiments
 from flags.models import Cohort, FeatureFlag
 
@@ -50,8 +51,8 @@ class ProjectFlagDefinitions:
     maps the id of every dynamic cohort the flags reference to its property group (static cohorts
     are left out, as PostHog does: they have no members an SDK could check); `body` is the
     serialized local-evaluation response and `etag` its weak ETag. Shared by every request of a
-    process that sees `version`: never mutate it (but for the memos `encoded_answers` and
-    `encoded_shared_answers`).
+    process that sees `version`: never mutate it (but for the memos `encoded_answers`,
+    `encoded_shared_answers` and the decision tables of `flag_set`).
     """
 
     version: int
@@ -62,6 +63,8 @@ class ProjectFlagDefinitions:
     etag: str
     flags_by_key: dict[str, dict[str, Any]] = field(init=False, repr=False, compare=False)
     compiled_flags: tuple[CompiledFlag, ...] = field(init=False, repr=False, compare=False)
+    # The same arranged to evaluate all of them at once (`/flags` without named keys).
+    flag_set: CompiledFlagSet = field(init=False, repr=False, compare=False)
     # Position of each flag's key in `flags` (and `compiled_flags`).
     positions: dict[str, int] = field(init=False, repr=False, compare=False)
     # One flag's answer as encoded JSON, by what it depends on (filled by `flags.delivery`).
@@ -73,6 +76,7 @@ class ProjectFlagDefinitions:
     def __post_init__(self) -> None:
         object.__setattr__(self, "flags_by_key", {flag["key"]: flag for flag in self.flags})
         object.__setattr__(self, "compiled_flags", tuple(compile_flag(flag) for flag in self.flags))
+        object.__setattr__(self, "flag_set", CompiledFlagSet(self.compiled_flags))
         object.__setattr__(self, "positions", {flag["key"]: index for index, flag in enumerate(self.flags)})
         object.__setattr__(self, "encoded_answers", {})
         object.__setattr__(self, "encoded_shared_answers", {})

@@ -153,14 +153,16 @@ def _evaluate_request(request: HttpRequest, *, from_decide: bool) -> dict[str, A
     context_args = _context_arguments(payload)
     definitions = project_flag_definitions(project)
     requested = _requested_keys(payload)
-    flags = definitions.compiled_flags if requested is None else definitions.compiled_flags_named(requested)
     context = EvaluationContext(
         group_type_mapping=definitions.group_type_mapping,
         cohorts=definitions.cohorts,
         flags_by_key=definitions.flags_by_key,
         **context_args,
     )
-    results = evaluate_compiled_flags(flags, context)
+    if requested is None:
+        results = definitions.flag_set.evaluate(context)
+    else:
+        results = evaluate_compiled_flags(definitions.compiled_flags_named(requested), context)
     version = _requested_version(request)
     if uses_v2_shape(
         version, from_decide=from_decide, config_requested="config" in query_parameters(request)
@@ -290,18 +292,16 @@ def v2_body(results: dict[str, FlagResult], definitions: ProjectFlagDefinitions)
     follows from the flag and the variant) and found by the identity of the compiled flag's shared
     result, so a large project's answer is mostly a join."""
     shared = definitions.encoded_shared_answers
-    parts = []
-    for key, result in results.items():
-        part = shared.get(id(result))
-        if part is None:
-            part = _encoded_answer(key, result, definitions)
-            if definitions.compiled_flags[definitions.positions[key]].holds(result):
-                shared[id(result)] = part
-        parts.append(part)
-    return b"".join(
+    try:
+        parts = list(map(shared.__getitem__, map(id, results.values())))
+    except KeyError:  # a result not encoded yet, or one the general evaluator built for this request
+        parts = [
+            shared.get(id(result)) or _encoded_shared_answer(key, result, definitions)
+            for key, result in results.items()
+        ]
+    head = b'{"flags":{'
+    tail = b"".join(
         [
-            b'{"flags":{',
-            b",".join(parts),
             b'},"errorsWhileComputingFlags":false,"requestId":',
             _json_bytes(str(uuid.uuid4())),
             b',"evaluatedAt":',
@@ -309,6 +309,21 @@ def v2_body(results: dict[str, FlagResult], definitions: ProjectFlagDefinitions)
             b"}",
         ]
     )
+    if not parts:
+        return head + tail
+    # One join of the records, the head and tail stuck to the first and last: a large answer is
+    # copied once, not once more to add them.
+    parts[0] = head + parts[0]
+    parts[-1] += tail
+    return b",".join(parts)
+
+
+def _encoded_shared_answer(key: str, result: FlagResult, definitions: ProjectFlagDefinitions) -> bytes:
+    """`_encoded_answer`, kept by the result's identity when it is a compiled flag's shared result."""
+    part = _encoded_answer(key, result, definitions)
+    if definitions.compiled_flags[definitions.positions[key]].holds(result):
+        definitions.encoded_shared_answers[id(result)] = part
+    return part
 
 
 def _encoded_answer(key: str, result: FlagResult, definitions: ProjectFlagDefinitions) -> bytes:

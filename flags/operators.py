@@ -103,6 +103,14 @@ def property_test(property_filter: Mapping[str, Any]) -> PropertyTest:
     return general
 
 
+def property_test_identity(property_filter: Mapping[str, Any]) -> str:
+    """The filter as text that two filters share only when they test alike: what `property_test`
+    and `match_property` read (operator, key, value) and nothing else, so a test shared by many
+    flags can be run once per request."""
+    operator = property_filter.get("operator") or "exact"
+    return json.dumps([operator, property_filter.get("key"), property_filter.get("value")], sort_keys=True)
+
+
 def _text_test(key: str, texts: frozenset[str], *, negated: bool) -> PropertyTest:
     def matches(properties: Mapping[str, Any], now: Callable[[], dt.datetime]) -> bool:
         if key not in properties:

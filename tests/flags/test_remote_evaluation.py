@@ -8,7 +8,7 @@ import pytest
 from django.test import Client
 
 from events.models import GroupTypeMapping
-from tests.factories import FeatureFlagFactory, GroupTypeMappingFactory
+from tests.factories import CohortFactory, FeatureFlagFactory, GroupTypeMappingFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -96,6 +96,25 @@ def test_inactive_flags_are_answered_disabled(client, project, exp_flag):
         "description": "Feature flag is disabled",
     }
     assert flags["paused"]["metadata"]["payload"] is None
+
+
+@pytest.mark.parametrize("keys", [{}, {"flag_keys_to_evaluate": ["missing"]}])
+def test_a_v2_answer_with_no_flags(client, project, keys):
+    response = post_flags(client, {"api_key": project.api_token, "distinct_id": "user_1", **keys})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["flags"] == {}
+    assert body["errorsWhileComputingFlags"] is False
+    assert uuid.UUID(body["requestId"])
+    assert list(body) == ["flags", "errorsWhileComputingFlags", "requestId", "evaluatedAt"]
+
+
+def test_a_v2_answer_is_compact_json_in_key_order(client, project, exp_flag):
+    FeatureFlagFactory(project=project, key="another", active=False)
+    response = post_flags(client, {"api_key": project.api_token, "distinct_id": "user_1"})
+    body = response.json()
+    assert list(body["flags"]) == ["another", "exp-flag"]
+    assert response.content == json.dumps(body, separators=(",", ":")).encode()
 
 
 @pytest.mark.parametrize("field", ["flag_keys_to_evaluate", "flag_keys"])
@@ -334,3 +353,134 @@ def test_deeply_nested_property_values_never_500(client, project):
         raw = f'{{"api_key": "{project.api_token}", "distinct_id": "u", "person_properties": {{"plan": {nested}}}}}'
         response = post_flags(client, raw)
         assert response.status_code in (200, 400), depth
+
+
+# Targeting many flags share, one per kind of property test.
+SHARED_TARGETING = [
+    [],
+    [{"key": "plan", "type": "person", "operator": "exact", "value": ["pro", "team"]}],
+    [{"key": "country", "type": "person", "operator": "is_not", "value": "US"}],
+    [{"key": "email", "type": "person", "operator": "icontains", "value": "@acme"}],
+    [{"key": "age", "type": "person", "operator": "gte", "value": 18}],
+    [{"key": "signed_up", "type": "person", "operator": "is_date_before", "value": "-30d"}],
+    [{"key": "app_version", "type": "person", "operator": "semver_gte", "value": "2.0.0"}],
+    [{"key": "plan", "type": "person", "operator": "regex", "value": "^t"}],
+    [{"key": "beta", "type": "person", "operator": "is_set"}, {"key": "age", "operator": "lt", "value": 65}],
+]
+USERS = [
+    {
+        "distinct_id": "user-1",
+        "person_properties": {
+            "plan": "pro",
+            "country": "FR",
+            "email": "a@acme.com",
+            "age": 30,
+            "signed_up": "2020-01-01",
+            "app_version": "2.1.0",
+            "beta": True,
+        },
+        "groups": {"company": "acme"},
+    },
+    {"distinct_id": "user-2", "person_properties": {"plan": "team", "country": "US", "age": "17"}},
+    {"distinct_id": "user-5"},
+]
+ANSWER_PATHS = ["/flags/?v=2", "/flags/?v=1", "/decide/", "/decide/?v=2", "/decide/?v=3", "/decide/?v=4"]
+
+
+def shared_targeting_flags(project) -> list[str]:
+    """Two flags of each configuration for each shared targeting (so they are evaluated together),
+    and flags the general evaluator answers: a cohort, a group and a flag dependency."""
+    configurations = [
+        {"rollout": 50},
+        {"rollout": 30, "multivariate": FIFTY_FIFTY, "payloads": PAYLOADS},
+        {"rollout": 100, "multivariate": FIFTY_FIFTY, "holdout": {"id": 7, "exclusion_percentage": 50}},
+        {"rollout": 80, "variant": "test", "multivariate": FIFTY_FIFTY, "early_exit": True},
+        {"rollout": 100, "payloads": {"true": '"on"'}, "active": False},
+    ]
+    keys = []
+    for targeting_index, targeting in enumerate(SHARED_TARGETING):
+        for configuration_index, configuration in enumerate(configurations):
+            for copy in range(2):
+                conditions = [
+                    {"properties": targeting, "rollout_percentage": configuration["rollout"] - 10 * copy},
+                    {"properties": [], "rollout_percentage": 10},
+                ]
+                if "variant" in configuration:
+                    conditions[0]["variant"] = configuration["variant"]
+                filters = {"groups": conditions}
+                filters.update(
+                    (name, configuration[name])
+                    for name in ("multivariate", "payloads", "holdout", "early_exit")
+                    if name in configuration
+                )
+                key = f"shared-{targeting_index}-{configuration_index}-{copy}"
+                FeatureFlagFactory(
+                    project=project, key=key, filters=filters, active=configuration.get("active", True)
+                )
+                keys.append(key)
+    cohort = CohortFactory(project=project)
+    GroupTypeMappingFactory(project=project, group_type="company", group_type_index=0)
+    general = {
+        "cohort-flag": {"groups": [{"properties": [{"key": "id", "type": "cohort", "value": cohort.id}]}]},
+        "group-flag": {
+            "groups": [{"properties": [], "rollout_percentage": 50}],
+            "aggregation_group_type_index": 0,
+        },
+        "dependent-flag": {
+            "groups": [
+                {
+                    "properties": [
+                        {
+                            "key": "shared-1-0-0",
+                            "type": "flag",
+                            "operator": "flag_evaluates_to",
+                            "value": True,
+                        }
+                    ]
+                }
+            ]
+        },
+    }
+    for key, filters in general.items():
+        FeatureFlagFactory(project=project, key=key, filters=filters)
+        keys.append(key)
+    return sorted(keys)
+
+
+def without_request_fields(answer: dict) -> dict:
+    return {field: value for field, value in answer.items() if field not in ("requestId", "evaluatedAt")}
+
+
+def test_all_flags_at_once_answer_what_each_flag_asked_alone_answers(client, project):
+    keys = shared_targeting_flags(project)
+    for path in ANSWER_PATHS:
+        for user in USERS:
+            body = {"api_key": project.api_token, **user}
+            at_once = post_flags(client, body, path=path).json()
+            one_by_one: dict = {}
+            for key in keys:
+                alone = post_flags(client, {**body, "flag_keys_to_evaluate": [key]}, path=path).json()
+                for field, value in without_request_fields(alone).items():
+                    if isinstance(value, dict):
+                        one_by_one.setdefault(field, {}).update(value)
+                    elif isinstance(value, list):
+                        one_by_one.setdefault(field, []).extend(value)
+                    else:
+                        one_by_one[field] = value
+            assert without_request_fields(at_once) == one_by_one, (path, user["distinct_id"])
+            if path == "/flags/?v=2":
+                assert list(at_once["flags"]) == keys
+    answers = {
+        user["distinct_id"]: post_flags(client, {"api_key": project.api_token, **user}).json()["flags"]
+        for user in USERS
+    }
+    reasons = {record["reason"]["code"] for flags in answers.values() for record in flags.values()}
+    # Every kind of outcome is among those compared.
+    assert reasons == {
+        "condition_match",
+        "out_of_rollout_bound",
+        "no_condition_match",
+        "holdout_condition_value",
+        "flag_disabled",
+        "no_group_type",
+    }
