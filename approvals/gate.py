@@ -13,6 +13,7 @@ gate, with the approved policy satisfied; any other policy still gates it.
 
 import copy
 import functools
+import logging
 import uuid
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -38,6 +39,12 @@ PENDING_FROM_OTHERS = "A change request has been created and is pending approval
 PENDING = "A change request has been created and is pending approval."
 RESOURCE_GONE = "Resource no longer exists"
 RESOURCE_MODIFIED = "Resource has been modified since this change request was created"
+UNKNOWN_ACTION_WARNING = (
+    "Approval policy %s names the action %r, which no installed app registers: it gates nothing. "
+    "Correct or delete it (admin: Approval policies)."
+)
+
+logger = logging.getLogger(__name__)
 
 
 class ApprovalRequired(Exception):
@@ -256,16 +263,33 @@ def has_bypass(policy: ApprovalPolicy, level: int | None) -> bool:
     return level is not None and level in levels
 
 
+# Policies already warned about in this process, so a policy polled on every gated write is
+# logged once, not once per write.
+_warned_unknown_action_policies: set[tuple[Any, str]] = set()
+
+
+def gating_policies(project: Project) -> list[ApprovalPolicy]:
+    """The enabled policies that may gate a write to `project` (its own and its organization's).
+    A policy naming an action no installed app registers (made by hand, or its app removed since)
+    gates nothing: it is left out, and a warning is logged once per process."""
+    policies = []
+    for policy in ApprovalPolicy.objects.filter(organization_id=project.organization_id, enabled=True).filter(
+        models.Q(project__isnull=True) | models.Q(project=project)
+    ):
+        if gated_action(policy.action_key) is not None:
+            policies.append(policy)
+        elif (policy.pk, policy.action_key) not in _warned_unknown_action_policies:
+            _warned_unknown_action_policies.add((policy.pk, policy.action_key))
+            logger.warning(UNKNOWN_ACTION_WARNING, policy.pk, policy.action_key)
+    return policies
+
+
 def decide(facets: list[Facet], *, project: Project, user: User | None) -> Decision:
     """Find the policy governing each facet; more than one policy is a conflict; otherwise the
     policy requires approval unless the user may bypass it or its conditions do not select the change."""
     if not facets:
         return Decision()
-    policies = list(
-        ApprovalPolicy.objects.filter(organization_id=project.organization_id, enabled=True).filter(
-            models.Q(project__isnull=True) | models.Q(project=project)
-        )
-    )
+    policies = gating_policies(project)
     governing: dict[Any, tuple[ApprovalPolicy, list[Facet]]] = {}
     conflicts: list[ApprovalPolicy] = []
     for facet in facets:
