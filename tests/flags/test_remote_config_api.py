@@ -299,3 +299,28 @@ def test_hostile_references_are_refused_without_a_server_error(api, project, pro
     create_remote_config(api)
     response = remote_config(api.key, project, flag_ref, project_ref=project_ref, token=token)
     assert response.status_code in (400, 401, 404), response.content
+
+
+def documented_answers() -> dict:
+    schema = Client().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    operation = schema["paths"]["/api/projects/{project_id}/feature_flags/{id}/remote_config/"]["get"]
+    return operation["responses"]
+
+
+def test_answers_are_those_the_schema_documents(api, project):
+    create_remote_config(api)
+    FeatureFlagFactory(project=project, key="ordinary")
+    documented = documented_answers()
+    answers = [
+        remote_config(api.secret, project, "app-config"),
+        remote_config(api.secret, project, "ordinary"),
+        remote_config(api.secret, project, "app-config", project_ref="999999999"),
+        remote_config("phx_not-a-key", project, "app-config"),
+    ]
+    assert [answer.status_code for answer in answers] == [200, 404, 404, 401]
+    for answer in answers:
+        media_type = answer["Content-Type"].split(";")[0]
+        assert media_type in documented[str(answer.status_code)]["content"], (answer.status_code, media_type)
+    assert isinstance(answers[0].json(), str)
+    assert answers[1].content == b""
+    assert set(answers[2].json()) == set(answers[3].json()) == {"type", "code", "detail", "attr"}
