@@ -10,6 +10,7 @@ import pytest
 from django.contrib.auth.middleware import AuthenticationMiddleware
 from django.test import Client
 
+from accounts.scoping import PROJECT_NOT_FOUND
 from experiments_api.response_cache import process_response_cache
 from tests.experiments.helpers import create_experiment
 from tests.factories import FeatureFlagFactory
@@ -113,3 +114,16 @@ def test_an_unsafe_method_to_a_view_not_exempt_from_csrf_goes_through_the_stack(
         f"/flags/definitions?token={api.project.api_token}", headers={"Authorization": f"Bearer {api.secret}"}
     )
     assert response.status_code == 403
+
+
+@pytest.mark.parametrize("project_ref", ["9" * 5000, "²", "fullwidth"])
+def test_project_ids_that_are_not_ascii_bigints_are_not_found_early_or_late(api, project_ref):
+    """`int` refuses a superscript digit (which `isdigit` accepts) and more than 4 300 digits, and
+    reads fullwidth digits as the id they mimic: none of them names a project, on either path."""
+    if project_ref == "fullwidth":
+        project_ref = str(api.project.id).translate(str.maketrans("0123456789", "０１２３４５６７８９"))
+    for method in ("get", "post"):
+        for prefix in ("projects", "environments"):
+            response = getattr(api, method)(f"/api/{prefix}/{project_ref}/experiments/", {}, format="json")
+            assert response.status_code == 404, (method, prefix, response.content)
+            assert response.json()["detail"] == PROJECT_NOT_FOUND

@@ -6,6 +6,7 @@ import json
 import pytest
 from django.test import Client
 
+from accounts.scoping import PROJECT_NOT_FOUND
 from accounts.services import project_secret_api_key_rotate
 from activity.models import ActivityLog
 from flags.delivery import INVALID_SECRET_KEY, NO_SECRET_KEY, SECRET_KEY_WITHOUT_ACCESS
@@ -324,3 +325,23 @@ def test_answers_are_those_the_schema_documents(api, project):
     assert isinstance(answers[0].json(), str)
     assert answers[1].content == b""
     assert set(answers[2].json()) == set(answers[3].json()) == {"type", "code", "detail", "attr"}
+
+
+FULLWIDTH_DIGITS = str.maketrans("0123456789", "０１２３４５６７８９")
+
+
+def test_flag_references_that_are_not_ascii_ids_are_keys(api, project):
+    """A superscript digit passes `isdigit` and `int` refuses it; `int` reads fullwidth digits as
+    the flag's id. Neither is an id here: each is looked up as a key, and no flag has it."""
+    flag = create_remote_config(api)
+    for flag_ref in ("²", "9" * 5000, str(flag["id"]).translate(FULLWIDTH_DIGITS)):
+        response = remote_config(api.secret, project, flag_ref)
+        assert (response.status_code, response.content) == (404, b""), flag_ref
+
+
+def test_project_references_that_are_not_ascii_ids_name_no_project(api, project):
+    create_remote_config(api)
+    for project_ref in ("²", "9" * 5000, str(project.id).translate(FULLWIDTH_DIGITS)):
+        response = remote_config(api.secret, project, "app-config", project_ref=project_ref)
+        assert response.status_code == 404, project_ref
+        assert response.json()["detail"] == PROJECT_NOT_FOUND
