@@ -40,7 +40,7 @@ from accounts.project_tokens import (
     delivery_project_and_identity_version,
     delivery_project_for_token,
 )
-from experiments_api.ids import id_from_url
+from experiments_api.ids import id_from_text
 
 # Keys whose identity one process keeps; the least recently used beyond this are dropped.
 PROCESS_CACHE_IDENTITIES = 4096
@@ -280,4 +280,4 @@ def read_key_with_access(
 
 def project_id_from_url(raw: object) -> int | None:
     """The project id a URL's `{project_id}` names, or None (`@current`, junk, out of range)."""
-    return id_from_url(raw)
+    return id_from_text(raw)

@@ -19,7 +19,7 @@ from accounts.models import Project
 from accounts.scoping import CURRENT, PROJECT_NOT_FOUND
 from accounts.services import PROJECT_SECRET_API_KEY_PREFIX
 from experiments_api.errors import json_error_response
-from experiments_api.ids import id_from_url
+from experiments_api.ids import id_from_text
 from flags.delivery import (
     INVALID_SECRET_KEY,
     MISSING_DEFINITIONS_TOKEN,
@@ -66,7 +66,7 @@ def remote_config_token(raw_project_id: str, *, token: str, secret: str) -> str:
     `token` query parameter (as the SDKs send it), else the personal API key's user's current
     project."""
     if raw_project_id != CURRENT:
-        project_id = id_from_url(raw_project_id)
+        project_id = id_from_text(raw_project_id)
         api_token = (
             Project.objects.filter(pk=project_id).values_list("api_token", flat=True).first()
             if project_id is not None
@@ -96,6 +96,6 @@ def remote_config_flag(*, project_id: int, flag_ref: str) -> FeatureFlag | None:
     """The project's live flag with this id (all ASCII digits) or key."""
     flags = FeatureFlag.objects.filter(project_id=project_id, deleted=False)
     if flag_ref.isascii() and flag_ref.isdigit():
-        flag_id = id_from_url(flag_ref)
+        flag_id = id_from_text(flag_ref)
         return flags.filter(pk=flag_id).first() if flag_id is not None else None
     return flags.filter(key=flag_ref).first()

@@ -115,6 +115,18 @@ INVALID_FILTERS = [
         id="unknown-cohort",
     ),
     pytest.param(
+        {"groups": [group({"key": "id", "value": "9" * 5000, "type": "cohort"})]},
+        f"Cohort with id {'9' * 5000} does not exist",
+        "cohort_does_not_exist",
+        id="cohort-id-longer-than-int-reads",
+    ),
+    pytest.param(
+        {"groups": [group({"key": "id", "value": "²", "type": "cohort"})]},
+        "Cohort with id ² does not exist",
+        "cohort_does_not_exist",
+        id="cohort-id-superscript-digit",
+    ),
+    pytest.param(
         {"groups": [group()], "multivariate": [1]},
         v.MULTIVARIATE_NOT_AN_OBJECT,
         "invalid_input",
