@@ -4,11 +4,11 @@ from django.http import HttpRequest
 
 from approvals.models import Approval, ApprovalPolicy, ChangeRequest
 from approvals.services import ChangeRequestActionError, change_request_approve, change_request_reject
-from experiments_api.admin import ServiceWrittenModelAdmin
+from experiments_api.admin import ModelAdmin, ServiceWrittenModelAdmin
 
 
 @admin.register(ApprovalPolicy)
-class ApprovalPolicyAdmin(admin.ModelAdmin):
+class ApprovalPolicyAdmin(ModelAdmin):
     """Policies, each marked valid or not: a policy naming an action no installed app registers
     gates nothing, and saving one is refused (`ApprovalPolicy.clean`)."""
 
