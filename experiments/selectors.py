@@ -1,7 +1,6 @@
 """Experiment reads: the list and the detail at a fixed number of queries, PostHog's status filter
 and ordering, an experiment's saved-metric links."""
 
-import json
 from typing import Any
 
 from django.db import connection
@@ -12,6 +11,7 @@ from rest_framework.exceptions import ValidationError
 from accounts.models import Project
 from experiments.lifecycle import ExperimentStatus
 from experiments.models import LEGACY_METRIC_KINDS, Experiment, ExperimentToSavedMetric
+from experiments_api.parsers import json_value
 
 ORDER_ALLOWLIST = frozenset(
     f"{prefix}{field}"
@@ -79,8 +79,8 @@ def parse_created_by_ids(raw: str) -> list[int]:
     values: list[Any]
     if raw.startswith("["):
         try:
-            parsed = json.loads(raw)
-        except json.JSONDecodeError:
+            parsed = json_value(raw)
+        except ValueError:
             return []
         values = parsed if isinstance(parsed, list) else [parsed]
     else:

@@ -15,6 +15,7 @@ from rest_framework.exceptions import ValidationError
 
 from accounts.models import Project
 from experiments_api.ids import id_from_text
+from experiments_api.parsers import json_value
 from flags.hooks import holdout_exists
 from flags.models import Cohort, FeatureFlag
 from flags.operators import PROPERTY_OPERATORS
@@ -177,8 +178,8 @@ def normalize_payloads(payloads: Any, variant_keys: list[str], *, is_multivariat
     for key, value in payloads.items():
         if isinstance(value, str):
             try:
-                json.loads(value)
-            except json.JSONDecodeError:
+                json_value(value)
+            except ValueError:
                 raise ValidationError(PAYLOAD_NOT_JSON) from None
             normalized[key] = value
         else:

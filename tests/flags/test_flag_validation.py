@@ -196,6 +196,12 @@ INVALID_FILTERS = [
         id="payload-json",
     ),
     pytest.param(
+        {"groups": [group()], "payloads": {"true": "[" * 5000}},
+        v.PAYLOAD_NOT_JSON,
+        "invalid_input",
+        id="payload-json-too-deep-to-read",
+    ),
+    pytest.param(
         {"groups": [group()], "multivariate": CONTROL_TEST, "payloads": {"other": "1"}},
         v.PAYLOAD_KEYS_MULTIVARIATE,
         "invalid_input",
