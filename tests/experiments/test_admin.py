@@ -8,7 +8,8 @@ from django.test import Client
 from activity.models import ActivityLog
 from experiments.lifecycle import ALREADY_LAUNCHED
 from experiments.models import Experiment
-from experiments_api.admin import SELECTION_NOT_IDS, ModelAdmin
+from experiments_api.admin import JSON_TOO_DEEP, SELECTION_NOT_IDS, ModelAdmin
+from flags.models import Cohort
 from tests.factories import ExperimentFactory, FeatureFlagFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -225,3 +226,15 @@ def test_every_admin_checks_its_selections(admin_client):
     )
     assert policy_list.status_code == 302
     assert [str(message) for message in get_messages(policy_list.wsgi_request)] == [SELECTION_NOT_IDS]
+
+
+def test_json_nested_too_deep_to_read_is_refused_by_admin_forms(admin_client):
+    """`json.loads` raises RecursionError on such input, which Django's JSON form field lets through."""
+    project = ExperimentFactory().project
+    response = admin_client.post(
+        "/admin/flags/cohort/add/",
+        {"project": project.id, "name": "Deep", "filters": "[" * 5000, "groups": "[]"},
+    )
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["filters"] == [JSON_TOO_DEEP]
+    assert not Cohort.objects.filter(name="Deep").exists()
