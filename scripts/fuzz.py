@@ -135,7 +135,10 @@ def seed(base: str, key: str, project_id: int, user_id: int) -> dict[str, int]:
             "key": "remote-config",
             "is_remote_configuration": True,
             "has_encrypted_payloads": True,
-            "filters": {"payloads": {"true": {"theme": "dark"}}},
+            "filters": {
+                "groups": [{"properties": [], "rollout_percentage": 100}],
+                "payloads": {"true": {"theme": "dark"}},
+            },
         },
     )
     call(
