@@ -13,6 +13,7 @@ management API's authentication and project scoping do not apply.
 """
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 
 from accounts.authentication import PersonalAPIKeyAuthentication
 from accounts.models import Project
@@ -42,6 +43,9 @@ def unauthenticated(code: str, detail: str) -> RemoteConfigRefused:
     return RemoteConfigRefused(json_error_response(401, "authentication_error", code, detail))
 
 
+# Exempt from CSRF as every bearer-authenticated SDK view is: it reads no cookie or session, and
+# another method than GET is its own 405, not a CSRF refusal.
+@csrf_exempt
 def remote_config_view(request: HttpRequest, project_id: str, flag_ref: str) -> HttpResponse:
     secret = secret_read_bearer(request)
     if isinstance(secret, HttpResponse):

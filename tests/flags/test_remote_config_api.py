@@ -277,12 +277,18 @@ def test_current_without_token_is_the_key_users_current_project(api, project, us
     assert remote_config(api.secret, project, "app-config", token="").json() == CONFIG_TEXT
 
 
-def test_only_get_is_allowed(api, project):
-    response = Client().post(
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
+def test_only_get_is_allowed(api, project, method):
+    """Other methods are the view's 405, not the CSRF check's 403 (it reads no cookie or session)."""
+    create_remote_config(api)
+    response = Client(enforce_csrf_checks=True).generic(
+        method,
         f"/api/projects/@current/feature_flags/app-config/remote_config?token={project.api_token}",
         headers={"Authorization": f"Bearer {api.secret}"},
     )
-    assert response.status_code == 405
+    assert response.status_code == 405, response.content
+    assert response["Allow"] == "GET, HEAD"
+    assert response.json()["code"] == "method_not_allowed"
 
 
 @pytest.mark.parametrize(
