@@ -168,7 +168,7 @@ def _cached_answer(
     if refused is not None:
         return refused
     PersonalAPIKeyAuthentication.touch(key)
-    answer = cached_answer_response(entry, request.headers.get("If-None-Match", ""))
+    answer = cached_answer_response(entry, request.META.get("HTTP_IF_NONE_MATCH", ""))
     for name, value in entry.view_headers.items():
         answer[name] = value
     return answer

@@ -11,6 +11,17 @@ the user deactivated, a membership, organization or project changed) reads every
 version moves in the same transaction as those writes, so revocation takes effect on the very next
 request, on every process, with or without Redis.
 
+A call that needs nothing but the identity (no project in the URL: `@me`) skips even that read
+while the process holds a lease on the identity: IDENTITY_LEASE_SECONDS from the moment the last
+statement that confirmed its version was sent (taken before sending, so the lease never outlives
+the database state it was read from). Every write that moves an identity version sleeps out the
+lease after its commit, before answering (`accounts.identity_versions`): a request that begins
+after the revoking answer arrives finds every lease granted before the commit expired, on every
+process and machine (this needs clocks that run at about the same rate, not synchronised ones). A
+request that began before the revoking answer arrived is concurrent with the write and may be
+served either way, as without the lease. Calls naming a project read the versions every time: the
+project's data version moves with every experiment write.
+
 Callers get their own copies of the cached model instances, so nothing a view does to them can
 change what the next request sees.
 """
@@ -21,8 +32,10 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
+from time import monotonic
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, models
 from django.db.models.base import ModelState
 
@@ -41,6 +54,7 @@ from accounts.project_tokens import (
     delivery_project_for_token,
 )
 from experiments_api.ids import id_from_text
+from experiments_api.rows import model_columns, row_instances
 
 # Keys whose identity one process keeps; the least recently used beyond this are dropped.
 PROCESS_CACHE_IDENTITIES = 4096
@@ -55,15 +69,10 @@ class ProjectAccess:
     project: Project | None
 
 
-def _columns(alias: str, model: type[models.Model]) -> list[str]:
-    quote = connection.ops.quote_name
-    return [f"{alias}.{quote(field.column)}" for field in model._meta.concrete_fields]
-
-
 @cache
 def _statement(with_project: bool) -> str:
     quote = connection.ops.quote_name
-    selected = [f"i.{quote('version')}"] + _columns("k", PersonalAPIKey) + _columns("u", User)
+    selected = [f"i.{quote('version')}"] + model_columns("k", PersonalAPIKey) + model_columns("u", User)
     joins = (
         f"FROM {quote(PersonalAPIKey._meta.db_table)} k "
         f"JOIN {quote(User._meta.db_table)} u ON u.{quote('id')} = k.{quote('user_id')} AND u.{quote('is_active')} "
@@ -71,8 +80,8 @@ def _statement(with_project: bool) -> str:
     )
     if with_project:
         selected += (
-            _columns("p", Project)
-            + _columns("o", Organization)
+            model_columns("p", Project)
+            + model_columns("o", Organization)
             + [f"m.{quote('level')}", f"v.{quote('data_version')}"]
         )
         joins += (
@@ -83,16 +92,6 @@ def _statement(with_project: bool) -> str:
             f"LEFT JOIN {quote(FlagDefinitionsVersion._meta.db_table)} v ON v.{quote('project_id')} = p.{quote('id')} "
         )
     return f"SELECT {', '.join(selected)} {joins}WHERE k.{quote('secure_value')} = %s"
-
-
-def _instance(model: type[models.Model], values: list) -> models.Model:
-    """A model instance from raw column values, decoded as the ORM decodes them (JSON fields)."""
-    fields = model._meta.concrete_fields
-    decoded = [
-        field.from_db_value(value, None, connection) if hasattr(field, "from_db_value") else value
-        for field, value in zip(fields, values, strict=False)
-    ]
-    return model.from_db(connection.alias, [field.attname for field in fields], decoded)
 
 
 @cache
@@ -117,6 +116,12 @@ class _CachedIdentity:
     key: PersonalAPIKey
     accesses: dict[int, ProjectAccess] = field(default_factory=dict)
     memo: dict[str, Any] = field(default_factory=dict)
+    # `monotonic()` before which calls naming no project trust `version` without reading it.
+    leased_until: float = 0.0
+
+    def confirmed(self, asked_at: float) -> None:
+        """The version was read again by a statement sent at `asked_at` (`monotonic()`)."""
+        self.leased_until = asked_at + settings.IDENTITY_LEASE_SECONDS
 
 
 # key digest → its identity at the last version this process saw. Sync workers serve one request
@@ -124,25 +129,26 @@ class _CachedIdentity:
 _process_identities: OrderedDict[str, _CachedIdentity] = OrderedDict()
 
 
-def _instance_copy(instance: models.Model) -> models.Model:
-    """A shallow copy with its own state and no cached relations (cheaper than `copy.copy`)."""
+def _instance_copy(instance: models.Model, related: dict[str, models.Model] | None = None) -> models.Model:
+    """A shallow copy with its own state (cheaper than `copy.copy`), whose relation cache holds only
+    `related`: copies of the instances its foreign keys (which it keeps) point to, by field name."""
     duplicate = instance.__class__.__new__(instance.__class__)
     duplicate.__dict__.update(instance.__dict__)
-    # A fresh state starts with empty relation and related-manager caches of its own.
+    # A fresh state starts with empty related-manager caches of its own. The relation cache is
+    # filled directly: the relation descriptors would check again what the cached copy showed.
     duplicate._state = state = ModelState()
     state.db, state.adding = instance._state.db, instance._state.adding
+    state.fields_cache = related or {}
     return duplicate
 
 
 def _handed_out(
     cached: PersonalAPIKey, access: ProjectAccess | None, data_version: int | None
 ) -> tuple[PersonalAPIKey, ProjectAccess | None]:
-    key = _instance_copy(cached)
-    key.user = _instance_copy(cached.user)
+    key = _instance_copy(cached, {"user": _instance_copy(cached.user)})
     if access is None or access.project is None:
         return key, access
-    project = _instance_copy(access.project)
-    project.organization = _instance_copy(access.project.organization)
+    project = _instance_copy(access.project, {"organization": _instance_copy(access.project.organization)})
     project.data_version = data_version
     return key, ProjectAccess(access.project_id, project)
 
@@ -161,8 +167,12 @@ def key_with_access(
     the user's access to that project; None when no active user's key has this digest."""
     held = _process_identities.get(digest)
     if held is not None:
+        asked_at = monotonic()
+        if project_id is None and asked_at < held.leased_until:
+            _process_identities.move_to_end(digest)
+            return _handed_out(held.key, None, None)
         current = _current_versions(held.key.user_id, project_id)
-        found = _held_key_with_access(digest, held, project_id, current)
+        found = _held_key_with_access(digest, held, project_id, current, asked_at)
         if found is not None:
             return found
     return _read_and_hold(digest, project_id, held)
@@ -180,22 +190,29 @@ def key_with_access_for_project_token(
     if held is None:
         project = delivery_project_for_token(token)
         return None if project is None else (project, _read_and_hold(digest, project.id, None))
+    asked_at = monotonic()
     found = delivery_project_and_identity_version(token, held.key.user_id)
     if found is None:
         return None
     project, identity_version = found
     current = None if identity_version is None else (identity_version, None)
-    key_access = _held_key_with_access(digest, held, project.id, current)
+    key_access = _held_key_with_access(digest, held, project.id, current, asked_at)
     return project, key_access if key_access is not None else _read_and_hold(digest, project.id, held)
 
 
 def _held_key_with_access(
-    digest: str, held: _CachedIdentity, project_id: int | None, current: tuple[int, int | None] | None
+    digest: str,
+    held: _CachedIdentity,
+    project_id: int | None,
+    current: tuple[int, int | None] | None,
+    asked_at: float,
 ) -> tuple[PersonalAPIKey, ProjectAccess | None] | None:
     """The held identity's key and access to the project, when `current` (the identity version and
-    the project's data version just read) shows it is still valid and it holds that project."""
+    the project's data version just read by a statement sent at `asked_at`) shows it is still valid
+    and it holds that project."""
     if current is None or current[0] != held.version:
         return None
+    held.confirmed(asked_at)
     _process_identities.move_to_end(digest)
     if project_id is None:
         return _handed_out(held.key, None, None)
@@ -208,6 +225,7 @@ def _read_and_hold(
     digest: str, project_id: int | None, held: _CachedIdentity | None
 ) -> tuple[PersonalAPIKey, ProjectAccess | None] | None:
     """`key_with_access` read from the database, kept in this process for the next request."""
+    asked_at = monotonic()
     found = read_key_with_access(digest, project_id)
     if found is None:
         _process_identities.pop(digest, None)
@@ -218,6 +236,7 @@ def _read_and_hold(
     if held is None or held.version != version:
         held = _CachedIdentity(version, key)
         _process_identities[digest] = held
+    held.confirmed(asked_at)
     _process_identities.move_to_end(digest)
     while len(_process_identities) > PROCESS_CACHE_IDENTITIES:
         _process_identities.popitem(last=False)
@@ -259,20 +278,17 @@ def read_key_with_access(
     if row is None:
         return None
     version, *row = row
-    key = _instance(PersonalAPIKey, row)
-    row = row[len(PersonalAPIKey._meta.concrete_fields) :]
-    key.user = _instance(User, row)
     if project_id is None:
+        (key, user), _ = row_instances(row, PersonalAPIKey, User)
+        key.user = user
         return version, key, None
-    row = row[len(User._meta.concrete_fields) :]
-    project_values = row[: len(Project._meta.concrete_fields)]
-    row = row[len(Project._meta.concrete_fields) :]
-    organization_values = row[: len(Organization._meta.concrete_fields)]
-    level, data_version = row[len(Organization._meta.concrete_fields) :]
-    if project_values[0] is None or level is None:
+    (key, user, project, organization), (level, data_version) = row_instances(
+        row, PersonalAPIKey, User, Project, Organization
+    )
+    key.user = user
+    if project is None or level is None:
         return version, key, ProjectAccess(project_id, None)
-    project = _instance(Project, project_values)
-    project.organization = _instance(Organization, organization_values)
+    project.organization = organization
     project.membership_level = level
     project.data_version = data_version
     return version, key, ProjectAccess(project_id, project)

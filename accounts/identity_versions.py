@@ -12,6 +12,12 @@ So a revoked key, a deactivated user or a removed membership is refused on the v
 on every process. Writes that send no signals (`QuerySet.update()`, `bulk_create()`, raw SQL) to
 these rows must call `user_identities_changed` themselves.
 
+A process may also trust an identity it confirmed for IDENTITY_LEASE_SECONDS without reading the
+counter (`accounts.identity`, for calls that need nothing but the identity). So every transaction
+that moves a counter sleeps out that lease after it commits, once, before the API, admin or command
+that wrote answers: a request begun after the answer arrives cannot be served from a lease taken
+before the commit, on any process or machine.
+
 Every user gets a row when created (and the migration gave existing users one); a user without a
 row is never cached, so a user made without signals is still always read afresh.
 """
@@ -19,9 +25,11 @@ row is never cached, so a user made without signals is still always read afresh.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from time import sleep
 from typing import Any
 
-from django.db import models
+from django.conf import settings
+from django.db import connection, models, transaction
 from django.db.models import F
 from django.db.models.signals import post_delete, post_save
 
@@ -41,6 +49,32 @@ def user_identities_changed(user_ids: Iterable[int]) -> None:
     ids = sorted(set(user_ids))
     if ids:
         UserIdentityVersion.objects.filter(user_id__in=ids).update(version=F("version") + 1)
+        _outlast_identity_leases_after_commit()
+
+
+# The wait is the lease and this share of it again: a lease is timed by its own machine's clock, which
+# may run slower than the writer's (NTP keeps clock rates within 0.05% of each other; 10% is far
+# beyond any clock still usable).
+IDENTITY_LEASE_WAIT_MARGIN = 0.1
+
+
+def identity_lease_wait_seconds() -> float:
+    """How long a write that moved identity versions waits after its commit."""
+    return settings.IDENTITY_LEASE_SECONDS * (1 + IDENTITY_LEASE_WAIT_MARGIN)
+
+
+def _outlast_identity_leases() -> None:
+    sleep(identity_lease_wait_seconds())
+
+
+def _outlast_identity_leases_after_commit() -> None:
+    # on_commit callbacks run after the outermost atomic block commits (at once outside one), in
+    # this thread, before the caller answers; one wait per transaction however many rows moved.
+    if settings.IDENTITY_LEASE_SECONDS <= 0:
+        return
+    if any(callback is _outlast_identity_leases for _, callback, _ in connection.run_on_commit):
+        return
+    transaction.on_commit(_outlast_identity_leases)
 
 
 def _organization_members(organization_id: Any) -> list[int]:

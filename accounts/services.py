@@ -1,6 +1,5 @@
 """Writes for accounts: personal API keys and the operator's bootstrap of user, organization, project."""
 
-import hashlib
 import hmac
 from dataclasses import dataclass
 
@@ -35,8 +34,9 @@ def personal_api_key_generate_secret() -> str:
 def personal_api_key_digest(secret: str) -> str:
     """HMAC-SHA256 of the secret keyed with the server secret: fast to verify, useless if leaked alone."""
     require_usable_secret_key()
-    key = settings.PERSONAL_API_KEY_SECRET.encode()
-    return hmac.new(key, secret.encode(), hashlib.sha256).hexdigest()
+    # The one-shot `hmac.digest` (OpenSSL in one call) gives the same bytes as `hmac.new(…)` in a
+    # fraction of the time, on every request made with a key.
+    return hmac.digest(settings.PERSONAL_API_KEY_SECRET.encode(), secret.encode(), "sha256").hex()
 
 
 def personal_api_key_mask(secret: str) -> str:

@@ -12,15 +12,21 @@ commit together or not at all, and a failed bump fails the write. Writes that se
 (`QuerySet.update()`, `bulk_create()`, raw SQL) must call `project_data_changed` themselves.
 A model whose rows appear in a cached answer must be registered, or its changes would be served
 stale until something else moves the counter.
+
+A write that changes several rows of a project (an experiment and its flag) runs in
+`atomic_moving_versions_once`: the counters then move once per project, at the end of its block,
+still inside the transaction.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from functools import cache
 from typing import Any
 
-from django.db import IntegrityError, models, transaction
-from django.db.models import F
+from django.db import IntegrityError, connection, models, transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
 from accounts.models import FlagDefinitionsVersion, OrganizationMembership, Project, User
@@ -31,28 +37,76 @@ def row_project(instance: Any) -> int | None:
     return getattr(instance, "project_id", None)
 
 
-def project_versions_bump(project_ids: Iterable[int], *, flag_definitions: bool) -> None:
-    """Move the projects' data version (and their flag definitions version when asked) now, inside
-    the caller's transaction. The rows stay locked until it commits, so concurrent writers of one
-    project take turns here, and a rollback takes the bump back with the change."""
-    changes: dict[str, Any] = {"data_version": F("data_version") + 1}
-    if flag_definitions:
-        changes["version"] = F("version") + 1
-    for project_id in sorted(set(project_ids)):
-        if FlagDefinitionsVersion.objects.filter(project_id=project_id).update(**changes):
-            continue
+# Inside `atomic_moving_versions_once`: the projects whose counters move when its block ends, each
+# with whether its flag definitions version moves too.
+_pending_bumps: ContextVar[dict[int, bool] | None] = ContextVar("pending_version_bumps", default=None)
+
+
+@contextmanager
+def atomic_moving_versions_once() -> Iterator[None]:
+    """`transaction.atomic()` in which the project counters move once per project, when the block
+    ends (still inside it), however many of the project's rows it writes. The counters and the rows
+    commit together as always; and since concurrent writers of a project take turns on its counter
+    row from their bump to their commit, bumping last also keeps that turn short. When the block
+    raises, nothing is bumped: the atomic block undoes every write it would have announced. A block
+    inside another one leaves its bumps to the outer one."""
+    pending: dict[int, bool] = {}
+    with transaction.atomic():
+        token = _pending_bumps.set(pending)
         try:
-            with transaction.atomic():
-                FlagDefinitionsVersion.objects.create(
-                    project_id=project_id, version=1 if flag_definitions else 0, data_version=1
-                )
-        except IntegrityError:
-            # A concurrent first bump created the row (or the project is being deleted).
-            FlagDefinitionsVersion.objects.filter(project_id=project_id).update(**changes)
+            yield
+        finally:
+            _pending_bumps.reset(token)
+        # In an enclosing block, the bumps join its own.
+        for project_id in sorted(pending):
+            project_versions_bump([project_id], flag_definitions=pending[project_id])
+
+
+def project_versions_bump(project_ids: Iterable[int], *, flag_definitions: bool) -> None:
+    """Move the projects' data version (and their flag definitions version when asked) inside the
+    caller's transaction: now, or when the enclosing `atomic_moving_versions_once` block ends. The
+    rows stay locked until it commits, so concurrent writers of one project take turns here, and a
+    rollback takes the bump back with the change."""
+    pending = _pending_bumps.get()
+    if pending is not None:
+        for project_id in project_ids:
+            pending[project_id] = pending.get(project_id, False) or flag_definitions
+        return
+    for project_id in sorted(set(project_ids)):
+        _bump(project_id, flag_definitions=flag_definitions)
+
+
+@cache
+def _bump_statement(flag_definitions: bool) -> str:
+    """Written out once per process: every write of the management API runs it, and the ORM took
+    longer to build it than PostgreSQL takes to run it."""
+    quote = connection.ops.quote_name
+    moved = [quote("data_version")] + ([quote("version")] if flag_definitions else [])
+    assignments = ", ".join(f"{column} = {column} + 1" for column in moved)
+    table = quote(FlagDefinitionsVersion._meta.db_table)
+    return f"UPDATE {table} SET {assignments} WHERE {quote('project_id')} = %s"
+
+
+def _bump(project_id: int, *, flag_definitions: bool) -> None:
+    statement = _bump_statement(flag_definitions)
+    with connection.cursor() as cursor:
+        cursor.execute(statement, [project_id])
+        if cursor.rowcount:
+            return
+    try:
+        with transaction.atomic():
+            FlagDefinitionsVersion.objects.create(
+                project_id=project_id, version=1 if flag_definitions else 0, data_version=1
+            )
+    except IntegrityError:
+        # A concurrent first bump created the row (or the project is being deleted).
+        with connection.cursor() as cursor:
+            cursor.execute(statement, [project_id])
 
 
 def project_data_changed(project_id: int, *, flag_definitions: bool = False) -> None:
-    """Announce a change made without model signals (bulk writes): bumps the counters now."""
+    """Announce a change made without model signals (bulk writes): bumps the counters (now, or at
+    the end of the enclosing `atomic_moving_versions_once` block)."""
     project_versions_bump([project_id], flag_definitions=flag_definitions)
 
 

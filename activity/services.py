@@ -8,6 +8,7 @@ from uuid import UUID
 
 from accounts.models import Project, User
 from activity.models import ActivityLog
+from experiments_api.rows import insert_row
 
 CHANGED = "changed"
 CREATED = "created"
@@ -38,6 +39,9 @@ def changes_between(scope: str, before: dict[str, Any], after: dict[str, Any]) -
     `created`, value to empty is `deleted`, anything else that differs is `changed`."""
     changes = []
     for field in sorted(set(before) | set(after)):
+        if before.get(field) == after.get(field):
+            # Equal values render to equal JSON: nothing to compare further (the common case).
+            continue
         old, new = to_json_value(before.get(field)), to_json_value(after.get(field))
         if old == new or (is_empty(old) and is_empty(new)):
             continue
@@ -63,7 +67,9 @@ def activity_log_record(
     detail_type: str | None = None,
     extra: dict[str, Any] | None = None,
 ) -> ActivityLog:
-    """Store one activity entry for `project`, attributed to the acting `user` (system when None)."""
+    """Store one activity entry for `project`, attributed to the acting `user` (system when None).
+    Every write stores one or more, so the INSERT is written out once per process (no model signals
+    are sent for entries; nothing listens to them)."""
     detail: dict[str, Any] = {
         "id": str(item_id),
         "name": name,
@@ -74,7 +80,7 @@ def activity_log_record(
     }
     if extra:
         detail.update(to_json_value(extra))
-    return ActivityLog.objects.create(
+    entry = ActivityLog(
         project=project,
         organization_id=project.organization_id,
         user=user if user is not None and user.is_authenticated else None,
@@ -84,6 +90,8 @@ def activity_log_record(
         activity=activity,
         detail=detail,
     )
+    insert_row(entry)
+    return entry
 
 
 def activity_log_changes(

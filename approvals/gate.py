@@ -20,10 +20,11 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 from django.apps import apps
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 from accounts.models import OrganizationMembership, Project, User
@@ -92,6 +93,9 @@ class ApplyContext:
 
 
 current_apply: ContextVar[ApplyContext | None] = ContextVar("approval_apply", default=None)
+# The organization a running gated call found without policies: the gated calls it makes (a create
+# creating its flag) are part of the same write, so they do not ask again.
+ungated_organization: ContextVar[Any] = ContextVar("ungated_organization", default=None)
 
 
 # --- recording a call as plain JSON ----------------------------------------------------------
@@ -262,8 +266,21 @@ class Decision:
         return bool(self.conflict) or self.policy is not None
 
 
+@cache
+def _policies_exist_statement() -> str:
+    quote = connection.ops.quote_name
+    return (
+        f"SELECT EXISTS (SELECT 1 FROM {quote(ApprovalPolicy._meta.db_table)} "
+        f"WHERE {quote('organization_id')} = %s AND {quote('enabled')})"
+    )
+
+
 def organization_has_policies(organization_id: Any) -> bool:
-    return ApprovalPolicy.objects.filter(organization_id=organization_id, enabled=True).exists()
+    """Whether the organization has an enabled policy. Every gated write asks first, so the
+    statement is written out once per process instead of built by the ORM each time."""
+    with connection.cursor() as cursor:
+        cursor.execute(_policies_exist_statement(), [organization_id])
+        return cursor.fetchone()[0]
 
 
 def membership_level(user: User | None, organization_id: Any) -> int | None:
@@ -377,8 +394,16 @@ def approval_gate(
             if current_recorder.get() is not None:
                 return function(**kwargs)
             call_project = project(kwargs)
-            if current_apply.get() is None and not organization_has_policies(call_project.organization_id):
-                return function(**kwargs)
+            organization_id = call_project.organization_id
+            if current_apply.get() is None:
+                if ungated_organization.get() == organization_id:
+                    return function(**kwargs)
+                if not organization_has_policies(organization_id):
+                    token = ungated_organization.set(organization_id)
+                    try:
+                        return function(**kwargs)
+                    finally:
+                        ungated_organization.reset(token)
             service = GATED_SERVICES[name]
             preconditions = preconditions_of(resource(kwargs))
             recorder = Recorder(flag_action_keys=(flag_action_keys or (lambda _: {}))(kwargs))

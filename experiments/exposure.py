@@ -9,7 +9,8 @@ from rest_framework.exceptions import ValidationError
 
 from accounts.models import User
 from activity.services import activity_log_record
-from experiments.lifecycle import EXPERIMENT_ACTIVITY_SCOPE, lock_experiment_and_flag
+from experiments.lifecycle import EXPERIMENT_ACTIVITY_SCOPE
+from experiments.locking import lock_experiment_and_flag
 from experiments.models import Experiment
 from flags.models import Cohort
 
@@ -90,7 +91,8 @@ def cohort_name(experiment: Experiment) -> str:
 def experiment_create_exposure_cohort(*, experiment: Experiment, user: User | None) -> Cohort:
     """Create and link the experiment's exposure cohort. Refused for drafts and when one exists."""
     with transaction.atomic():
-        experiment, _ = lock_experiment_and_flag(experiment.pk)
+        # The view found the experiment live; it stays found if it was deleted since, as a PATCH's does.
+        experiment, _ = lock_experiment_and_flag(experiment, include_deleted=True)
         if experiment.start_date is None:
             raise ValidationError(NO_START_DATE)
         if experiment.exposure_cohort_id is not None:

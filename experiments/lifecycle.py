@@ -18,20 +18,23 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import models, transaction
+from django.db import models
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
 from accounts.models import User
+from accounts.versions import atomic_moving_versions_once
 from activity.services import activity_log_record, changes_between
 from approvals.gate import approval_gate
 from approvals.observer import Facet, condition_state, report_facet
 from experiments.flag_config import shipped_filters
+from experiments.locking import lock_experiment_and_flag
 from experiments.metrics import refresh_fingerprints
 from experiments.models import Experiment
 from experiments.validation import validate_flag_for_experiment
+from experiments_api.rows import update_row
 from flags.models import FeatureFlag
-from flags.services import flag_apply_changes, flag_lock, flag_snapshot
+from flags.services import flag_apply_changes, flag_snapshot
 
 EXPERIMENT_ACTIVITY_SCOPE = "Experiment"
 
@@ -108,6 +111,15 @@ ACTIVITY_NAMES = {
 }
 
 EXPERIMENT_LIFECYCLE_FIELDS = ("start_date", "end_date", "archived", "conclusion", "conclusion_comment")
+# The columns a transition writes: the lifecycle fields, the metrics (their fingerprints follow the
+# start date), `updated_at` and the stored `status`. The row is locked, so the others are as read.
+TRANSITION_WRITTEN_FIELDS = (
+    *EXPERIMENT_LIFECYCLE_FIELDS,
+    "metrics",
+    "metrics_secondary",
+    "updated_at",
+    "status",
+)
 
 # The approval policy key of each transition, and which flag change it governs first.
 APPROVAL_KEYS = {
@@ -263,21 +275,6 @@ def refusal(transition: Transition, experiment: Experiment, flag: FeatureFlag) -
     return TRANSITIONS[transition][experiment_status(experiment, flag)]
 
 
-def lock_experiment_and_flag(experiment_id: int) -> tuple[Experiment, FeatureFlag]:
-    """Lock the experiment row, then its flag row (always in this order, so locks cannot deadlock).
-    The experiment is read with the rows its representation shows (only its own row is locked), so
-    the result can be rendered without reading it again; the flag shares its project."""
-    experiment = (
-        Experiment.objects.select_for_update(of=("self",))
-        .select_related("project", "created_by", "holdout__created_by")
-        .get(pk=experiment_id)
-    )
-    flag = flag_lock(flag_id=experiment.feature_flag_id)
-    flag.project = experiment.project
-    experiment.feature_flag = flag
-    return experiment, flag
-
-
 def assert_launchable(flag: FeatureFlag) -> None:
     """The flag guards of launching (also used when a PATCH sets a draft's start_date)."""
     if flag.deleted:
@@ -328,11 +325,13 @@ def record_transition(
 def transition_of(
     transition: Transition, experiment: Experiment, *, user: User | None
 ) -> Iterator[tuple[Experiment, FeatureFlag, list[dict[str, Any]]]]:
-    """One transition in one transaction: lock the experiment and its flag, re-read the status
+    """One transition in one transaction: lock the experiment and its flag (raising
+    `Experiment.DoesNotExist` when the project has no such live experiment), re-read the status
     under the lock and refuse an illegal transition; the body changes the locked rows (and may add
-    activity changes to the yielded list); then the transition is recorded."""
-    with transaction.atomic():
-        locked, flag = lock_experiment_and_flag(experiment.pk)
+    activity changes to the yielded list); then the transition is recorded, and the project's
+    counters move once."""
+    with atomic_moving_versions_once():
+        locked, flag = lock_experiment_and_flag(experiment)
         message = refusal(transition, locked, flag)
         if message:
             raise ValidationError(message)
@@ -347,6 +346,14 @@ def transition_of(
             flag_before=flag_before,
             extra_changes=extra_changes,
         )
+
+
+def save_transition(experiment: Experiment) -> None:
+    """Write what a transition changed, as `Experiment.save` would (the stored status follows the
+    dates; the model's signals move the project's counters). The UPDATE is written out once per
+    process: the ORM took longer to build it than PostgreSQL takes to run it."""
+    experiment.status = experiment.stored_status()
+    update_row(experiment, TRANSITION_WRITTEN_FIELDS)
 
 
 def start_running(
@@ -366,7 +373,7 @@ def experiment_launch(*, experiment: Experiment, user: User | None) -> Experimen
     untouched). Raises if not a draft, if the flag is deleted, or lacks two variants / `control`."""
     with transition_of(Transition.LAUNCH, experiment, user=user) as (experiment, flag, _):
         start_running(experiment, flag, user=user, start_date=timezone.now())
-        experiment.save()
+        save_transition(experiment)
     return experiment
 
 
@@ -400,7 +407,7 @@ def experiment_end(
         experiment.end_date = timezone.now()
         experiment.conclusion = conclusion
         experiment.conclusion_comment = conclusion_comment
-        experiment.save()
+        save_transition(experiment)
     return experiment
 
 
@@ -435,7 +442,7 @@ def experiment_ship_variant(
             experiment.conclusion = conclusion
         if conclusion_comment_given:
             experiment.conclusion_comment = conclusion_comment
-        experiment.save()
+        save_transition(experiment)
         extra_changes.append(
             {
                 "type": EXPERIMENT_ACTIVITY_SCOPE,
@@ -458,7 +465,7 @@ def experiment_reset(*, experiment: Experiment, user: User | None) -> Experiment
         experiment.conclusion = None
         experiment.conclusion_comment = None
         refresh_fingerprints(experiment)
-        experiment.save()
+        save_transition(experiment)
     return experiment
 
 
@@ -467,7 +474,7 @@ def experiment_archive(*, experiment: Experiment, user: User | None) -> Experime
     """Hide an ended experiment from the default list."""
     with transition_of(Transition.ARCHIVE, experiment, user=user) as (experiment, _, _):
         experiment.archived = True
-        experiment.save()
+        save_transition(experiment)
     return experiment
 
 
@@ -476,7 +483,7 @@ def experiment_unarchive(*, experiment: Experiment, user: User | None) -> Experi
     """Show an archived experiment in the default list again."""
     with transition_of(Transition.UNARCHIVE, experiment, user=user) as (experiment, _, _):
         experiment.archived = False
-        experiment.save()
+        save_transition(experiment)
     return experiment
 
 

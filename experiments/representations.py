@@ -6,8 +6,9 @@ from accounts.representations import user_basic
 from experiments.fields import AS_STORED_IN_DETAIL_ONLY, AS_STORED_IN_LIST, DETAIL_FIELDS, LIST_FIELDS
 from experiments.flag_config import flag_config_projection
 from experiments.lifecycle import experiment_status
+from experiments.links import experiment_links
 from experiments.models import Experiment, ExperimentToSavedMetric
-from experiments.selectors import experiment_links, is_legacy
+from experiments.selectors import is_legacy
 from experiments_api.representation import api_datetime
 from flags.representations import minimal_flag
 from holdouts.representations import holdout_body

@@ -1,15 +1,17 @@
 """Experiment reads: the list and the detail at a fixed number of queries, PostHog's status filter
-and ordering, an experiment's saved-metric links."""
+and ordering."""
 
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import connection
-from django.db.models import BooleanField, Case, CharField, F, Prefetch, Q, QuerySet, Value, When
+from django.db.models import BooleanField, Case, CharField, F, Q, QuerySet, Value, When
 from django.db.models.functions import Coalesce, Now, NullIf
 from rest_framework.exceptions import ValidationError
 
 from accounts.models import Project
 from experiments.lifecycle import ExperimentStatus
+from experiments.links import experiment_links, links_prefetch
 from experiments.models import LEGACY_METRIC_KINDS, Experiment, ExperimentToSavedMetric
 from experiments_api.parsers import json_value
 
@@ -31,31 +33,6 @@ STATUS_ALIASES = {"complete": ExperimentStatus.STOPPED}
 TRUE_VALUES = ("true", "1", "yes")
 
 
-def links_prefetch() -> Prefetch:
-    return Prefetch(
-        "experimenttosavedmetric_set",
-        queryset=ExperimentToSavedMetric.objects.select_related("saved_metric").order_by("created_at", "id"),
-        to_attr="prefetched_links",
-    )
-
-
-def experiment_links(experiment: Experiment) -> list[ExperimentToSavedMetric]:
-    """The experiment's saved-metric links in their display order, read once and kept on the
-    instance (where a list's prefetch puts them too)."""
-    links = getattr(experiment, "prefetched_links", None)
-    if links is None:
-        links = list(
-            experiment.experimenttosavedmetric_set.select_related("saved_metric").order_by("created_at", "id")
-        )
-        experiment.prefetched_links = links
-    return links
-
-
-def forget_links(experiment: Experiment) -> None:
-    """Drop the links kept on the instance after they were changed, so the next read is fresh."""
-    experiment.__dict__.pop("prefetched_links", None)
-
-
 def experiment_queryset(project: Project, *, include_deleted: bool = False) -> QuerySet[Experiment]:
     """Experiments of a project with everything their representation needs, in fixed queries."""
     queryset = (
@@ -71,6 +48,20 @@ def experiment_to_lock(project: Project, *, include_deleted: bool = False) -> Qu
     row: the row and its project (which the approval gate needs), nothing else."""
     queryset = Experiment.objects.filter(project=project).select_related("project")
     return queryset if include_deleted else queryset.filter(deleted=False)
+
+
+def experiment_reference(project: Project, experiment_id: Any) -> Experiment:
+    """The experiment `experiment_id` (as the URL gives it) names in `project`, not read: only its id
+    and project are loaded, the rest deferred, for a service that reads the row itself under its
+    lock (`locking.lock_experiment_and_flag`, which raises `Experiment.DoesNotExist` when the
+    project has no such experiment). An id that cannot be one raises `Experiment.DoesNotExist`."""
+    try:
+        pk = Experiment._meta.pk.to_python(experiment_id)
+    except DjangoValidationError:
+        raise Experiment.DoesNotExist from None
+    experiment = Experiment.from_db(Experiment.objects.db, ["id", "project_id"], [pk, project.id])
+    experiment.project = project
+    return experiment
 
 
 def parse_created_by_ids(raw: str) -> list[int]:

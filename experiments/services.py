@@ -8,10 +8,10 @@ refused request changes nothing. Lifecycle transitions live in `experiments/life
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
 from rest_framework.exceptions import ValidationError
 
 from accounts.models import Project, User
+from accounts.versions import atomic_moving_versions_once
 from activity.services import activity_log_record, to_json_value
 from approvals.gate import approval_gate
 from experiments import lifecycle
@@ -22,6 +22,7 @@ from experiments.flag_config import (
     new_flag_filters,
 )
 from experiments.lifecycle import EXPERIMENT_ACTIVITY_SCOPE
+from experiments.links import set_links_presence
 from experiments.metrics import (
     assign_metric_uuids,
     metric_uuids,
@@ -130,7 +131,7 @@ def experiment_create(
     leaves no flag behind."""
     stored_fields = plain_field_values(plain_fields)
     stored_parameters, flag_config = split_parameters(parameters)
-    with transaction.atomic():
+    with atomic_moving_versions_once():
         saved_metrics = resolve_saved_metrics(project, saved_metrics_ids)
         seen = {
             (metric.query or {}).get("uuid")
@@ -251,6 +252,7 @@ def experiment_create(
             sync_saved_metric_links(
                 experiment, user=user, saved_metrics_ids=saved_metrics_ids, saved_metrics=saved_metrics
             )
+        set_links_presence(experiment, bool(saved_metrics_ids))
         validate_orderings(
             {
                 "metrics": experiment.metrics,

@@ -10,20 +10,22 @@ from copy import deepcopy
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import transaction
 from rest_framework.exceptions import ValidationError
 
 from accounts.models import User
+from accounts.versions import atomic_moving_versions_once
 from activity.services import activity_log_record, changes_between, to_json_value
 from approvals.gate import approval_gate
 from experiments import lifecycle
 from experiments.fields import TRACKED_FIELDS, UPDATABLE_FIELDS
 from experiments.flag_config import changed_flag_config, flag_changes_for_config
 from experiments.lifecycle import EXPERIMENT_ACTIVITY_SCOPE
+from experiments.links import experiment_links, forget_links
+from experiments.locking import lock_experiment_and_flag
 from experiments.metrics import assign_metric_uuids, metric_uuids, refresh_fingerprints, synced_ordering
 from experiments.models import Experiment, ExperimentSavedMetric, ExperimentToSavedMetric
 from experiments.saved_metrics import link_uuids_by_type, resolve_saved_metrics, sync_saved_metric_links
-from experiments.selectors import experiment_links, forget_links, is_legacy
+from experiments.selectors import is_legacy
 from experiments.services import EXPERIMENT_FLAG_ACTION_KEYS, baseline_key, validate_orderings
 from experiments.validation import (
     GLOBAL_FILTER_PROPERTIES,
@@ -89,8 +91,9 @@ def experiment_update(
     (setting a draft's start_date launches it, with the launch guards); `deleted` soft-deletes or
     restores. Everything is validated and planned before anything is written; the experiment, its
     flag, its links and the activity entries change in one transaction, with the rows locked."""
-    with transaction.atomic():
-        experiment, flag = lifecycle.lock_experiment_and_flag(experiment.pk)
+    with atomic_moving_versions_once():
+        # The view found the experiment (a deleted one only for a restore).
+        experiment, flag = lock_experiment_and_flag(experiment, include_deleted=True)
         links = experiment_links(experiment)
         values = update_validate(experiment, flag, data, links)
         plan = update_plan(

@@ -1,3 +1,4 @@
+from collections.abc import Callable
 from typing import Any
 
 from django.db.models import QuerySet
@@ -34,6 +35,7 @@ from experiments.saved_metrics import saved_metric_create, saved_metric_delete, 
 from experiments.selectors import (
     experiment_list,
     experiment_queryset,
+    experiment_reference,
     experiment_to_lock,
     parse_created_by_ids,
 )
@@ -54,14 +56,14 @@ from experiments.updates import experiment_update
 from experiments_api.mixins import BodylessActionsMixin, SoftDeletedModelViewSet
 from experiments_api.pagination import MAX_OFFSET
 from experiments_api.response_cache import VersionedResponseCacheMixin
-from experiments_api.serializers import validated_body
+from experiments_api.serializers import ActionBodySerializer, body_of_bodyless_action, validated_body
 from flags.selectors import eligible_flags_for_experiments
 from flags.serializers import CohortSerializer, FeatureFlagSerializer
 
 WRITE = ["experiment:write"]
 CREATE_ONLY_FIELDS = ("allow_unknown_events", "update_feature_flag_params", "_create_in_folder")
-# Actions whose service re-reads the experiment under a lock (with what the response shows): the
-# view's own read only finds the row and its project.
+# Actions whose service reads the experiment under a lock (with what the response shows): the view's
+# own read, if it makes one, only finds the row and its project.
 LOCKING_ACTIONS = frozenset(
     {
         "update",
@@ -159,77 +161,102 @@ class ExperimentViewSet(
         )
         return self.respond(experiment)
 
+    def action_body(self, serializer_class: type[ActionBodySerializer] | None = None) -> dict[str, Any]:
+        """A lifecycle action's body: validated by `serializer_class`, or, for an action that takes
+        none, checked and ignored (`body_of_bodyless_action`). A refused body is answered only once
+        the experiment is found, so a missing experiment is a 404 whatever the body."""
+        try:
+            if serializer_class is None:
+                body_of_bodyless_action(self.request)
+                return {}
+            return validated_body(self.request, serializer_class)
+        except exceptions.APIException:
+            self.get_object()
+            raise
+
+    def transition(self, service: Callable[..., Experiment], **arguments: Any) -> Response:
+        """Run a lifecycle service on the experiment the URL names and render what it returns. The
+        view does not read the row: the service reads it once, under its lock, and a project without
+        that live experiment is a 404 from there."""
+        try:
+            experiment = service(
+                experiment=experiment_reference(
+                    self.project, self.kwargs[self.lookup_url_kwarg or self.lookup_field]
+                ),
+                user=self.request.user,
+                **arguments,
+            )
+        except Experiment.DoesNotExist:
+            raise exceptions.NotFound() from None
+        return self.respond(experiment)
+
     @extend_schema(request=None, responses=ExperimentSerializer)
     @action(detail=True, methods=["post"], required_scopes=WRITE)
     def launch(self, request: Request, *args, **kwargs) -> Response:
         """Launch a draft experiment: activates its flag and sets start_date to now."""
-        return self.respond(lifecycle.experiment_launch(experiment=self.get_object(), user=request.user))
+        self.action_body()
+        return self.transition(lifecycle.experiment_launch)
 
     @extend_schema(request=None, responses=ExperimentSerializer)
     @action(detail=True, methods=["post"], required_scopes=WRITE)
     def pause(self, request: Request, *args, **kwargs) -> Response:
         """Pause a running experiment: deactivates its flag."""
-        return self.respond(lifecycle.experiment_pause(experiment=self.get_object(), user=request.user))
+        self.action_body()
+        return self.transition(lifecycle.experiment_pause)
 
     @extend_schema(request=None, responses=ExperimentSerializer)
     @action(detail=True, methods=["post"], required_scopes=WRITE)
     def resume(self, request: Request, *args, **kwargs) -> Response:
         """Resume a paused experiment: reactivates its flag."""
-        return self.respond(lifecycle.experiment_resume(experiment=self.get_object(), user=request.user))
+        self.action_body()
+        return self.transition(lifecycle.experiment_resume)
 
     @extend_schema(request=EndExperimentSerializer, responses=ExperimentSerializer)
     @action(detail=True, methods=["post"], required_scopes=WRITE)
     def end(self, request: Request, *args, **kwargs) -> Response:
         """End a running experiment without shipping a variant; the flag is not modified."""
-        experiment = self.get_object()
-        values = validated_body(request, EndExperimentSerializer)
-        return self.respond(
-            lifecycle.experiment_end(
-                experiment=experiment,
-                user=request.user,
-                conclusion=values.get("conclusion"),
-                conclusion_comment=values.get("conclusion_comment"),
-            )
+        values = self.action_body(EndExperimentSerializer)
+        return self.transition(
+            lifecycle.experiment_end,
+            conclusion=values.get("conclusion"),
+            conclusion_comment=values.get("conclusion_comment"),
         )
 
     @extend_schema(request=ShipVariantSerializer, responses=ExperimentSerializer)
     @action(detail=True, methods=["post"], required_scopes=WRITE)
     def ship_variant(self, request: Request, *args, **kwargs) -> Response:
         """Roll one variant out to 100% and end the experiment if it is running."""
-        experiment = self.get_object()
-        values = validated_body(request, ShipVariantSerializer)
-        return self.respond(
-            lifecycle.experiment_ship_variant(
-                experiment=experiment,
-                user=request.user,
-                variant_key=values["variant_key"],
-                release_to_everyone=values["release_to_everyone"],
-                conclusion=values.get("conclusion"),
-                conclusion_comment=values.get("conclusion_comment"),
-                conclusion_given="conclusion" in values,
-                conclusion_comment_given="conclusion_comment" in values,
-            )
+        values = self.action_body(ShipVariantSerializer)
+        return self.transition(
+            lifecycle.experiment_ship_variant,
+            variant_key=values["variant_key"],
+            release_to_everyone=values["release_to_everyone"],
+            conclusion=values.get("conclusion"),
+            conclusion_comment=values.get("conclusion_comment"),
+            conclusion_given="conclusion" in values,
+            conclusion_comment_given="conclusion_comment" in values,
         )
 
     @extend_schema(request=None, responses=ExperimentSerializer)
     @action(detail=True, methods=["post"], required_scopes=WRITE)
     def reset(self, request: Request, *args, **kwargs) -> Response:
         """Reset an experiment back to draft; the flag is left unchanged."""
-        return self.respond(lifecycle.experiment_reset(experiment=self.get_object(), user=request.user))
+        self.action_body()
+        return self.transition(lifecycle.experiment_reset)
 
     @extend_schema(request=ArchiveExperimentSerializer, responses=ExperimentSerializer)
     @action(detail=True, methods=["post"], required_scopes=WRITE)
     def archive(self, request: Request, *args, **kwargs) -> Response:
         """Archive an ended experiment."""
-        experiment = self.get_object()
-        validated_body(request, ArchiveExperimentSerializer)
-        return self.respond(lifecycle.experiment_archive(experiment=experiment, user=request.user))
+        self.action_body(ArchiveExperimentSerializer)
+        return self.transition(lifecycle.experiment_archive)
 
     @extend_schema(request=None, responses=ExperimentSerializer)
     @action(detail=True, methods=["post"], required_scopes=WRITE)
     def unarchive(self, request: Request, *args, **kwargs) -> Response:
         """Unarchive an archived experiment."""
-        return self.respond(lifecycle.experiment_unarchive(experiment=self.get_object(), user=request.user))
+        self.action_body()
+        return self.transition(lifecycle.experiment_unarchive)
 
     @extend_schema(request=DuplicateExperimentSerializer, responses={201: ExperimentSerializer})
     @action(detail=True, methods=["post"], required_scopes=WRITE)

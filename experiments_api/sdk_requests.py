@@ -10,10 +10,13 @@ import base64
 import binascii
 import json
 import zlib
+from collections.abc import Mapping
+from functools import lru_cache
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import parse_qs
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
 
 from experiments_api.parsers import structure_problem
 
@@ -22,6 +25,22 @@ PROJECT_TOKEN_FIELDS = ("api_key", "token", "$token")
 GZIP_MAGIC = b"\x1f\x8b"
 GZIP_COMPRESSION_NAMES = ("gzip", "gzip-js")
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+
+
+# Query strings whose parameters one process keeps; SDKs send the same few over and over.
+QUERY_STRINGS_HELD = 256
+
+
+def query_parameters(request: HttpRequest) -> Mapping[str, str]:
+    """The request's query parameters, the last value of each, as `request.GET.get` reads them:
+    parsed once per process for each query string instead of on every request."""
+    return _parsed_query(request.META.get("QUERY_STRING", ""))
+
+
+@lru_cache(maxsize=QUERY_STRINGS_HELD)
+def _parsed_query(query_string: str) -> Mapping[str, str]:
+    # Encoded as `WSGIRequest.GET` encodes the WSGI string before parsing it.
+    return MappingProxyType(dict(QueryDict(query_string.encode("iso-8859-1")).items()))
 
 
 class PayloadError(ValueError):
@@ -54,7 +73,7 @@ def _inflate(data: bytes, limit: int, wbits: int) -> bytes:
 def decompress(request: HttpRequest, body: bytes, limit: int) -> bytes:
     """Undo gzip (header, `?compression=gzip[-js]` or magic bytes) or deflate compression."""
     encoding = request.headers.get("Content-Encoding", "").strip().lower()
-    compression = request.GET.get("compression", "").strip().lower()
+    compression = query_parameters(request).get("compression", "").strip().lower()
     if encoding == "gzip" or compression in GZIP_COMPRESSION_NAMES or body.startswith(GZIP_MAGIC):
         return _inflate(body, limit, wbits=16 + zlib.MAX_WBITS)
     if encoding == "deflate":

@@ -17,6 +17,7 @@ import json
 import time
 import uuid
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
@@ -40,11 +41,12 @@ from experiments_api.sdk_requests import (
     PROJECT_TOKEN_FIELDS,
     PayloadError,
     decode_payload,
+    query_parameters,
     read_body,
     with_sdk_cors,
 )
 from flags.compiled import evaluate_compiled_flags
-from flags.definitions import ProjectFlagDefinitions, project_flag_definitions
+from flags.definitions import PROCESS_CACHE_PROJECTS, ProjectFlagDefinitions, project_flag_definitions
 from flags.evaluation import (
     MAX_DISTINCT_ID_LENGTH,
     EvaluationContext,
@@ -160,7 +162,9 @@ def _evaluate_request(request: HttpRequest, *, from_decide: bool) -> dict[str, A
     )
     results = evaluate_compiled_flags(flags, context)
     version = _requested_version(request)
-    if uses_v2_shape(version, from_decide=from_decide, config_requested="config" in request.GET):
+    if uses_v2_shape(
+        version, from_decide=from_decide, config_requested="config" in query_parameters(request)
+    ):
         return v2_body(results, definitions)
     return response_shape(results, version=version, from_decide=from_decide)
 
@@ -214,7 +218,7 @@ def _requested_keys(payload: Mapping[str, Any]) -> set[str] | None:
 
 
 def _requested_version(request: HttpRequest) -> int | None:
-    raw = request.GET.get("v", "").strip()
+    raw = query_parameters(request).get("v", "").strip()
     try:
         return int(float(raw)) if raw else None
     except (ValueError, OverflowError):
@@ -334,7 +338,7 @@ def definitions_view(request: HttpRequest) -> HttpResponse:
     secret = secret_read_bearer(request)
     if isinstance(secret, HttpResponse):
         return secret
-    token = request.GET.get("token", "").strip()
+    token = query_parameters(request).get("token", "").strip()
     if not token:
         return json_error_response(
             401, "authentication_error", "authentication_failed", MISSING_DEFINITIONS_TOKEN
@@ -372,13 +376,24 @@ def definitions_reader_project(secret: str, token: str) -> DeliveryProject | Htt
 def definitions_response(request: HttpRequest, project: DeliveryProject) -> HttpResponse:
     """The project's definitions, or 304 when the caller's `If-None-Match` already holds them."""
     definitions = project_flag_definitions(project)
-    if _etag_matches(request.headers.get("If-None-Match", ""), definitions):
-        response = HttpResponse(status=304)
-    else:
-        response = HttpResponse(definitions.body, content_type="application/json")
-    response["ETag"] = definitions.etag
-    response["Cache-Control"] = "private, must-revalidate"
-    return response
+    # Read from META: `request.headers` would decode every header of the request to find this one.
+    not_modified = _etag_matches(request.META.get("HTTP_IF_NONE_MATCH", ""), definitions)
+    not_modified_headers, body_headers = _definitions_headers(definitions.etag)
+    if not_modified:
+        return HttpResponse(status=304, headers=not_modified_headers)
+    return HttpResponse(definitions.body, headers=body_headers)
+
+
+@lru_cache(maxsize=PROCESS_CACHE_PROJECTS)
+def _definitions_headers(etag: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The headers of a 304 and of a full answer for definitions with this ETag, in the order they
+    are sent; built once per definitions version instead of header by header on every poll. The
+    304 carries the Content-Type Django gives a response that names none."""
+    validators = {"ETag": etag, "Cache-Control": "private, must-revalidate"}
+    return (
+        {"Content-Type": f"text/html; charset={settings.DEFAULT_CHARSET}", **validators},
+        {"Content-Type": "application/json", **validators},
+    )
 
 
 def definitions_reader_check(secret: str, token: str) -> tuple[DeliveryProject | None, str | None]:

@@ -7,6 +7,7 @@ from typing import Any
 from django.db import transaction
 
 from accounts.models import Project, User
+from accounts.versions import atomic_moving_versions_once
 from activity.services import activity_log_changes, activity_log_record
 from approvals.gate import approval_gate
 from approvals.observer import Facet, report_facet
@@ -89,8 +90,10 @@ def holdout_update(
     *, holdout: ExperimentHoldout, user: User | None, changes: dict[str, Any]
 ) -> ExperimentHoldout:
     """Change a holdout. New filters rewrite `filters.holdout` on every linked experiment's flag,
-    running experiments included; a name or description change touches no flag."""
-    with transaction.atomic():
+    running experiments included; a name or description change touches no flag. The project's
+    counters move once, last (after the flags are locked, as a launch moves them after locking its
+    flag, so the two cannot wait on each other)."""
+    with atomic_moving_versions_once():
         holdout = ExperimentHoldout.objects.select_for_update().get(pk=holdout.pk)
         before = holdout_snapshot(holdout)
         exclusion_before = holdout.exclusion_percentage
@@ -134,8 +137,9 @@ def holdout_update(
     flag_action_keys=lambda kwargs: {"update": HOLDOUT_DELETE_KEYS},
 )
 def holdout_delete(*, holdout: ExperimentHoldout, user: User | None) -> None:
-    """Delete a holdout: linked flags lose `filters.holdout`, linked experiments are detached."""
-    with transaction.atomic():
+    """Delete a holdout: linked flags lose `filters.holdout`, linked experiments are detached. The
+    project's counters move once, last (as for `holdout_update`)."""
+    with atomic_moving_versions_once():
         holdout = ExperimentHoldout.objects.select_for_update().get(pk=holdout.pk)
         for flag in linked_flags(holdout):
             set_flag_holdout(flag, user, None)

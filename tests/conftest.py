@@ -68,6 +68,23 @@ def fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+def commits_its_writes(request: pytest.FixtureRequest) -> bool:
+    """Whether the test's writes are committed (a transactional database), not rolled back."""
+    marker = request.node.get_closest_marker("django_db")
+    if marker is not None and (marker.kwargs.get("transaction") or (marker.args and marker.args[0])):
+        return True
+    return bool({"transactional_db", "live_server"} & set(request.fixturenames))
+
+
+@pytest.fixture(autouse=True)
+def identity_lease_only_where_writes_commit(request, settings):
+    """An identity write waits out the identity lease after its commit (accounts/identity_versions.py);
+    in a test whose writes are rolled back instead, nothing ever commits, so those tests run as a
+    server with IDENTITY_LEASE_SECONDS=0 would. Tests whose writes commit keep the configured lease."""
+    if not commits_its_writes(request):
+        settings.IDENTITY_LEASE_SECONDS = 0
+
+
 @pytest.fixture(autouse=True)
 def clear_cache():
     cache.clear()

@@ -20,7 +20,14 @@ from experiments.lifecycle import (
 from experiments.models import Experiment
 from experiments.validation import FLAG_WITHOUT_CONTROL, TOO_FEW_VARIANTS
 from flags.models import FeatureFlag
-from tests.experiments.helpers import create_experiment, db_state, flag_for, mean_metric, validation_error
+from tests.experiments.helpers import (
+    NOT_FOUND,
+    create_experiment,
+    db_state,
+    flag_for,
+    mean_metric,
+    validation_error,
+)
 from tests.factories import (
     ExperimentFactory,
     ExperimentHoldoutFactory,
@@ -642,6 +649,47 @@ def test_actions_accept_no_trailing_slash_and_current_project(api):
 def test_a_missing_experiment_is_a_404_whatever_the_body(api):
     assert act(api, 999999, "launch", []).status_code == 404
     assert act(api, 999999, "end", []).status_code == 404
+
+
+@pytest.mark.parametrize("action", ["launch", "reset", "end", "archive", "ship_variant"])
+def test_a_missing_experiment_is_a_404_before_a_strictly_refused_body(api, action):
+    """The view does not read the experiment before its service does, except to answer 404 rather
+    than the body's 400 when both are wrong."""
+    response = api.post(
+        api.url(f"experiments/999999/{action}/"), {"unknown": 1}, format="json", HTTP_PREFER="handling=strict"
+    )
+    assert response.status_code == 404, response.json()
+    assert response.json() == NOT_FOUND
+
+
+@pytest.mark.parametrize("action", ["launch", "reset", "end", "archive", "ship_variant"])
+def test_a_strictly_refused_body_changes_nothing(api, action):
+    experiment = ExperimentFactory(project=api.project, start_date=T0, end_date=T1)
+    before = db_state(experiment.id)
+    response = api.post(
+        api.url(f"experiments/{experiment.id}/{action}/"),
+        {"unknown": 1},
+        format="json",
+        HTTP_PREFER="handling=strict",
+    )
+    assert response.status_code == 400, response.json()
+    assert db_state(experiment.id) == before
+
+
+@pytest.mark.parametrize("experiment_id", ["abc", str(2**63), str(2**70), "-1", "0"])
+def test_an_id_that_names_no_experiment_is_a_404(api, experiment_id):
+    for action in ("launch", "pause", "reset", "end"):
+        response = act(api, experiment_id, action)
+        assert response.status_code == 404, (action, response.content)
+        assert response.json() == NOT_FOUND
+
+
+def test_a_deleted_experiment_cannot_change_state(api):
+    experiment = ExperimentFactory(project=api.project, deleted=True)
+    before = db_state(experiment.id)
+    for action in ("launch", "pause", "resume", "end", "reset", "archive", "unarchive"):
+        assert act(api, experiment.id, action).status_code == 404, action
+    assert db_state(experiment.id) == before
 
 
 def test_the_browsable_api_form_token_is_not_an_unknown_field(api):

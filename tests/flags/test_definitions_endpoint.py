@@ -92,6 +92,53 @@ def test_weak_etag_and_304(client, project, api):
     assert other.status_code == 200
 
 
+def test_the_full_answer_and_the_304_carry_their_headers_in_order(client, project, api):
+    FeatureFlagFactory(project=project, key="alpha")
+    full = get_definitions(client, project, api.secret)
+    etag = full["ETag"]
+    not_modified = get_definitions(client, project, api.secret, **{"If-None-Match": etag})
+
+    def headers(response) -> list[tuple[str, str]]:
+        return [(name, value) for name, value in response.items() if name != "X-Request-ID"]
+
+    stack = [
+        ("X-Content-Type-Options", "nosniff"),
+        ("Referrer-Policy", "same-origin"),
+        ("Cross-Origin-Opener-Policy", "same-origin"),
+    ]
+    validators = [("ETag", etag), ("Cache-Control", "private, must-revalidate")]
+    assert headers(full) == [
+        ("Content-Type", "application/json"),
+        *validators,
+        ("X-Frame-Options", "DENY"),
+        ("Content-Length", str(len(full.content))),
+        *stack,
+    ]
+    assert not_modified.status_code == 304 and not_modified.content == b""
+    assert headers(not_modified) == [
+        ("Content-Type", "text/html; charset=utf-8"),
+        *validators,
+        ("X-Frame-Options", "DENY"),
+        ("Content-Length", "0"),
+        *stack,
+    ]
+
+
+def test_the_token_is_the_last_one_in_the_query_decoded(client, project, api):
+    encoded_token = project.api_token.replace("_", "%5F")
+    served = client.get(
+        f"/flags/definitions?token=phc_unknown&token={encoded_token}&send_cohorts",
+        headers={"Authorization": f"Bearer {api.secret}"},
+    )
+    assert served.status_code == 200
+    assert served.content == get_definitions(client, project, api.secret).content
+    refused = client.get(
+        f"/flags/definitions?token={encoded_token}&token=phc_unknown&send_cohorts",
+        headers={"Authorization": f"Bearer {api.secret}"},
+    )
+    assert refused.status_code == 401
+
+
 def test_etag_changes_with_every_flag_change(client, project, api, django_capture_on_commit_callbacks):
     flag = FeatureFlagFactory(project=project, key="alpha")
     seen = {get_definitions(client, project, api.secret)["ETag"]}
