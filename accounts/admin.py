@@ -1,6 +1,8 @@
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.models import Group
 from django.http import HttpRequest
 
 from accounts.models import Organization, OrganizationMembership, PersonalAPIKey, Project, User
@@ -13,6 +15,7 @@ from accounts.services import (
     project_secret_api_key_revoke_backup,
     project_secret_api_key_rotate,
 )
+from experiments_api.admin import ModelAdmin
 
 
 class MembershipInline(admin.TabularInline):
@@ -22,14 +25,14 @@ class MembershipInline(admin.TabularInline):
 
 
 @admin.register(Organization)
-class OrganizationAdmin(admin.ModelAdmin):
+class OrganizationAdmin(ModelAdmin):
     list_display = ["name", "id", "created_at"]
     search_fields = ["name", "id"]
     inlines = [MembershipInline]
 
 
 @admin.register(Project)
-class ProjectAdmin(admin.ModelAdmin):
+class ProjectAdmin(ModelAdmin):
     list_display = ["name", "id", "organization", "created_at"]
     list_filter = ["organization"]
     search_fields = ["name", "id", "api_token"]
@@ -64,8 +67,16 @@ class ProjectAdmin(admin.ModelAdmin):
         messages.success(request, f"Previous secret API keys revoked for {queryset.count()} project(s).")
 
 
+admin.site.unregister(Group)
+
+
+@admin.register(Group)
+class GroupAdmin(DjangoGroupAdmin, ModelAdmin):
+    """Django's groups, with their actions' selections checked as every admin's are."""
+
+
 @admin.register(User)
-class UserAdmin(DjangoUserAdmin):
+class UserAdmin(DjangoUserAdmin, ModelAdmin):
     ordering = ["email"]
     list_display = ["email", "first_name", "last_name", "is_active", "is_staff", "date_joined"]
     list_filter = ["is_active", "is_staff", "is_superuser"]
@@ -82,7 +93,7 @@ class UserAdmin(DjangoUserAdmin):
 
 
 @admin.register(OrganizationMembership)
-class OrganizationMembershipAdmin(admin.ModelAdmin):
+class OrganizationMembershipAdmin(ModelAdmin):
     list_display = ["user", "organization", "level", "joined_at"]
     list_filter = ["level", "organization"]
     search_fields = ["user__email", "organization__name"]
@@ -117,7 +128,7 @@ class PersonalAPIKeyForm(forms.ModelForm):
 
 
 @admin.register(PersonalAPIKey)
-class PersonalAPIKeyAdmin(admin.ModelAdmin):
+class PersonalAPIKeyAdmin(ModelAdmin):
     form = PersonalAPIKeyForm
     list_display = ["label", "user", "mask_value", "created_at", "last_used_at"]
     list_filter = ["created_at", "last_used_at"]

@@ -53,10 +53,9 @@ from accounts.project_tokens import (
     delivery_project_and_identity_version,
     delivery_project_for_token,
 )
+from experiments_api.ids import id_from_text
 from experiments_api.rows import model_columns, row_instances
 
-# Bigint range of project ids; anything else in the URL cannot name a project.
-MAX_PROJECT_ID = 2**63
 # Keys whose identity one process keeps; the least recently used beyond this are dropped.
 PROCESS_CACHE_IDENTITIES = 4096
 
@@ -297,7 +296,4 @@ def read_key_with_access(
 
 def project_id_from_url(raw: object) -> int | None:
     """The project id a URL's `{project_id}` names, or None (`@current`, junk, out of range)."""
-    if not isinstance(raw, str) or not raw.isascii() or not raw.isdigit():
-        return None
-    value = int(raw)
-    return value if 0 < value < MAX_PROJECT_ID else None
+    return id_from_text(raw)

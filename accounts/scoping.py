@@ -28,11 +28,8 @@ def resolve_project_for_user(user, raw_project_id: str) -> Project:
         if project_id is None:
             raise exceptions.NotFound(PROJECT_NOT_FOUND)
     else:
-        try:
-            project_id = int(raw_project_id)
-        except (TypeError, ValueError):
-            raise exceptions.NotFound(PROJECT_NOT_FOUND) from None
-        if not 0 < project_id < 2**63:
+        project_id = project_id_from_url(raw_project_id)
+        if project_id is None:
             raise exceptions.NotFound(PROJECT_NOT_FOUND)
     project = (
         Project.objects.select_related("organization")

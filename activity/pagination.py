@@ -33,11 +33,19 @@ class ActivityPageNumberPagination(pagination.PageNumberPagination):
     max_page_size = 1000
 
 
-class ActivityLogPagination:
+class ActivityLogPagination(pagination.BasePagination):
     """Chooses page-number pagination when the request asks for a page, a cursor otherwise."""
 
     def __init__(self) -> None:
         self.delegate: pagination.BasePagination = ActivityCursorPagination()
+
+    # The browsable API shows the page controls of the pagination in use.
+    @property
+    def display_page_controls(self) -> bool:
+        return self.delegate.display_page_controls
+
+    def to_html(self) -> str:
+        return self.delegate.to_html()
 
     def paginate_queryset(self, queryset: QuerySet, request: Request, view=None) -> list | None:
         if "page" in request.query_params:

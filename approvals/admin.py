@@ -4,15 +4,22 @@ from django.http import HttpRequest
 
 from approvals.models import Approval, ApprovalPolicy, ChangeRequest
 from approvals.services import ChangeRequestActionError, change_request_approve, change_request_reject
-from experiments_api.admin import ServiceWrittenModelAdmin
+from experiments_api.admin import ModelAdmin, ServiceWrittenModelAdmin
 
 
 @admin.register(ApprovalPolicy)
-class ApprovalPolicyAdmin(admin.ModelAdmin):
-    list_display = ["action_key", "organization", "project", "enabled", "created_at"]
+class ApprovalPolicyAdmin(ModelAdmin):
+    """Policies, each marked valid or not: a policy naming an action no installed app registers
+    gates nothing, and saving one is refused (`ApprovalPolicy.clean`)."""
+
+    list_display = ["action_key", "action_valid", "organization", "project", "enabled", "created_at"]
     list_filter = ["action_key", "enabled", "organization"]
     search_fields = ["action_key"]
-    readonly_fields = ["created_by", "created_at", "updated_at"]
+    readonly_fields = ["action_valid", "created_by", "created_at", "updated_at"]
+
+    @admin.display(boolean=True, description="Valid action")
+    def action_valid(self, policy: ApprovalPolicy) -> bool:
+        return policy.action_is_registered
 
 
 class ApprovalInline(admin.TabularInline):

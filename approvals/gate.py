@@ -13,6 +13,7 @@ gate, with the approved policy satisfied; any other policy still gates it.
 
 import copy
 import functools
+import logging
 import uuid
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -39,6 +40,14 @@ PENDING_FROM_OTHERS = "A change request has been created and is pending approval
 PENDING = "A change request has been created and is pending approval."
 RESOURCE_GONE = "Resource no longer exists"
 RESOURCE_MODIFIED = "Resource has been modified since this change request was created"
+NO_GATED_SERVICE = "The recorded call names no gated service"
+NOT_CURRENT_FORMAT = "The recorded call is not in the current format"
+UNKNOWN_ACTION_WARNING = (
+    "Approval policy %s names the action %r, which no installed app registers: it gates nothing. "
+    "Correct or delete it (admin: Approval policies)."
+)
+
+logger = logging.getLogger(__name__)
 
 
 class ApprovalRequired(Exception):
@@ -150,42 +159,63 @@ def load_project_model(label: Any, pk: Any, project: Project) -> models.Model:
     return model._default_manager.get(pk=pk, project=project)
 
 
+VALUE_RESTORERS: dict[str, Callable[[Any], Any]] = {
+    "datetime": datetime.fromisoformat,
+    "date": date.fromisoformat,
+    "decimal": Decimal,
+    "uuid": uuid.UUID,
+}
+RECORDED_TYPES = {"model", *VALUE_RESTORERS}
+
+
 def restore_value(typed: dict[str, Any], value: Any, project: Project) -> Any:
-    kind = typed.get("type")
+    kind = typed["type"]
     try:
         if kind == "model":
             return load_project_model(typed.get("model"), value, project)
-        if kind == "datetime":
-            return datetime.fromisoformat(value)
-        if kind == "date":
-            return date.fromisoformat(value)
-        if kind == "decimal":
-            return Decimal(value)
-        if kind == "uuid":
-            return uuid.UUID(value)
+        return VALUE_RESTORERS[kind](value)
     except (TypeError, ValueError, ArithmeticError) as error:
         raise ReplayError(f"Unreadable recorded {kind} value") from error
-    raise ReplayError(f"Unknown recorded type {kind!r}")
 
 
-def replay_arguments(arguments: Any, argument_types: Any, *, project: Project) -> dict[str, Any]:
-    """The recorded keyword arguments, with the server's typed places restored (models re-read
-    from `project`, raising ObjectDoesNotExist when gone)."""
+def recording_problem(intent: Any) -> str | None:
+    """Why a change request's recorded call can never be replayed, whatever becomes of its target:
+    it names no gated service of this server, or it is not in the current recording format (the
+    tagged format of requests made before calls were recorded as plain JSON beside their typed
+    places, or a recording edited by hand). None when it can be replayed."""
+    if not isinstance(intent, dict) or intent.get("service") not in GATED_SERVICES:
+        return NO_GATED_SERVICE
+    arguments, argument_types = intent.get("arguments"), intent.get("argument_types")
     if not isinstance(arguments, dict) or not isinstance(argument_types, list):
-        raise ReplayError("The recorded call is not in the current format")
-    rebuilt = copy.deepcopy(arguments)
+        return NOT_CURRENT_FORMAT
     for typed in argument_types:
         path = typed.get("path") if isinstance(typed, dict) else None
-        if not isinstance(path, list) or not path:
-            raise ReplayError("The recorded call is not in the current format")
-        *parents, last = path
-        try:
-            container = rebuilt
-            for step in parents:
-                container = container[step]
-            container[last] = restore_value(typed, container[last], project)
-        except (KeyError, IndexError, TypeError) as error:
-            raise ReplayError("The recorded call is not in the current format") from error
+        if not isinstance(path, list) or not path or typed.get("type") not in RECORDED_TYPES:
+            return NOT_CURRENT_FORMAT
+        place: Any = arguments
+        for step in path:
+            if not isinstance(place, dict | list):
+                return NOT_CURRENT_FORMAT
+            try:
+                place = place[step]
+            except (KeyError, IndexError, TypeError):
+                return NOT_CURRENT_FORMAT
+    return None
+
+
+def replay_arguments(
+    arguments: dict[str, Any], argument_types: list[Any], *, project: Project
+) -> dict[str, Any]:
+    """The recorded keyword arguments of a recording `recording_problem` accepts, with the
+    server's typed places restored (models re-read from `project`, raising ObjectDoesNotExist when
+    gone)."""
+    rebuilt = copy.deepcopy(arguments)
+    for typed in argument_types:
+        *parents, last = typed["path"]
+        container = rebuilt
+        for step in parents:
+            container = container[step]
+        container[last] = restore_value(typed, container[last], project)
     return rebuilt
 
 
@@ -273,16 +303,33 @@ def has_bypass(policy: ApprovalPolicy, level: int | None) -> bool:
     return level is not None and level in levels
 
 
+# Policies already warned about in this process, so a policy polled on every gated write is
+# logged once, not once per write.
+_warned_unknown_action_policies: set[tuple[Any, str]] = set()
+
+
+def gating_policies(project: Project) -> list[ApprovalPolicy]:
+    """The enabled policies that may gate a write to `project` (its own and its organization's).
+    A policy naming an action no installed app registers (made by hand, or its app removed since)
+    gates nothing: it is left out, and a warning is logged once per process."""
+    policies = []
+    for policy in ApprovalPolicy.objects.filter(organization_id=project.organization_id, enabled=True).filter(
+        models.Q(project__isnull=True) | models.Q(project=project)
+    ):
+        if gated_action(policy.action_key) is not None:
+            policies.append(policy)
+        elif (policy.pk, policy.action_key) not in _warned_unknown_action_policies:
+            _warned_unknown_action_policies.add((policy.pk, policy.action_key))
+            logger.warning(UNKNOWN_ACTION_WARNING, policy.pk, policy.action_key)
+    return policies
+
+
 def decide(facets: list[Facet], *, project: Project, user: User | None) -> Decision:
     """Find the policy governing each facet; more than one policy is a conflict; otherwise the
     policy requires approval unless the user may bypass it or its conditions do not select the change."""
     if not facets:
         return Decision()
-    policies = list(
-        ApprovalPolicy.objects.filter(organization_id=project.organization_id, enabled=True).filter(
-            models.Q(project__isnull=True) | models.Q(project=project)
-        )
-    )
+    policies = gating_policies(project)
     governing: dict[Any, tuple[ApprovalPolicy, list[Facet]]] = {}
     conflicts: list[ApprovalPolicy] = []
     for facet in facets:
@@ -466,9 +513,10 @@ def change_request_for(
 
 def replay(change_request: ChangeRequest, *, user: User | None) -> Any:
     """Run the recorded call again as `user`, with the request's own policy satisfied."""
-    service = GATED_SERVICES.get(change_request.intent.get("service"))
-    if service is None:
-        raise ReplayError("The recorded call names no gated service")
+    problem = recording_problem(change_request.intent)
+    if problem is not None:
+        raise ReplayError(problem)
+    service = GATED_SERVICES[change_request.intent["service"]]
     kwargs = replay_arguments(
         change_request.intent.get("arguments"),
         change_request.intent.get("argument_types"),

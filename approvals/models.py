@@ -8,9 +8,12 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.timezone import now
 
+from approvals.actions import gated_action, gated_action_keys
+
 DEFAULT_EXPIRES_AFTER = timedelta(days=14)
 QUORUM_EXCEEDS_APPROVERS = "approver_config.quorum cannot exceed the number of approvers ({approvers}): the change could never be approved."
 APPROVER_CONFIG_INVALID = "approver_config must be an object with a quorum and a list of user ids."
+UNKNOWN_ACTION = "No installed app registers the action {action_key!r}, so a policy for it would gate nothing. Use one of: {known}."
 
 
 class ApprovalPolicy(models.Model):
@@ -62,15 +65,30 @@ class ApprovalPolicy(models.Model):
     def quorum(self) -> int:
         return int((self.approver_config or {}).get("quorum") or 1)
 
+    @property
+    def action_is_registered(self) -> bool:
+        """Whether an installed app registers this policy's action; a policy whose action none
+        does gates nothing (`approvals.gate.gating_policies` leaves it out)."""
+        return gated_action(self.action_key) is not None
+
     def clean(self) -> None:
-        """Refuse, for policies made in the admin as the API does, a quorum no set of approvers
-        can reach: the gated action could never happen."""
+        """Refuse, for policies made in the admin as the API does, an action no installed app
+        registers (the policy would gate nothing) and a quorum no set of approvers can reach (the
+        gated action could never happen)."""
+        errors = {}
+        if not self.action_is_registered:
+            errors["action_key"] = UNKNOWN_ACTION.format(
+                action_key=self.action_key, known=", ".join(gated_action_keys())
+            )
         try:
             quorum, approvers = self.quorum, len(set(self.approver_user_ids))
         except (AttributeError, TypeError, ValueError):
-            raise ValidationError({"approver_config": APPROVER_CONFIG_INVALID}) from None
-        if quorum > approvers:
-            raise ValidationError({"approver_config": QUORUM_EXCEEDS_APPROVERS.format(approvers=approvers)})
+            errors["approver_config"] = APPROVER_CONFIG_INVALID
+        else:
+            if quorum > approvers:
+                errors["approver_config"] = QUORUM_EXCEEDS_APPROVERS.format(approvers=approvers)
+        if errors:
+            raise ValidationError(errors)
 
     @property
     def approver_user_ids(self) -> list[int]:

@@ -22,6 +22,7 @@ from approvals.gate import (
     ApprovalRequired,
     PolicyConflict,
     ReplayError,
+    recording_problem,
     replay,
     stale_reason,
 )
@@ -38,6 +39,10 @@ REASON_REQUIRED = "A reason is required for rejection."
 DEFAULT_CANCEL_REASON = "Canceled by requester"
 REQUESTER_NOT_A_MEMBER = "The requester is no longer a member of this organization."
 APPLY_FAILED_UNEXPECTEDLY = "The change could not be applied ({error_type}); see the server's error log."
+NEVER_APPLICABLE = (
+    "This change request can never be applied, so it is now failed: {reason}. "
+    "Make the change again to request a new approval."
+)
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +54,11 @@ class ChangeRequestActionError(Exception):
 class VoteRefused(ChangeRequestActionError):
     """PostHog's approver rule refuses the vote (the request is not pending, it is the user's own,
     or the user is not an approver); the API answers 403."""
+
+
+class NeverApplicable(ChangeRequestActionError):
+    """The request's recorded call can never be replayed, so approving it could only end in
+    failure: it has been failed instead, no vote recorded. The API answers 400 in its error format."""
 
 
 @dataclass
@@ -90,6 +100,37 @@ def expire_if_due(change_request: ChangeRequest) -> bool:
             locked.save(update_fields=["state", "validation_status", "updated_at"])
             return True
     return False
+
+
+def fail_if_never_applicable(change_request: ChangeRequest) -> str | None:
+    """Fail an open request whose recorded call can never be replayed (`recording_problem`: a
+    request recorded before the current format, or naming a service this server no longer has),
+    in its own transaction so that a refusal that follows does not undo it: state `failed` with the
+    reason in `apply_error`, validation status `invalid`. Returns the reason when it failed the
+    request; a request no longer open is left to the caller's state check."""
+    problem = recording_problem(change_request.intent)
+    if problem is None:
+        return None
+    with transaction.atomic():
+        locked = lock(change_request)
+        if locked.state not in ChangeRequest.OPEN_STATES:
+            return None
+        locked.state = ChangeRequest.State.FAILED
+        locked.apply_error = problem
+        locked.validation_status = ChangeRequest.ValidationStatus.INVALID
+        locked.validation_errors = {"recording": problem}
+        locked.validated_at = timezone.now()
+        locked.save(
+            update_fields=[
+                "state",
+                "apply_error",
+                "validation_status",
+                "validation_errors",
+                "validated_at",
+                "updated_at",
+            ]
+        )
+    return problem
 
 
 def change_request_apply(change_request: ChangeRequest) -> Outcome:
@@ -177,9 +218,13 @@ def record_vote(change_request: ChangeRequest, user: User, decision: str, reason
 
 def change_request_approve(*, change_request: ChangeRequest, user: User, reason: str = "") -> Outcome:
     """Record an approval by one of the request's approvers; when the quorum is reached the change
-    is applied at once. Raises if the request is not pending or `user` may not vote on it."""
+    is applied at once. Raises if the request is not pending or `user` may not vote on it, and
+    fails a request that can never be applied instead of recording the vote (`NeverApplicable`)."""
     check_may_vote(change_request, user)
     expire_if_due(change_request)
+    problem = fail_if_never_applicable(change_request)
+    if problem is not None:
+        raise NeverApplicable(NEVER_APPLICABLE.format(reason=problem))
     with transaction.atomic():
         change_request = lock_pending(change_request, CANNOT_APPROVE)
         record_vote(change_request, user, Approval.Decision.APPROVED, reason or "")
@@ -236,24 +281,33 @@ def change_requests_expire() -> int:
     return expired
 
 
-def change_requests_validate() -> tuple[int, int]:
-    """Mark pending requests whose target changed since they were made as stale (their requester
-    may then cancel them even after approvals). Returns (checked, marked stale)."""
-    checked = stale = 0
-    pending = ChangeRequest.objects.filter(state=ChangeRequest.State.PENDING).exclude(
-        validation_status=ChangeRequest.ValidationStatus.STALE
-    )
-    for change_request in pending:
-        if gated_action(change_request.action_key) is None:
+@dataclass
+class ValidationCounts:
+    checked: int = 0
+    stale: int = 0
+    failed: int = 0
+
+
+def change_requests_validate() -> ValidationCounts:
+    """Fail pending requests that can never be applied (as approving one would), and mark those
+    whose target changed since they were made as stale (their requester may then cancel them even
+    after approvals). Returns how many were checked for staleness, marked stale and failed."""
+    counts = ValidationCounts()
+    for change_request in ChangeRequest.objects.filter(state=ChangeRequest.State.PENDING):
+        if fail_if_never_applicable(change_request) is not None:
+            counts.failed += 1
             continue
-        checked += 1
+        already_stale = change_request.validation_status == ChangeRequest.ValidationStatus.STALE
+        if already_stale or gated_action(change_request.action_key) is None:
+            continue
+        counts.checked += 1
         reason = stale_reason(change_request.intent.get("preconditions") or {})
         if reason:
-            stale += 1
+            counts.stale += 1
             change_request.validation_status = ChangeRequest.ValidationStatus.STALE
             change_request.validation_errors = {"staleness": reason}
             change_request.validated_at = timezone.now()
             change_request.save(
                 update_fields=["validation_status", "validation_errors", "validated_at", "updated_at"]
             )
-    return checked, stale
+    return counts

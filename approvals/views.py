@@ -21,6 +21,7 @@ from approvals.serializers import (
 )
 from approvals.services import (
     ChangeRequestActionError,
+    NeverApplicable,
     Outcome,
     VoteRefused,
     change_request_approve,
@@ -28,10 +29,12 @@ from approvals.services import (
     change_request_reject,
     check_may_vote,
 )
+from experiments_api.errors import error_body
 from experiments_api.mixins import BodylessActionsMixin
 from experiments_api.serializers import validated_body
 
 CANNOT_CANCEL = "You cannot cancel this change request"
+NEVER_APPLICABLE_CODE = "change_request_not_applicable"
 ADMIN_REQUIRED = "Your organization access level is insufficient."
 
 
@@ -102,8 +105,9 @@ class ChangeRequestViewSet(ProjectScopedViewSetMixin, viewsets.ReadOnlyModelView
 
     def act(self, service: Callable[..., Outcome], *, vote: bool) -> Response:
         """Approve, reject or cancel with the body's reason: a vote the approver rule refuses is a
-        403 (before the body is read, as PostHog's permission check runs first), any other refusal
-        PostHog's `{"error": ...}` 400."""
+        403 (before the body is read, as PostHog's permission check runs first), a request that can
+        never be applied a 400 in the error envelope (PostHog has no such requests), any other
+        refusal PostHog's `{"error": ...}` 400."""
         change_request = self.get_object()
         try:
             if vote:
@@ -112,6 +116,11 @@ class ChangeRequestViewSet(ProjectScopedViewSetMixin, viewsets.ReadOnlyModelView
             outcome = service(change_request=change_request, user=self.request.user, reason=reason)
         except VoteRefused as error:
             raise exceptions.PermissionDenied(str(error)) from error
+        except NeverApplicable as error:
+            return Response(
+                error_body("invalid_request", NEVER_APPLICABLE_CODE, str(error)),
+                status=status.HTTP_400_BAD_REQUEST,
+            )
         except ChangeRequestActionError as error:
             return Response({"error": str(error)}, status=status.HTTP_400_BAD_REQUEST)
         return self.outcome_response(outcome)

@@ -2,10 +2,11 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from events.models import Event, GroupTypeMapping
+from experiments_api.admin import ModelAdmin
 
 
 @admin.register(Event)
-class EventAdmin(admin.ModelAdmin):
+class EventAdmin(ModelAdmin):
     """Read-only: events are append-only exposure data."""
 
     list_display = ["event", "distinct_id", "project", "timestamp", "received_at"]
@@ -27,7 +28,7 @@ class EventAdmin(admin.ModelAdmin):
 
 
 @admin.register(GroupTypeMapping)
-class GroupTypeMappingAdmin(admin.ModelAdmin):
+class GroupTypeMappingAdmin(ModelAdmin):
     list_display = ["group_type", "group_type_index", "project", "created_at"]
     list_filter = ["project"]
     search_fields = ["group_type", "name_singular", "name_plural"]

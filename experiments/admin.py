@@ -1,4 +1,5 @@
 from collections.abc import Callable
+from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
@@ -18,7 +19,7 @@ from experiments.lifecycle import (
 )
 from experiments.models import Experiment, ExperimentSavedMetric, ExperimentToSavedMetric
 from experiments.selectors import filter_by_status
-from experiments_api.admin import ServiceWrittenModelAdmin
+from experiments_api.admin import ModelAdmin, ServiceWrittenModelAdmin
 
 
 class SavedMetricLinkInline(admin.TabularInline):
@@ -43,9 +44,11 @@ class ShipVariantForm(forms.Form):
     )
     conclusion_comment = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
 
-    def __init__(self, *args, variant_keys: list[str], **kwargs) -> None:
+    def __init__(self, *args, variant_keys: list[Any], **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["variant_key"].choices = [(key, key) for key in variant_keys]
+        # Only text keys can be shipped; a flag edited by hand may hold others, and a list among
+        # the choices would read as a group of choices.
+        self.fields["variant_key"].choices = [(key, key) for key in variant_keys if isinstance(key, str)]
 
 
 class ExperimentStatusFilter(admin.SimpleListFilter):
@@ -194,7 +197,7 @@ class ExperimentAdmin(ServiceWrittenModelAdmin):
 
 
 @admin.register(ExperimentSavedMetric)
-class ExperimentSavedMetricAdmin(admin.ModelAdmin):
+class ExperimentSavedMetricAdmin(ModelAdmin):
     list_display = ["name", "project", "created_by", "created_at"]
     list_filter = ["project"]
     search_fields = ["name", "description"]

@@ -1,7 +1,6 @@
 """Experiment reads: the list and the detail at a fixed number of queries, PostHog's status filter
 and ordering."""
 
-import json
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -14,6 +13,7 @@ from accounts.models import Project
 from experiments.lifecycle import ExperimentStatus
 from experiments.links import experiment_links, links_prefetch
 from experiments.models import LEGACY_METRIC_KINDS, Experiment, ExperimentToSavedMetric
+from experiments_api.parsers import json_value
 
 ORDER_ALLOWLIST = frozenset(
     f"{prefix}{field}"
@@ -70,8 +70,8 @@ def parse_created_by_ids(raw: str) -> list[int]:
     values: list[Any]
     if raw.startswith("["):
         try:
-            parsed = json.loads(raw)
-        except json.JSONDecodeError:
+            parsed = json_value(raw)
+        except ValueError:
             return []
         values = parsed if isinstance(parsed, list) else [parsed]
     else:

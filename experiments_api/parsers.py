@@ -22,6 +22,20 @@ LONE_SURROGATE_NOT_ALLOWED = (
 SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
+class JSONTooDeep(ValueError):
+    """JSON text nested too deep to read: `json.loads` recurses once per level and would exhaust
+    the stack (RecursionError)."""
+
+
+def json_value(text: str | bytes) -> Any:
+    """`text` read as JSON. Raises ValueError when it is not JSON (`JSONTooDeep` when it nests too
+    deep to read)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise JSONTooDeep(TOO_DEEP) from None
+
+
 def string_problem(text: str) -> str | None:
     if "\x00" in text:
         return NUL_NOT_ALLOWED

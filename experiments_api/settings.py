@@ -325,6 +325,7 @@ SPECTACULAR_SETTINGS = {
     "PREPROCESSING_HOOKS": ["experiments_api.schema.without_environment_aliases"],
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
+        "flags.schema.add_remote_config_operation",
         "experiments_api.schema.add_error_responses",
     ],
 }

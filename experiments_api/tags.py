@@ -13,6 +13,8 @@ from django.db.models.functions import Cast
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 
+from experiments_api.parsers import JSONTooDeep, json_value
+
 TAG_MAX_LENGTH = 255
 MAX_TAGS = 100
 TAGS_QUERY_INVALID = 'tags must be a JSON-encoded list of tag names, e.g. ["beta", "checkout"].'
@@ -45,7 +47,9 @@ def tags_from_query(raw: str | None) -> list[str]:
     if raw is None or not raw.strip():
         return []
     try:
-        parsed = json.loads(raw)
+        parsed = json_value(raw)
+    except JSONTooDeep:
+        raise ValidationError({"tags": [TAGS_QUERY_INVALID]}) from None
     except ValueError:
         parsed = [raw]
     if isinstance(parsed, str):

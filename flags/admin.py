@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from experiments_api.admin import ServiceWrittenModelAdmin
+from experiments_api.admin import ModelAdmin, ServiceWrittenModelAdmin
 from flags.models import Cohort, FeatureFlag
 
 
@@ -15,7 +15,7 @@ class FeatureFlagAdmin(ServiceWrittenModelAdmin):
 
 
 @admin.register(Cohort)
-class CohortAdmin(admin.ModelAdmin):
+class CohortAdmin(ModelAdmin):
     list_display = ["name", "project", "is_static", "is_calculating", "deleted", "created_at"]
     list_filter = ["is_static", "deleted", "project"]
     search_fields = ["name", "description"]

@@ -29,6 +29,7 @@ from django.core.cache import cache
 from accounts.group_types import group_type_mapping
 from accounts.project_tokens import DeliveryProject
 from accounts.versions import project_data_changed
+from experiments_api.ids import id_from_text
 from flags.compiled import CompiledFlag, compile_flag
 from flags.evaluation import dependency_chain
 from flags.flag_set import CompiledFlagSet
@@ -233,7 +234,7 @@ def referenced_cohorts(project_id: int, definitions: tuple[dict[str, Any], ...])
     seen: set[str] = set()
     while pending:
         seen |= pending
-        ids = [int(cohort_id) for cohort_id in pending if cohort_id.isascii() and cohort_id.isdigit()]
+        ids = [cohort_id for cohort_id in map(id_from_text, pending) if cohort_id is not None]
         pending = set()
         for cohort in Cohort.objects.filter(
             project_id=project_id, id__in=ids, deleted=False, is_static=False

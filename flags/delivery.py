@@ -344,7 +344,10 @@ def _json_bytes(value: Any) -> bytes:
 # --- local-evaluation definitions -------------------------------------------------------------------
 
 
+# Exempt from CSRF as every bearer-authenticated SDK view is: it reads no cookie or session, and
+# another method than GET is its own 405, not a CSRF refusal.
 @answers_early
+@csrf_exempt
 def definitions_view(request: HttpRequest) -> HttpResponse:
     """`GET /flags/definitions?token=<phc_…>&send_cohorts`: the project's definitions for SDKs."""
     secret = secret_read_bearer(request)

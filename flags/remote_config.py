@@ -13,12 +13,14 @@ management API's authentication and project scoping do not apply.
 """
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 
 from accounts.authentication import PersonalAPIKeyAuthentication
 from accounts.models import Project
 from accounts.scoping import CURRENT, PROJECT_NOT_FOUND
 from accounts.services import PROJECT_SECRET_API_KEY_PREFIX
 from experiments_api.errors import json_error_response
+from experiments_api.ids import id_from_text
 from flags.delivery import (
     INVALID_SECRET_KEY,
     MISSING_DEFINITIONS_TOKEN,
@@ -41,6 +43,9 @@ def unauthenticated(code: str, detail: str) -> RemoteConfigRefused:
     return RemoteConfigRefused(json_error_response(401, "authentication_error", code, detail))
 
 
+# Exempt from CSRF as every bearer-authenticated SDK view is: it reads no cookie or session, and
+# another method than GET is its own 405, not a CSRF refusal.
+@csrf_exempt
 def remote_config_view(request: HttpRequest, project_id: str, flag_ref: str) -> HttpResponse:
     secret = secret_read_bearer(request)
     if isinstance(secret, HttpResponse):
@@ -65,11 +70,12 @@ def remote_config_token(raw_project_id: str, *, token: str, secret: str) -> str:
     `token` query parameter (as the SDKs send it), else the personal API key's user's current
     project."""
     if raw_project_id != CURRENT:
-        api_token = None
-        if raw_project_id.isdigit() and int(raw_project_id) < 2**63:
-            api_token = (
-                Project.objects.filter(pk=int(raw_project_id)).values_list("api_token", flat=True).first()
-            )
+        project_id = id_from_text(raw_project_id)
+        api_token = (
+            Project.objects.filter(pk=project_id).values_list("api_token", flat=True).first()
+            if project_id is not None
+            else None
+        )
         if api_token is None:
             raise RemoteConfigRefused(
                 json_error_response(404, "invalid_request", "not_found", PROJECT_NOT_FOUND)
@@ -91,8 +97,9 @@ def remote_config_token(raw_project_id: str, *, token: str, secret: str) -> str:
 
 
 def remote_config_flag(*, project_id: int, flag_ref: str) -> FeatureFlag | None:
-    """The project's live flag with this id (all digits) or key."""
+    """The project's live flag with this id (all ASCII digits) or key."""
     flags = FeatureFlag.objects.filter(project_id=project_id, deleted=False)
-    if flag_ref.isdigit():
-        return flags.filter(pk=int(flag_ref)).first() if int(flag_ref) < 2**63 else None
+    if flag_ref.isascii() and flag_ref.isdigit():
+        flag_id = id_from_text(flag_ref)
+        return flags.filter(pk=flag_id).first() if flag_id is not None else None
     return flags.filter(key=flag_ref).first()

@@ -14,6 +14,8 @@ from typing import Any
 from rest_framework.exceptions import ValidationError
 
 from accounts.models import Project
+from experiments_api.ids import id_from_text
+from experiments_api.parsers import json_value
 from flags.hooks import holdout_exists
 from flags.models import Cohort, FeatureFlag
 from flags.operators import PROPERTY_OPERATORS
@@ -74,13 +76,13 @@ def is_number(value: Any) -> bool:
     return isinstance(value, Number) and not isinstance(value, bool)
 
 
-def is_cohort_id(value: Any) -> bool:
-    """A cohort reference evaluation can resolve: an integer or a string of digits. Anything else
-    (1.5, "1e3", true) names no cohort, rather than being truncated into one at validation while
-    evaluation (which matches the id as text) never finds it."""
+def cohort_id_of(value: Any) -> int | None:
+    """The cohort id a reference names that evaluation can resolve: an integer or a string of digits
+    (within the id range). Anything else (1.5, "1e3", true) names no cohort, rather than being
+    truncated into one at validation while evaluation (which matches the id as text) never finds it."""
     if isinstance(value, bool):
-        return False
-    return isinstance(value, int) or (isinstance(value, str) and value.isascii() and value.isdigit())
+        return None
+    return value if isinstance(value, int) else id_from_text(value)
 
 
 def validate_flag_key(key: Any, *, project: Project, exclude_flag_id: int | None = None) -> str:
@@ -157,9 +159,10 @@ def validate_property(prop: Any, *, aggregation_group_type_index: int | None, pr
         )
     if prop_type == "cohort":
         cohort_id = value if value is not None else prop.get("key")
+        referenced = cohort_id_of(cohort_id)
         exists = (
-            is_cohort_id(cohort_id)
-            and Cohort.objects.filter(project=project, pk=int(cohort_id), deleted=False).exists()
+            referenced is not None
+            and Cohort.objects.filter(project=project, pk=referenced, deleted=False).exists()
         )
         if not exists:
             raise ValidationError(f"Cohort with id {cohort_id} does not exist", code="cohort_does_not_exist")
@@ -175,8 +178,8 @@ def normalize_payloads(payloads: Any, variant_keys: list[str], *, is_multivariat
     for key, value in payloads.items():
         if isinstance(value, str):
             try:
-                json.loads(value)
-            except json.JSONDecodeError:
+                json_value(value)
+            except ValueError:
                 raise ValidationError(PAYLOAD_NOT_JSON) from None
             normalized[key] = value
         else:

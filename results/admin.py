@@ -1,6 +1,7 @@
 """The experiment's admin page with its results: the experiments app's admin, extended here
 because results read experiments and never the other way round."""
 
+from django.apps import apps
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -11,6 +12,7 @@ from rest_framework.exceptions import ValidationError
 from experiments.admin import ExperimentAdmin
 from experiments.models import Experiment, ExperimentMetricsRecalculation
 from experiments.recalculations import metrics_recalculation_request
+from experiments_api.admin import ModelAdmin
 from results.picture import experiment_results_context
 
 admin.site.unregister(Experiment)
@@ -45,3 +47,14 @@ class ExperimentWithResultsAdmin(ExperimentAdmin):
                 continue
             queued += created
         self.message_user(request, f"Recalculation queued for {queued} experiment(s).", messages.SUCCESS)
+
+
+if apps.is_installed("procrastinate.contrib.django"):
+    from procrastinate.contrib.django.admin import ProcrastinateJobAdmin
+    from procrastinate.contrib.django.models import ProcrastinateJob
+
+    admin.site.unregister(ProcrastinateJob)
+
+    @admin.register(ProcrastinateJob)
+    class ResultsQueueJobAdmin(ProcrastinateJobAdmin, ModelAdmin):
+        """The results worker's queue, with its actions' selections checked as every admin's are."""

@@ -1,8 +1,8 @@
 """`make fuzz`: schemathesis against this server's own OpenAPI schema.
 
 Starts gunicorn on a fresh PostgreSQL database with a real all-scopes key, seeds a project with
-experiments in every state, a holdout, a saved metric and an approval policy (so the 409 path is
-exercised too), then runs schemathesis over every operation of `/api/schema/` — examples, coverage
+experiments in every state, a holdout, a saved metric, an encrypted remote-config flag, an
+asynchronous query run and an approval policy (so the 409 path is exercised too), then runs schemathesis over every operation of `/api/schema/` — examples, coverage
 (positive and negative), fuzzing and stateful phases — checking for server errors and for
 conformance of status codes, content types and response bodies to the schema. A fixed seed and a
 bounded example count keep a CI run to a few minutes. Exits with schemathesis's status.
@@ -126,6 +126,21 @@ def seed(base: str, key: str, project_id: int, user_id: int) -> dict[str, int]:
         f"{api}/feature_flags/",
         {"key": "plain-flag", "filters": {"groups": [{"rollout_percentage": 50}]}},
     )
+    remote_config = call(
+        base,
+        key,
+        "POST",
+        f"{api}/feature_flags/",
+        {
+            "key": "remote-config",
+            "is_remote_configuration": True,
+            "has_encrypted_payloads": True,
+            "filters": {
+                "groups": [{"properties": [], "rollout_percentage": 100}],
+                "payloads": {"true": {"theme": "dark"}},
+            },
+        },
+    )
     call(
         base,
         key,
@@ -141,10 +156,22 @@ def seed(base: str, key: str, project_id: int, user_id: int) -> dict[str, int]:
         f"{api}/experiments/{experiment_ids['pause']}/create_exposure_cohort_for_experiment/",
     )
     gated = call(base, key, "POST", f"{api}/experiments/{running}/reset/")
+    async_run = call(
+        base,
+        key,
+        "POST",
+        f"{api}/query/",
+        {
+            "query": {"kind": "ExperimentExposureQuery", "experiment_id": running},
+            "refresh": "force_async",
+        },
+    )
     return {
         "project": project_id,
         "cohort": cohort["cohort"]["id"],
         "change_request": gated["change_request_id"],
+        "remote_config": remote_config["id"],
+        "query_run": async_run["query_status"]["id"],
         "running": running,
         "paused": experiment_ids["pause"],
         "ended": experiment_ids["end"],
@@ -159,6 +186,8 @@ def operation_parameters(ids: dict[str, int]) -> str:
     targets = [
         ("/api/projects/{id}/", ids["project"]),
         ("/api/projects/{project_id}/cohorts/{id}/", ids["cohort"]),
+        ("/api/projects/{project_id}/feature_flags/{id}/remote_config/", ids["remote_config"]),
+        ("/api/projects/{project_id}/query/{id}/", ids["query_run"]),
         *(
             (f"/api/projects/{{project_id}}/change_requests/{{id}}/{suffix}", ids["change_request"])
             for suffix in ("", "approve/", "reject/", "cancel/")

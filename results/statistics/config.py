@@ -93,12 +93,14 @@ def _integer_in_range(value: Any, bounds: tuple[int, int]) -> int | None:
 
 
 def _clamped_lookback_days(value: Any) -> int | None:
-    # PostHog parses the value as an integer (numeric strings included) and clamps it into range.
+    # PostHog parses the value as an integer (numeric strings included, as Python's `int` reads
+    # them) and clamps it into range. A string `int` cannot read — a superscript digit passes
+    # `isdigit`, a doubled sign, thousands of digits — falls through like any invalid value.
     if isinstance(value, str):
-        value = value.strip()
-        if not value.lstrip("+-").isdigit():
+        try:
+            value = int(value)
+        except ValueError:
             return None
-        value = int(value)
     if not _is_number(value):
         return None
     low, high = CUPED_LOOKBACK_DAYS_RANGE

@@ -8,9 +8,11 @@ from unittest import mock
 
 import pytest
 from django.contrib.auth.middleware import AuthenticationMiddleware
-from django.test import Client
+from django.test import Client, override_settings
 
+from accounts.scoping import PROJECT_NOT_FOUND
 from experiments_api.response_cache import process_response_cache
+from tests.api.early_answer_urls import NOT_EXEMPT_PATH
 from tests.experiments.helpers import create_experiment
 from tests.factories import FeatureFlagFactory
 
@@ -107,9 +109,37 @@ def test_an_early_sdk_call_reads_a_chunked_body_once(api):
     assert "chunked-flag" in response.json()["flags"]
 
 
-def test_an_unsafe_method_to_a_view_not_exempt_from_csrf_goes_through_the_stack(api):
+@override_settings(ROOT_URLCONF="tests.api.early_answer_urls")
+def test_an_unsafe_method_to_a_view_not_exempt_from_csrf_goes_through_the_stack():
     client = Client(enforce_csrf_checks=True)
-    response = client.post(
-        f"/flags/definitions?token={api.project.api_token}", headers={"Authorization": f"Bearer {api.secret}"}
+    with skipping_authentication_middleware():
+        early = client.get(f"/{NOT_EXEMPT_PATH}")
+    assert (early.status_code, early.content) == (200, b"GET")
+    refused = client.post(f"/{NOT_EXEMPT_PATH}")
+    assert refused.status_code == 403
+    assert b"CSRF" in refused.content
+
+
+@pytest.mark.parametrize("path", ["/flags/definitions", "/api/feature_flag/local_evaluation/"])
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
+def test_the_definitions_answer_other_methods_405_not_a_csrf_refusal(api, path, method):
+    client = Client(enforce_csrf_checks=True)
+    response = client.generic(
+        method, f"{path}?token={api.project.api_token}", headers={"Authorization": f"Bearer {api.secret}"}
     )
-    assert response.status_code == 403
+    assert response.status_code == 405, response.content
+    assert response["Allow"] == "GET, HEAD"
+    assert response.json()["code"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize("project_ref", ["9" * 5000, "²", "fullwidth"])
+def test_project_ids_that_are_not_ascii_bigints_are_not_found_early_or_late(api, project_ref):
+    """`int` refuses a superscript digit (which `isdigit` accepts) and more than 4 300 digits, and
+    reads fullwidth digits as the id they mimic: none of them names a project, on either path."""
+    if project_ref == "fullwidth":
+        project_ref = str(api.project.id).translate(str.maketrans("0123456789", "０１２３４５６７８９"))
+    for method in ("get", "post"):
+        for prefix in ("projects", "environments"):
+            response = getattr(api, method)(f"/api/{prefix}/{project_ref}/experiments/", {}, format="json")
+            assert response.status_code == 404, (method, prefix, response.content)
+            assert response.json()["detail"] == PROJECT_NOT_FOUND

@@ -45,7 +45,7 @@ pytestmark = pytest.mark.django_db
 
 ENVELOPE_KEYS = {"type", "code", "detail", "attr"}
 ENVELOPE_TYPES = {"validation_error", "authentication_error", "invalid_request", "throttled_error"}
-HOSTILE_PATH_IDS = ("-1", "0", "99999999999999999999", "9223372036854775808", "1e3", "%00")
+HOSTILE_PATH_IDS = ("-1", "0", "99999999999999999999", "9223372036854775808", "9" * 5000, "²", "1e3", "%00")
 TEN_MB = 10 * 1024 * 1024
 DEEPER_THAN_ALLOWED = 65
 LONE_SURROGATE = "\ud800"

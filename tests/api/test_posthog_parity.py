@@ -47,6 +47,9 @@ def test_flags_are_filtered_by_any_of_the_tags(api):
     assert keys('["Checkout", "other"]') == ["three", "two"]
     assert keys("[]") == ["four", "one", "three", "two"]
     assert keys("beta") == ["one", "two"]
+    too_deep = api.get(api.url("feature_flags/"), {"tags": "[" * 5000})
+    assert too_deep.status_code == 400
+    assert too_deep.json()["attr"] == "tags"
 
 
 @pytest.mark.parametrize("tags", ['{"a": 1}', "[1, 2]", '[["nested"]]'])

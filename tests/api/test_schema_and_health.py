@@ -72,3 +72,35 @@ def test_every_operation_documents_its_error_answers(db):
         "$ref": "#/components/schemas/ApprovalRequired"
     }
     assert "409" not in document["paths"]["/api/projects/{project_id}/experiments/"]["get"]["responses"]
+
+
+def test_remote_config_is_documented_as_posthog_documents_it(db):
+    """A plain Django view drf-spectacular cannot see, added by `flags.schema`: path, operation id,
+    path parameters, tag and scope as in PostHog's published document."""
+    document = APIClient().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    operations = document["paths"]["/api/projects/{project_id}/feature_flags/{id}/remote_config/"]
+    assert list(operations) == ["get"]
+    operation = operations["get"]
+    assert operation["operationId"] == "feature_flags_remote_config_retrieve"
+    assert operation["tags"] == ["feature_flags"]
+    assert operation["security"] == [{"PersonalAPIKeyAuth": ["feature_flag:read"]}]
+    parameters = {(parameter["in"], parameter["name"]): parameter for parameter in operation["parameters"]}
+    assert sorted(parameters) == [("path", "id"), ("path", "project_id"), ("query", "token")]
+    assert (parameters["path", "id"]["schema"], parameters["path", "id"]["required"]) == (
+        {"type": "integer"},
+        True,
+    )
+    assert parameters["path", "project_id"]["schema"]["type"] == "string"
+    assert parameters["query", "token"]["required"] is False
+    responses = operation["responses"]
+    assert responses["200"]["content"] == {
+        "application/json": {"schema": {"type": "string", "nullable": True}}
+    }
+    assert set(responses["404"]["content"]) == {"application/json", "text/html"}
+    assert responses["401"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ErrorResponse"
+    }
+    paths = list(document["paths"])
+    assert paths.index("/api/projects/{project_id}/feature_flags/{id}/remote_config/") == (
+        paths.index("/api/projects/{project_id}/feature_flags/{id}/activity/") + 1
+    )

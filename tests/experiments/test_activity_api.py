@@ -289,3 +289,15 @@ def test_activity_log_needs_its_scope(make_api, project):
     response = make_api(scopes=["experiment:read"]).get(f"/api/projects/{project.id}/activity_log/")
     assert response.status_code == 403
     assert response.json()["detail"] == "API key missing required scope 'activity_log:read'"
+
+
+def test_activity_log_pages_render_in_the_browsable_api(api):
+    for index in range(3):
+        create_experiment(api, name=f"Browsed {index}", feature_flag_key=f"browsed-{index}")
+    for query in ("", "?page_size=1", "?page=2&page_size=1", "?format=api"):
+        response = api.get(api.url(f"activity_log/{query}"), HTTP_ACCEPT="text/html")
+        assert response.status_code == 200, (query, response.content[:300])
+        assert response["Content-Type"].startswith("text/html")
+        assert "browsed" in response.content.decode().lower(), query
+    paged = api.get(api.url("activity_log/?page=2&page_size=1"), HTTP_ACCEPT="text/html").content.decode()
+    assert 'class="pagination"' in paged

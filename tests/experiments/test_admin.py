@@ -1,11 +1,16 @@
+import re
+
 import pytest
+from django.contrib import admin
 from django.contrib.messages import get_messages
 from django.test import Client
 
 from activity.models import ActivityLog
 from experiments.lifecycle import ALREADY_LAUNCHED
 from experiments.models import Experiment
-from tests.factories import ExperimentFactory, UserFactory
+from experiments_api.admin import JSON_TOO_DEEP, SELECTION_NOT_IDS, ModelAdmin
+from flags.models import Cohort
+from tests.factories import ExperimentFactory, FeatureFlagFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -155,3 +160,81 @@ def test_ship_variant_needs_exactly_one_experiment(admin_client):
     )
     shown = [str(message) for message in get_messages(response.wsgi_request)]
     assert "Select exactly one experiment to ship a variant of." in shown
+
+
+def test_ship_variant_offers_only_variant_keys_that_are_text(admin_client):
+    """A flag edited by hand may hold variant keys that are not text (a list among the choices read
+    as a group of choices and failed the page): only text keys are offered."""
+    flag = FeatureFlagFactory(
+        filters={
+            "groups": [],
+            "multivariate": {
+                "variants": [
+                    {"key": "control", "rollout_percentage": 50},
+                    {"key": 5, "rollout_percentage": 25},
+                    {"key": ["x"], "rollout_percentage": 25},
+                ]
+            },
+        }
+    )
+    running = ExperimentFactory(feature_flag=flag, project=flag.project, start_date="2024-01-01T00:00:00Z")
+    selected = {"action": "ship_variant", "_selected_action": [running.pk]}
+
+    question = admin_client.post("/admin/experiments/experiment/", selected)
+
+    assert question.status_code == 200
+    assert re.findall(r'<option value="([^"]*)"', question.content.decode().split('name="variant_key"')[1])[
+        :2
+    ] == ["control", ""]
+    refused = admin_client.post(
+        "/admin/experiments/experiment/", {**selected, "apply": "1", "variant_key": "5"}
+    )
+    assert refused.status_code == 200 and b"Select a valid choice" in refused.content
+    running.refresh_from_db()
+    assert running.end_date is None
+
+
+@pytest.mark.parametrize("action", ["ship_variant", "unarchive", "archive"])
+@pytest.mark.parametrize("forged", ["x", "²", "9" * 5000])
+def test_selections_that_are_not_ids_are_refused_with_a_message(admin_client, action, forged):
+    archived = ExperimentFactory(
+        start_date="2024-01-01T00:00:00Z", end_date="2024-02-01T00:00:00Z", archived=True
+    )
+    before = ActivityLog.objects.count()
+
+    response = admin_client.post(
+        "/admin/experiments/experiment/", {"action": action, "_selected_action": [archived.pk, forged]}
+    )
+
+    assert response.status_code == 302
+    shown = [str(message) for message in get_messages(response.wsgi_request)]
+    assert shown == [SELECTION_NOT_IDS]
+    archived.refresh_from_db()
+    assert archived.archived is True
+    assert ActivityLog.objects.count() == before
+
+
+def test_every_admin_checks_its_selections(admin_client):
+    unchecked = [
+        type(model_admin).__name__
+        for model_admin in admin.site._registry.values()
+        if not isinstance(model_admin, ModelAdmin)
+    ]
+    assert not unchecked
+    policy_list = admin_client.post(
+        "/admin/approvals/approvalpolicy/", {"action": "delete_selected", "_selected_action": ["not-a-uuid"]}
+    )
+    assert policy_list.status_code == 302
+    assert [str(message) for message in get_messages(policy_list.wsgi_request)] == [SELECTION_NOT_IDS]
+
+
+def test_json_nested_too_deep_to_read_is_refused_by_admin_forms(admin_client):
+    """`json.loads` raises RecursionError on such input, which Django's JSON form field lets through."""
+    project = ExperimentFactory().project
+    response = admin_client.post(
+        "/admin/flags/cohort/add/",
+        {"project": project.id, "name": "Deep", "filters": "[" * 5000, "groups": "[]"},
+    )
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["filters"] == [JSON_TOO_DEEP]
+    assert not Cohort.objects.filter(name="Deep").exists()

@@ -367,3 +367,23 @@ def test_definitions_and_flags_agree(client, project, api):
         assert {key: (r["enabled"], r["variant"]) for key, r in remote.items()} == {
             key: (result.enabled, result.variant) for key, result in local.items()
         }
+
+
+def test_stored_cohort_references_no_id_can_be_read_from_are_skipped(client, project, api):
+    """Flag filters written before validation refused them (or by hand) may reference a cohort by
+    text `int` cannot read: the definitions are served without such a cohort, not a 500."""
+    cohort = CohortFactory(project=project)
+    references = [cohort.id, "9" * 5000, "²", "99999999999999999999"]
+    FeatureFlagFactory(
+        project=project,
+        key="odd-cohorts",
+        filters={
+            "groups": [
+                {"properties": [{"key": "id", "type": "cohort", "value": value}], "rollout_percentage": 100}
+                for value in references
+            ]
+        },
+    )
+    response = get_definitions(client, project, api.secret)
+    assert response.status_code == 200, response.content
+    assert list(response.json()["cohorts"]) == [str(cohort.id)]

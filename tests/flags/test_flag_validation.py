@@ -115,6 +115,18 @@ INVALID_FILTERS = [
         id="unknown-cohort",
     ),
     pytest.param(
+        {"groups": [group({"key": "id", "value": "9" * 5000, "type": "cohort"})]},
+        f"Cohort with id {'9' * 5000} does not exist",
+        "cohort_does_not_exist",
+        id="cohort-id-longer-than-int-reads",
+    ),
+    pytest.param(
+        {"groups": [group({"key": "id", "value": "²", "type": "cohort"})]},
+        "Cohort with id ² does not exist",
+        "cohort_does_not_exist",
+        id="cohort-id-superscript-digit",
+    ),
+    pytest.param(
         {"groups": [group()], "multivariate": [1]},
         v.MULTIVARIATE_NOT_AN_OBJECT,
         "invalid_input",
@@ -182,6 +194,12 @@ INVALID_FILTERS = [
         v.PAYLOAD_NOT_JSON,
         "invalid_input",
         id="payload-json",
+    ),
+    pytest.param(
+        {"groups": [group()], "payloads": {"true": "[" * 5000}},
+        v.PAYLOAD_NOT_JSON,
+        "invalid_input",
+        id="payload-json-too-deep-to-read",
     ),
     pytest.param(
         {"groups": [group()], "multivariate": CONTROL_TEST, "payloads": {"other": "1"}},

@@ -6,6 +6,7 @@ import json
 import pytest
 from django.test import Client
 
+from accounts.scoping import PROJECT_NOT_FOUND
 from accounts.services import project_secret_api_key_rotate
 from activity.models import ActivityLog
 from flags.delivery import INVALID_SECRET_KEY, NO_SECRET_KEY, SECRET_KEY_WITHOUT_ACCESS
@@ -276,12 +277,18 @@ def test_current_without_token_is_the_key_users_current_project(api, project, us
     assert remote_config(api.secret, project, "app-config", token="").json() == CONFIG_TEXT
 
 
-def test_only_get_is_allowed(api, project):
-    response = Client().post(
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
+def test_only_get_is_allowed(api, project, method):
+    """Other methods are the view's 405, not the CSRF check's 403 (it reads no cookie or session)."""
+    create_remote_config(api)
+    response = Client(enforce_csrf_checks=True).generic(
+        method,
         f"/api/projects/@current/feature_flags/app-config/remote_config?token={project.api_token}",
         headers={"Authorization": f"Bearer {api.secret}"},
     )
-    assert response.status_code == 405
+    assert response.status_code == 405, response.content
+    assert response["Allow"] == "GET, HEAD"
+    assert response.json()["code"] == "method_not_allowed"
 
 
 @pytest.mark.parametrize(
@@ -299,3 +306,48 @@ def test_hostile_references_are_refused_without_a_server_error(api, project, pro
     create_remote_config(api)
     response = remote_config(api.key, project, flag_ref, project_ref=project_ref, token=token)
     assert response.status_code in (400, 401, 404), response.content
+
+
+def documented_answers() -> dict:
+    schema = Client().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    operation = schema["paths"]["/api/projects/{project_id}/feature_flags/{id}/remote_config/"]["get"]
+    return operation["responses"]
+
+
+def test_answers_are_those_the_schema_documents(api, project):
+    create_remote_config(api)
+    FeatureFlagFactory(project=project, key="ordinary")
+    documented = documented_answers()
+    answers = [
+        remote_config(api.secret, project, "app-config"),
+        remote_config(api.secret, project, "ordinary"),
+        remote_config(api.secret, project, "app-config", project_ref="999999999"),
+        remote_config("phx_not-a-key", project, "app-config"),
+    ]
+    assert [answer.status_code for answer in answers] == [200, 404, 404, 401]
+    for answer in answers:
+        media_type = answer["Content-Type"].split(";")[0]
+        assert media_type in documented[str(answer.status_code)]["content"], (answer.status_code, media_type)
+    assert isinstance(answers[0].json(), str)
+    assert answers[1].content == b""
+    assert set(answers[2].json()) == set(answers[3].json()) == {"type", "code", "detail", "attr"}
+
+
+FULLWIDTH_DIGITS = str.maketrans("0123456789", "０１２３４５６７８９")
+
+
+def test_flag_references_that_are_not_ascii_ids_are_keys(api, project):
+    """A superscript digit passes `isdigit` and `int` refuses it; `int` reads fullwidth digits as
+    the flag's id. Neither is an id here: each is looked up as a key, and no flag has it."""
+    flag = create_remote_config(api)
+    for flag_ref in ("²", "9" * 5000, str(flag["id"]).translate(FULLWIDTH_DIGITS)):
+        response = remote_config(api.secret, project, flag_ref)
+        assert (response.status_code, response.content) == (404, b""), flag_ref
+
+
+def test_project_references_that_are_not_ascii_ids_name_no_project(api, project):
+    create_remote_config(api)
+    for project_ref in ("²", "9" * 5000, str(project.id).translate(FULLWIDTH_DIGITS)):
+        response = remote_config(api.secret, project, "app-config", project_ref=project_ref)
+        assert response.status_code == 404, project_ref
+        assert response.json()["detail"] == PROJECT_NOT_FOUND

@@ -571,3 +571,19 @@ def test_without_a_task_queue_an_async_run_is_computed_in_the_request(
     assert finished["complete"] is True and finished["error"] is False, finished
     assert finished["results"]["baseline"]["sum"] == 3
     assert queue_rows("SELECT count(*) FROM procrastinate_jobs") == [(0,)]
+
+
+@pytest.mark.parametrize("lookback_days", ["²", "+-5", "9" * 5000])
+def test_an_unreadable_stored_cuped_lookback_falls_back_instead_of_a_500(api, project, lookback_days):
+    experiment = running_experiment(project)
+    send_c4_fixture(project, experiment)
+    patched = api.patch(
+        api.url(f"experiments/{experiment.id}/"),
+        {"stats_config": {"cuped": {"enabled": True, "lookback_days": lookback_days}}},
+        format="json",
+    )
+    assert patched.status_code == 200, patched.content
+    for refresh in ("blocking", "force_blocking"):
+        response = api.post(api.url("query/"), experiment_query(experiment, refresh=refresh), format="json")
+        assert response.status_code == 200, response.content
+        assert response.json()["baseline"]["number_of_samples"] == 60

@@ -4,8 +4,14 @@ from approvals.services import change_requests_validate
 
 
 class Command(BaseCommand):
-    help = "Mark pending change requests whose target changed since they were made as stale."
+    help = (
+        "Fail pending change requests that can never be applied, and mark those whose target changed "
+        "since they were made as stale."
+    )
 
     def handle(self, *args, **options) -> None:
-        checked, stale = change_requests_validate()
-        self.stdout.write(f"Checked {checked} change request(s); {stale} marked stale.")
+        counts = change_requests_validate()
+        self.stdout.write(
+            f"Checked {counts.checked} change request(s); {counts.stale} marked stale; "
+            f"{counts.failed} failed (can never be applied)."
+        )
