@@ -70,6 +70,12 @@ def lock_experiment_and_flag(
     flag.project = project
     locked.feature_flag = flag
     locked.created_by = created_by
+    if holdout is None and locked.holdout_id is not None:
+        # The statement waited for the lock while another write moved the experiment to another
+        # holdout: PostgreSQL rechecks the locked row against the holdout row it had joined before,
+        # which no longer matches, so the join came back empty. The holdout is read as it now is.
+        holdout = ExperimentHoldout.objects.select_related("created_by").get(pk=locked.holdout_id)
+        holdout_created_by = holdout.created_by
     if holdout is not None:
         holdout.created_by = holdout_created_by
     locked.holdout = holdout

@@ -2,17 +2,18 @@
 others are refused with the state machine's message, and the experiment and its flag agree."""
 
 import threading
+import time
 from datetime import UTC, datetime
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from rest_framework.test import APIClient
 
 from activity.models import ActivityLog
 from experiments.lifecycle import ALREADY_ENDED, ALREADY_LAUNCHED, ALREADY_PAUSED
 from experiments.models import Experiment
 from flags.models import FeatureFlag
-from tests.factories import ExperimentFactory, FeatureFlagFactory
+from tests.factories import ExperimentFactory, ExperimentHoldoutFactory, FeatureFlagFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -173,3 +174,47 @@ def test_simultaneous_flag_edits_each_bump_the_version(api):
         ActivityLog.objects.filter(scope="FeatureFlag", item_id=str(flag.id), activity="updated").count()
         == PARALLEL
     )
+
+
+def test_a_write_waiting_for_the_lock_sees_the_holdout_another_write_just_set(api):
+    """A PATCH that waited for the experiment's lock while another transaction moved the
+    experiment to another holdout reads the row PostgreSQL rechecked after that commit: it keeps
+    and shows the new holdout instead of writing back none."""
+    first = ExperimentHoldoutFactory(project=api.project)
+    second = ExperimentHoldoutFactory(project=api.project)
+    experiment = ExperimentFactory(project=api.project, feature_flag__project=api.project, holdout=first)
+    answers: list = []
+
+    def rename() -> None:
+        try:
+            client = APIClient()
+            client.credentials(HTTP_AUTHORIZATION=f"Bearer {api.secret}")
+            answers.append(
+                client.patch(api.url(f"experiments/{experiment.id}/"), {"name": "Renamed"}, format="json")
+            )
+        finally:
+            connection.close()
+
+    with transaction.atomic():
+        Experiment.objects.filter(pk=experiment.id).update(holdout=second)
+        renaming = threading.Thread(target=rename)
+        renaming.start()
+        for _ in range(500):
+            with connection.cursor() as cursor:
+                # Activity is read as of the transaction's first look unless its snapshot is cleared.
+                cursor.execute("SELECT pg_stat_clear_snapshot()")
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                )
+                if cursor.fetchone()[0]:
+                    break
+            time.sleep(0.01)
+        else:
+            pytest.fail(f"the PATCH never waited for the experiment's lock: {answers and answers[0].content}")
+    renaming.join(timeout=60)
+
+    assert answers[0].status_code == 200, answers[0].content
+    stored = Experiment.objects.get(pk=experiment.id)
+    assert (stored.name, stored.holdout_id) == ("Renamed", second.id)
+    assert answers[0].json()["holdout"]["id"] == second.id
