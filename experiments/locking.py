@@ -55,8 +55,9 @@ def lock_experiment_and_flag(
     the row). Raises `Experiment.DoesNotExist` when its project has no such experiment, or it is
     deleted and `include_deleted` is not set.
 
-    No writer locks a flag and then an experiment, so taking both at once cannot deadlock with
-    another writer."""
+    Lifecycle writers take both at once; `holdout_delete` still locks the holdout's flags before
+    `holdout.delete()` clears the experiments' holdout, so it and a launch of one of its experiments
+    can deadlock (PostgreSQL then fails one of them)."""
     project = experiment.project
     with connection.cursor() as cursor:
         cursor.execute(_lock_statement(include_deleted), [experiment.pk, project.id])
