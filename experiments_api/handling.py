@@ -28,7 +28,7 @@ LENIENT = "lenient"
 WHOLE_BODY = "(body)"
 # Field names shown as they are; any other name is shown JSON-quoted with non-ASCII escaped, so
 # a hostile key cannot break the header (newlines, non-Latin-1) or bloat it past what clients read.
-PLAIN_NAME = re.compile(r"^[A-Za-z0-9_.$@-]{1,100}$")
+PLAIN_NAME = re.compile(r"[A-Za-z0-9_.$@-]{1,100}")
 MAX_NAMES_SHOWN = 50
 MAX_NAME_SHOWN = 100
 # One preference of a `Prefer` header: `token [= value] *(; parameter)`, value possibly quoted.
@@ -73,7 +73,7 @@ def requested_handling(prefer_header: str) -> str | None:
 
 
 def shown_name(name: str) -> str:
-    if PLAIN_NAME.match(name) or name == WHOLE_BODY:
+    if PLAIN_NAME.fullmatch(name) or name == WHOLE_BODY:
         return name
     quoted = json.dumps(name[:MAX_NAME_SHOWN])
     return quoted if len(name) <= MAX_NAME_SHOWN else f'{quoted[:-1]}..."'

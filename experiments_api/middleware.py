@@ -20,7 +20,7 @@ from experiments_api.errors import (
 )
 
 REQUEST_ID_HEADER = "X-Request-ID"
-SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 NUL_IN_PATH = "The path must not contain NUL characters."
 NUL_IN_QUERY = "Query parameters must not contain NUL characters."
 
@@ -33,7 +33,7 @@ class RequestIdMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         incoming = request.META.get("HTTP_X_REQUEST_ID", "")
-        request.request_id = incoming if SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request.request_id = incoming if SAFE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
         response = self.get_response(request)
         response[REQUEST_ID_HEADER] = request.request_id
         return response

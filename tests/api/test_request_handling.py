@@ -119,6 +119,22 @@ def test_hostile_field_names_cannot_break_or_bloat_the_header(api):
     assert len(header) < 2000
 
 
+def test_a_field_name_ending_in_a_newline_is_quoted_in_the_header(api):
+    """`$` in a regular expression also matches before a final newline: such a name passed as plain
+    and the header with a newline in it answered 500 (found by `make fuzz` on a form-encoded archive)."""
+    experiment = create_experiment(api)
+    response = api.client.post(
+        api.url(f"experiments/{experiment['id']}/archive/"),
+        "t%0A=1&disable_feature_flag=true",
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert response.status_code in (200, 400), response.content
+    assert response["Ignored-Fields"] == '"t\\n"'
+    created = api.post(api.url("feature_flags/"), {"key": "k", "tail\n": 1}, format="json")
+    assert created.status_code == 201
+    assert created["Ignored-Fields"] == '"tail\\n"'
+
+
 def test_the_sdk_endpoints_do_not_claim_the_preference(api):
     response = api.post(
         "/flags/?v=2",
