@@ -55,9 +55,8 @@ def lock_experiment_and_flag(
     the row). Raises `Experiment.DoesNotExist` when its project has no such experiment, or it is
     deleted and `include_deleted` is not set.
 
-    Lifecycle writers take both at once; `holdout_delete` still locks the holdout's flags before
-    `holdout.delete()` clears the experiments' holdout, so it and a launch of one of its experiments
-    can deadlock (PostgreSQL then fails one of them)."""
+    Every writer that takes both locks an experiment before its flag (holdout writes lock their
+    experiments first, `holdouts.services.linked_flags`), so two writers cannot deadlock here."""
     project = experiment.project
     with connection.cursor() as cursor:
         cursor.execute(_lock_statement(include_deleted), [experiment.pk, project.id])

@@ -26,8 +26,13 @@ def holdout_snapshot(holdout: ExperimentHoldout) -> dict[str, Any]:
 
 
 def linked_flags(holdout: ExperimentHoldout) -> list[FeatureFlag]:
-    """The flags of every experiment using the holdout, locked, each once (experiments may share one)."""
-    flag_ids = sorted(set(holdout.experiment_set.values_list("feature_flag_id", flat=True)))
+    """The flags of every experiment using the holdout, locked, each once (experiments may share one).
+    The experiments are locked first, in id order: a launch locks its experiment before its flag, and
+    taking them in the other order here let a holdout write and a launch deadlock."""
+    experiment_flags = (
+        holdout.experiment_set.select_for_update().order_by("pk").values_list("feature_flag_id", flat=True)
+    )
+    flag_ids = sorted(set(experiment_flags))
     return [flag_lock(flag_id=flag_id) for flag_id in flag_ids]
 
 

@@ -1,4 +1,6 @@
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from activity.models import ActivityLog
 from experiments.models import Experiment
@@ -147,6 +149,31 @@ def test_delete_clears_flag_holdout_and_detaches_experiments(api):
     assert ActivityLog.objects.filter(
         item_id=str(holdout.id), activity="deleted", detail__type="holdout"
     ).exists()
+
+
+@pytest.mark.parametrize("method", ["patch", "delete"])
+def test_holdout_writes_lock_experiments_before_their_flags(api, method):
+    """As a launch does (experiment, then flag): the other order let a holdout delete and a launch of
+    one of its experiments deadlock."""
+    holdout = ExperimentHoldoutFactory(project=api.project)
+    experiments = [ExperimentFactory(project=api.project, holdout=holdout) for _ in range(2)]
+    with CaptureQueriesContext(connection) as captured:
+        if method == "patch":
+            response = api.patch(
+                api.url(f"experiment_holdouts/{holdout.id}/"), holdout_body(rollout=30), format="json"
+            )
+        else:
+            response = api.delete(api.url(f"experiment_holdouts/{holdout.id}/"))
+    assert response.status_code in (200, 204)
+    locked_tables = [
+        table
+        for query in captured.captured_queries
+        if "FOR UPDATE" in query["sql"]
+        for table in ('"experiments_experiment"', '"flags_featureflag"')
+        if table in query["sql"].split(" WHERE ")[0]
+    ]
+    assert locked_tables.count('"flags_featureflag"') >= len(experiments)
+    assert locked_tables[0] == '"experiments_experiment"'
 
 
 def test_holdouts_of_another_project_are_invisible(api, other_project):
